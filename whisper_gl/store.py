@@ -1,0 +1,115 @@
+"""Locations: where stages hand artifacts to each other.
+
+A location is a local folder (the default, so everything runs offline) or a Hugging Face
+Hub repo id. Local writes are atomic: an artifact is built in a hidden sibling folder and
+renamed into place, so a killed run never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from . import OFFLINE_BASE_DIR, WhisperGLError
+
+# "openai/whisper-small", "user/name"; the legacy un-namespaced ids are not used by Whisper.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+# Weight formats we never need from the Hub (TensorFlow, Flax, ONNX).
+_IGNORED_HUB_FILES = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "flax_*", "tf_*"]
+
+OFFLINE_HINT = (
+    f"offline, use the bundled Whisper base: --model {OFFLINE_BASE_DIR} "
+    "(built by `make offline-model`)"
+)
+
+
+def is_hub_id(location: str) -> bool:
+    """True when `location` is not an existing local path but looks like a Hub repo id."""
+    return not Path(location).exists() and bool(HUB_ID.match(location))
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+
+
+def _hub_failure(location: str, kind: str, error: Exception) -> WhisperGLError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return WhisperGLError(
+        f"'{location}' is not a local folder and the {kind} could not be fetched from the "
+        f"Hugging Face Hub ({reason[:160]}); {OFFLINE_HINT}"
+    )
+
+
+def resolve_model(location: str) -> Path:
+    """Return a local folder holding the model at `location` (a folder or a Hub id).
+
+    Hub ids are downloaded once into the Hugging Face cache (honouring HF_HUB_OFFLINE);
+    when the Hub cannot be reached this raises one clear error naming the offline model.
+    """
+    path = Path(location).expanduser()
+    if path.is_dir():
+        if not any((path / name).exists() for name in ("config.json", "model.bin")):
+            raise WhisperGLError(f"'{location}' is a folder but holds no model (no config.json)")
+        return path
+    if not HUB_ID.match(location):
+        raise WhisperGLError(f"model '{location}' not found: expected a local folder or a Hub id; {OFFLINE_HINT}")
+    # Fail fast instead of a long retry storm when the Hub is unreachable.
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(location, ignore_patterns=_IGNORED_HUB_FILES))
+    except Exception as error:  # noqa: BLE001 - any Hub failure becomes one clear line
+        raise _hub_failure(location, "model", error) from None
+
+
+def hub_token() -> str:
+    """The Hugging Face token for pushing, or a clear error (never printed, never written)."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise WhisperGLError(
+            "--push-to-hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN"
+        )
+    return token
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, repo_type: str = "model",
+                commit_message: str = "Upload from whisper-gl") -> str:
+    """Upload a local folder to a Hub repo (created when missing); return the repo URL."""
+    from huggingface_hub import HfApi
+
+    if not HUB_ID.match(repo_id):
+        raise WhisperGLError(f"'{repo_id}' is not a Hub repo id of the form NAMESPACE/NAME")
+    api = HfApi(token=hub_token())
+    url = api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type,
+                      commit_message=commit_message)
+    return str(url)
