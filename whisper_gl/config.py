@@ -39,3 +39,165 @@ class SampleCorpusConfig:
         default=False,
         metadata={"help": "Rebuild even when the corpus and examples already exist and are complete."},
     )
+
+
+@dataclass
+class EngineConfig:
+    """`python -m whisper_gl.transcribe FILE`: the transcription engine and its outputs."""
+
+    model: Optional[str] = field(
+        default=None,
+        metadata={"help": "Model folder or Hub id (default: $WHISPER_GL_MODEL, else artifacts/model when "
+                          f"trained, else {OFFLINE_BASE_DIR})."},
+    )
+    backend: str = field(
+        default="auto",
+        metadata={"help": "auto (the CTranslate2 export in <model>/ctranslate2 on CPU when present, else "
+                          "transformers), ctranslate2 or transformers.",
+                  "choices": ["auto", "ctranslate2", "transformers"]},
+    )
+    language: str = field(
+        default=DEFAULT_LANGUAGE,
+        metadata={"help": "Language spoken in the audio (Whisper code, e.g. gl, es, pt); 'auto' detects it."},
+    )
+    task: str = field(
+        default=DEFAULT_TASK,
+        metadata={"help": "transcribe, or translate (into English).", "choices": ["transcribe", "translate"]},
+    )
+    beam_size: int = field(default=5, metadata={"help": "Beam search width per window (1 = greedy, faster)."})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
+    compute_type: str = field(
+        default="default",
+        metadata={"help": "CTranslate2 weight type: default (int8 on CPU, float16 on GPU), int8, float32, ..."},
+    )
+    timestamps: str = field(
+        default="auto",
+        metadata={"help": "Segment times: model (predicted timestamps), windows (fixed windows decoded without "
+                          "timestamps, each timed by its window), auto (model, and windows when the model "
+                          "predicts no timestamps).",
+                  "choices": ["auto", "model", "windows"]},
+    )
+    vad_filter: bool = field(
+        default=False,
+        metadata={"help": "CTranslate2 only: skip non-speech with faster-whisper's Silero voice activity detector."},
+    )
+    srt: Optional[str] = field(default=None, metadata={"help": "Also write SubRip subtitles (.srt) to this file."})
+    vtt: Optional[str] = field(default=None, metadata={"help": "Also write WebVTT subtitles (.vtt) to this file."})
+
+
+@dataclass
+class ExportConfig:
+    """`python -m whisper_gl.export`: a transformers Whisper checkpoint to CTranslate2 (faster-whisper)."""
+
+    model: str = field(metadata={"help": "Transformers Whisper checkpoint folder (or Hub id) to convert."})
+    quantization: str = field(
+        default="int8",
+        metadata={"help": "CTranslate2 weight type of the export: int8 (fastest on CPU), int8_float16, float16, "
+                          "float32."},
+    )
+    output_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "Where to write the export (default: <model>/ctranslate2, where the engine looks)."},
+    )
+
+
+def _env_number(name: str, default: float):
+    """A default read from an environment variable when the config is made: a Space sets
+    its limits as variables, and `--flag` still overrides them."""
+
+    def read() -> float:
+        import os
+
+        from . import WhisperGLError
+
+        value = os.environ.get(name, "").strip()
+        try:
+            return float(value) if value else default
+        except ValueError:
+            raise WhisperGLError(f"{name} must be a number, got '{value}'") from None
+
+    return read
+
+
+@dataclass
+class AppConfig:
+    """`python app_file.py` / `app_microphone.py` / `app_youtube.py`: serve one transcription app.
+
+    Host and port follow Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+    """
+
+    model: Optional[str] = field(
+        default=None,
+        metadata={"help": "Model folder or Hub id (default: $WHISPER_GL_MODEL, else artifacts/model when trained, "
+                          "else the offline base)."},
+    )
+    backend: str = field(
+        default="auto",
+        metadata={"help": "auto (the CTranslate2 int8 export on CPU when present, else transformers), "
+                          "ctranslate2 or transformers."},
+    )
+    max_minutes: float = field(
+        default_factory=_env_number("WHISPER_GL_MAX_MINUTES", 30.0),
+        metadata={"help": "Longest audio accepted, in minutes (default: $WHISPER_GL_MAX_MINUTES, else 30)."},
+    )
+    max_mb: float = field(
+        default_factory=_env_number("WHISPER_GL_MAX_MB", 200.0),
+        metadata={"help": "Largest upload or download accepted, in MB (default: $WHISPER_GL_MAX_MB, else 200)."},
+    )
+    concurrency: int = field(
+        default=2,
+        metadata={"help": "Transcriptions run at the same time (about one per CPU core); later requests wait in the queue."},
+    )
+    queue_size: int = field(
+        default=64,
+        metadata={"help": "Requests allowed to wait; beyond that a new request is told the app is busy."},
+    )
+
+
+@dataclass
+class DeployConfig:
+    """`python -m whisper_gl.deploy`: stage the apps as Hugging Face Spaces and upload them."""
+
+    model: str = field(
+        metadata={"help": "The model the Space serves: a Hub model id (USER/NAME), or a local model folder, "
+                          "which is pushed to --model-repo first (a Space never bundles weights)."},
+    )
+    app: Optional[str] = field(
+        default=None,
+        metadata={"help": "The app to deploy: microphone, file or youtube (or use --all)."},
+    )
+    space: Optional[str] = field(
+        default=None,
+        metadata={"help": "The Space to create or update, as USER/NAME (with --app)."},
+    )
+    all: bool = field(
+        default=False,
+        metadata={"help": "Deploy the three apps, as --space-prefix plus -microphone, -file and -youtube."},
+    )
+    space_prefix: Optional[str] = field(
+        default=None,
+        metadata={"help": "With --all: USER/PREFIX naming the Spaces USER/PREFIX-microphone, -file, -youtube."},
+    )
+    model_repo: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub model repo (USER/NAME) to push a local --model folder to before deploying."},
+    )
+    dry_run: Optional[str] = field(
+        default=None,
+        metadata={"help": "Only stage the Space folder(s) in this folder (one subfolder per app with --all); "
+                          "nothing is uploaded and no Hub call is made. `python app.py` inside runs the app."},
+    )
+    cookies_file: Optional[str] = field(
+        default=None,
+        metadata={"help": "youtube app: a Netscape cookies.txt from a browser logged in to YouTube; its "
+                          "youtube.com cookies become the Space secret WHISPER_GL_YTDLP_COOKIES (never printed)."},
+    )
+    hardware: str = field(
+        default="cpu-basic",
+        metadata={"help": "Space hardware flavor: cpu-basic (2 vCPU, 16 GB, no hourly cost), cpu-upgrade, "
+                          "or a GPU flavor such as t4-small (billed per hour)."},
+    )
+    private: bool = field(
+        default=False,
+        metadata={"help": "Create the Space as private (ignored when it already exists)."},
+    )

@@ -1,0 +1,241 @@
+"""The two decoders behind the transcription engine: transformers and CTranslate2.
+
+Both follow Whisper's long-form algorithm (sequential windows that move with the predicted
+timestamps) with the loop guards of the original paper: no conditioning on the previous
+window, and a window whose output compresses too well (repetition) or scores too low is
+decoded again at a higher temperature. Both also offer "window" decoding: fixed windows
+decoded without timestamps, each given the window's times, for checkpoints that no longer
+predict timestamps.
+
+A backend returns `Decoded`; the engine (`whisper_gl.transcribe`) adds the guards that
+do not depend on the decoder.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import WhisperGLError
+from .subtitles import Segment
+
+SAMPLING_RATE = 16000
+# Temperature fallback, thresholds and the no-speech skip of Whisper's reference decoder.
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+TEXT_COMPRESSION_RATIO_THRESHOLD = 2.4  # zlib ratio of the decoded text (openai-whisper, faster-whisper)
+# transformers measures the ratio on token ids, not text; its documented equivalent of 2.4 is 1.35.
+TOKEN_COMPRESSION_RATIO_THRESHOLD = 1.35
+LOGPROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+# Fast Galician speech is ~3.5 words/s, ~2.5 tokens a word, plus timestamp pairs: 12 tokens
+# per second of audio is a generous ceiling that still stops a runaway loop early.
+MAX_TOKENS_PER_SECOND = 12
+MIN_NEW_TOKENS = 8
+
+CTRANSLATE2_SUBDIR = "ctranslate2"
+
+
+@dataclass
+class Decoded:
+    """What a backend found: timed segments, the language, and whether the model
+    itself closed any segment with a timestamp (False: it does not predict them)."""
+
+    segments: list[Segment]
+    language: str
+    predicted_timestamps: bool
+
+
+def max_new_tokens(seconds: float, prompt_tokens: int, max_target_positions: int) -> int:
+    """Tokens a window of `seconds` may produce: bounded by the audio, not by the model."""
+    bound = math.ceil(seconds * MAX_TOKENS_PER_SECOND) + MIN_NEW_TOKENS
+    return max(1, min(bound, max_target_positions // 2 - prompt_tokens))
+
+
+def ctranslate2_export(folder: Path) -> Path | None:
+    """The CTranslate2 model for a model folder: its `ctranslate2/` export, or the folder
+    itself when it is a bare CTranslate2 model (model.bin without config for transformers)."""
+    if (folder / CTRANSLATE2_SUBDIR / "model.bin").is_file():
+        return folder / CTRANSLATE2_SUBDIR
+    if (folder / "model.bin").is_file() and not (folder / "model.safetensors").exists():
+        return folder
+    return None
+
+
+class TransformersBackend:
+    """WhisperForConditionalGeneration.generate, long-form (the reference implementation)."""
+
+    name = "transformers"
+
+    def __init__(self, folder: Path, *, device: str = "cpu", beam_size: int = 5):
+        import torch
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        try:
+            self.processor = WhisperProcessor.from_pretrained(folder)
+            self.model = WhisperForConditionalGeneration.from_pretrained(folder).to(device).eval()
+        except (OSError, ValueError) as error:
+            raise WhisperGLError(f"cannot load the transformers model in '{folder}': {error}") from None
+        self.device = device
+        self.beam_size = beam_size
+        config = self.model.config
+        # The window comes from the checkpoint (never a hard-coded 30 s): the encoder's
+        # convolutions map stride * max_source_positions mel frames onto its positions.
+        conv_stride = self.model.model.encoder.conv1.stride[0] * self.model.model.encoder.conv2.stride[0]
+        self.window_frames = config.max_source_positions * conv_stride
+        hop = self.processor.feature_extractor.hop_length
+        self.window_seconds = self.window_frames * hop / SAMPLING_RATE
+        self.window_samples = self.window_frames * hop
+        self.max_target_positions = config.max_target_positions
+        self.timestamp_begin = self.model.generation_config.no_timestamps_token_id + 1
+        self.id_to_language = {v: k.strip("<|>") for k, v in self.model.generation_config.lang_to_id.items()}
+        # One generate at a time: torch already uses every core, and generate mutates state.
+        self._lock = threading.Lock()
+        self._torch = torch
+
+    def _features(self, audio: np.ndarray):
+        # Shorter than a window: padded to it, as in training. Longer: kept whole for long-form.
+        padding = "longest" if len(audio) > self.window_samples else "max_length"
+        features = self.processor.feature_extractor(
+            audio, sampling_rate=SAMPLING_RATE, truncation=False, padding=padding, return_tensors="pt"
+        ).input_features
+        return features.to(self.device, self.model.dtype)
+
+    def _detect_language(self, features) -> str:
+        token = self.model.detect_language(features[:, :, : self.window_frames], num_segment_frames=self.window_frames)
+        return self.id_to_language[int(token[0])]
+
+    def _generation_kwargs(self, seconds: float, language: str, task: str) -> dict:
+        return dict(
+            language=language,
+            task=task,
+            num_beams=self.beam_size,
+            condition_on_prev_tokens=False,
+            temperature=TEMPERATURES,
+            compression_ratio_threshold=TOKEN_COMPRESSION_RATIO_THRESHOLD,
+            logprob_threshold=LOGPROB_THRESHOLD,
+            no_speech_threshold=NO_SPEECH_THRESHOLD,
+            max_new_tokens=max_new_tokens(seconds, 4, self.max_target_positions),
+        )
+
+    def decode(self, audio: np.ndarray, *, language: str | None, task: str, timestamps: bool) -> Decoded:
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            features = self._features(audio)
+            language = language or self._detect_language(features)
+            if timestamps:
+                return self._decode_long_form(features, len(audio) / SAMPLING_RATE, language, task)
+            return self._decode_windows(audio, language, task)
+
+    def _decode_long_form(self, features, seconds: float, language: str, task: str) -> Decoded:
+        total_frames = features.shape[-1]
+        windows = math.ceil(total_frames / self.window_frames)
+        steps = 0
+
+        def stop_when_stuck(_progress):
+            # Each step moves at least one predicted segment forward; far more steps than
+            # windows means the seek is not moving (a model emitting only 0.00 timestamps).
+            nonlocal steps
+            steps += 1
+            if steps > 4 * windows + 8:
+                raise _Stalled()
+
+        try:
+            output = self.model.generate(
+                features,
+                return_timestamps=True,
+                return_segments=True,
+                monitor_progress=stop_when_stuck,
+                **self._generation_kwargs(min(seconds, self.window_seconds), language, task),
+            )
+        except _Stalled:
+            return Decoded([], language, predicted_timestamps=False)
+        segments, predicted = [], False
+        for raw in output["segments"][0]:
+            tokens = raw["tokens"].tolist()
+            predicted = predicted or (len(tokens) > 1 and tokens[-1] >= self.timestamp_begin)
+            text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            start = float(raw["start"])
+            end = min(float(raw["end"]), seconds)
+            if text and end > start:
+                segments.append(Segment(round(start, 3), round(end, 3), text))
+        return Decoded(segments, language, predicted)
+
+    def _decode_windows(self, audio: np.ndarray, language: str, task: str, batch_size: int = 8) -> Decoded:
+        starts = list(range(0, max(len(audio), 1), self.window_samples))
+        segments = []
+        for first in range(0, len(starts), batch_size):
+            chunks = [audio[s : s + self.window_samples] for s in starts[first : first + batch_size]]
+            features = self.processor.feature_extractor(
+                chunks, sampling_rate=SAMPLING_RATE, padding="max_length", return_tensors="pt"
+            ).input_features.to(self.device, self.model.dtype)
+            longest = max(len(c) for c in chunks) / SAMPLING_RATE
+            ids = self.model.generate(
+                features, return_timestamps=False, **self._generation_kwargs(longest, language, task)
+            )
+            ids = ids["sequences"] if isinstance(ids, dict) else ids
+            texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            for start, chunk, text in zip(starts[first : first + batch_size], chunks, texts):
+                if text.strip():
+                    begin = start / SAMPLING_RATE
+                    segments.append(Segment(round(begin, 3), round(begin + len(chunk) / SAMPLING_RATE, 3), text.strip()))
+        return Decoded(segments, language, predicted_timestamps=False)
+
+
+class _Stalled(Exception):
+    """Raised inside generate's progress callback to abandon a decode that stopped moving."""
+
+
+class CTranslate2Backend:
+    """faster-whisper on a CTranslate2 export (int8 on CPU): the fast path."""
+
+    name = "ctranslate2"
+
+    def __init__(self, folder: Path, *, device: str = "cpu", beam_size: int = 5,
+                 compute_type: str = "default", num_workers: int = 1, vad_filter: bool = False):
+        from faster_whisper import WhisperModel
+
+        export = ctranslate2_export(folder)
+        if export is None:
+            raise WhisperGLError(
+                f"'{folder}' has no CTranslate2 export: run `python -m whisper_gl.export --model {folder}`"
+            )
+        if compute_type == "default":
+            compute_type = "int8" if device == "cpu" else "float16"
+        try:
+            # num_workers > 1 lets that many transcribe() calls from different threads run at once.
+            self.model = WhisperModel(str(export), device=device, compute_type=compute_type, num_workers=num_workers)
+        except (RuntimeError, ValueError, OSError) as error:
+            raise WhisperGLError(f"cannot load the CTranslate2 export in '{export}': {error}") from None
+        self.beam_size = beam_size
+        self.vad_filter = vad_filter
+        self.window_seconds = float(self.model.feature_extractor.chunk_length)
+
+    def decode(self, audio: np.ndarray, *, language: str | None, task: str, timestamps: bool) -> Decoded:
+        seconds = min(len(audio) / SAMPLING_RATE, self.window_seconds)
+        pieces, info = self.model.transcribe(
+            audio,
+            language=language,
+            task=task,
+            beam_size=self.beam_size,
+            temperature=list(TEMPERATURES),
+            compression_ratio_threshold=TEXT_COMPRESSION_RATIO_THRESHOLD,
+            log_prob_threshold=LOGPROB_THRESHOLD,
+            no_speech_threshold=NO_SPEECH_THRESHOLD,
+            condition_on_previous_text=False,
+            without_timestamps=not timestamps,
+            vad_filter=self.vad_filter,
+            max_new_tokens=max_new_tokens(seconds, 4, self.model.max_length),
+        )
+        # Timestamp tokens are not in tokenizer.json: they follow <|notimestamps|> (as in faster-whisper).
+        timestamp_begin = self.model.hf_tokenizer.token_to_id("<|notimestamps|>") + 1
+        segments, predicted = [], False
+        for piece in pieces:  # a generator: decoding happens while iterating
+            predicted = predicted or (timestamps and len(piece.tokens) > 1 and piece.tokens[-1] >= timestamp_begin)
+            text = piece.text.strip()
+            if text:
+                segments.append(Segment(round(piece.start, 3), round(min(piece.end, info.duration), 3), text))
+        return Decoded(segments, info.language, predicted)

@@ -1,0 +1,257 @@
+"""The transcription engine: one object that turns audio into timed text.
+
+    from whisper_gl.transcribe import Transcriber
+    result = Transcriber("artifacts/model").transcribe("talk.mp3")
+    print(result.text); open("talk.srt", "w").write(result.to_srt())
+
+It loads a local model folder or a Hub id and picks a backend: the CTranslate2 int8
+export (`<model>/ctranslate2`, written by `python -m whisper_gl.export`) on CPU when it
+exists, else transformers. Audio of any length is transcribed whole, window after window;
+loops are bounded (tokens per second of audio), retried at higher temperature, and a
+repetitive segment that survives is dropped. A checkpoint that no longer predicts
+timestamps still gets timed segments: its windows are decoded without timestamps and
+each one is given the window's times.
+
+Command line:  python -m whisper_gl.transcribe FILE [--model M] [--srt OUT] [--vtt OUT] ...
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from . import ARTIFACTS_DIR, DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
+from .backends import (
+    SAMPLING_RATE,
+    TEXT_COMPRESSION_RATIO_THRESHOLD,
+    CTranslate2Backend,
+    Decoded,
+    TransformersBackend,
+    ctranslate2_export,
+)
+from .subtitles import Segment, to_srt, to_vtt
+
+__all__ = ["Segment", "Transcription", "Transcriber", "default_model", "BACKENDS", "TIMESTAMP_MODES"]
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "ctranslate2", "transformers")
+# "model": the model's own timestamps; "windows": fixed windows without timestamps;
+# "auto": the model's timestamps, and windows when the model closes no segment with one.
+TIMESTAMP_MODES = ("auto", "model", "windows")
+TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
+# Shorter than this, or quieter than this peak (-60 dBFS), there is nothing to transcribe:
+# Whisper would only hallucinate on it, so the engine returns an empty transcript.
+MIN_SPEECH_SECONDS = 0.2
+SILENCE_PEAK = 1e-3
+
+Audio = Union[str, os.PathLike, np.ndarray]
+
+
+def default_model() -> str:
+    """WHISPER_GL_MODEL, else the fine-tuned artifacts/model when trained, else the offline base."""
+    if os.environ.get("WHISPER_GL_MODEL"):
+        return os.environ["WHISPER_GL_MODEL"]
+    if (Path(TRAINED_MODEL_DIR) / "config.json").is_file():
+        return TRAINED_MODEL_DIR
+    return OFFLINE_BASE_DIR
+
+
+@dataclass
+class Transcription:
+    """Text and timed segments of one recording, with what produced them and how fast."""
+
+    text: str
+    segments: list[Segment]
+    language: str
+    duration: float  # seconds of audio
+    elapsed: float  # seconds spent, audio decoding included
+    backend: str
+    model: str
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time over audio time (below 1: faster than real time)."""
+        return self.elapsed / self.duration if self.duration else 0.0
+
+    def to_srt(self) -> str:
+        return to_srt(self.segments)
+
+    def to_vtt(self) -> str:
+        return to_vtt(self.segments)
+
+
+def as_waveform(audio: Audio) -> np.ndarray:
+    """A 16 kHz mono float32 waveform from a path (any container, via ffmpeg) or an array."""
+    if isinstance(audio, np.ndarray):
+        waveform = audio
+        if waveform.ndim == 2:  # (samples, channels) or (channels, samples): average the channels
+            waveform = waveform.mean(axis=int(np.argmin(waveform.shape)))
+        if waveform.ndim != 1:
+            raise WhisperGLError(f"expected a mono waveform, got an array of shape {audio.shape}")
+        if np.issubdtype(waveform.dtype, np.integer):  # PCM samples, e.g. int16 from a microphone
+            waveform = waveform / float(np.iinfo(waveform.dtype).max)
+        return np.ascontiguousarray(waveform, dtype=np.float32)
+    from .audio import load_audio
+
+    return load_audio(os.fspath(audio), sampling_rate=SAMPLING_RATE)
+
+
+def is_degenerate(text: str) -> bool:
+    """True for a repetition loop: text that zlib compresses far better than language does."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    return get_compression_ratio(text) > TEXT_COMPRESSION_RATIO_THRESHOLD
+
+
+class Transcriber:
+    """Load a Whisper model once; transcribe many recordings, from several threads if needed."""
+
+    def __init__(self, model: str | os.PathLike | None = None, *, backend: str = "auto",
+                 language: str | None = DEFAULT_LANGUAGE, task: str = DEFAULT_TASK, beam_size: int = 5,
+                 device: str = "cpu", compute_type: str = "default", timestamps: str = "auto",
+                 vad_filter: bool = False, num_workers: int = 1):
+        """
+        model: local folder or Hub id (default: `default_model()`).
+        backend: "auto" (CTranslate2 export on CPU when present, else transformers),
+            "ctranslate2" or "transformers".
+        language: forced language code (default Galician); None or "auto" detects it.
+        task: "transcribe" or "translate" (to English).
+        beam_size: beams per window (1 = greedy, faster).
+        device: "cpu" or "cuda".
+        compute_type: CTranslate2 weights type ("default": int8 on CPU, float16 on GPU).
+        timestamps: "auto", "model" or "windows" (see TIMESTAMP_MODES).
+        vad_filter: CTranslate2 only: skip non-speech with faster-whisper's Silero VAD.
+        num_workers: CTranslate2 only: how many calls may decode at the same time.
+        """
+        from .store import resolve_model
+
+        if backend not in BACKENDS:
+            raise WhisperGLError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+        if timestamps not in TIMESTAMP_MODES:
+            raise WhisperGLError(f"unknown timestamps mode '{timestamps}': choose one of {', '.join(TIMESTAMP_MODES)}")
+        if task not in ("transcribe", "translate"):
+            raise WhisperGLError(f"unknown task '{task}': choose transcribe or translate")
+        self.model = str(model if model is not None else default_model())
+        self.folder = resolve_model(self.model)
+        self.language = None if language in (None, "", "auto") else language
+        self.task = task
+        self.timestamps = timestamps
+        self._backend = self._load_backend(backend, device=device, beam_size=beam_size, compute_type=compute_type,
+                                           vad_filter=vad_filter, num_workers=num_workers)
+        self.backend = self._backend.name
+        self.window_seconds = self._backend.window_seconds
+
+    def _load_backend(self, backend: str, *, device: str, beam_size: int, compute_type: str,
+                      vad_filter: bool, num_workers: int):
+        has_transformers = (self.folder / "config.json").is_file()
+        if backend == "auto":
+            use_ctranslate2 = ctranslate2_export(self.folder) is not None and (device == "cpu" or not has_transformers)
+            backend = "ctranslate2" if use_ctranslate2 else "transformers"
+        if backend == "ctranslate2":
+            try:
+                return CTranslate2Backend(self.folder, device=device, beam_size=beam_size, compute_type=compute_type,
+                                          num_workers=num_workers, vad_filter=vad_filter)
+            except WhisperGLError as error:
+                if not has_transformers:
+                    raise
+                logger.warning("%s; using the transformers backend instead", error)
+        if not has_transformers:
+            raise WhisperGLError(f"'{self.model}' holds only a CTranslate2 model: use --backend ctranslate2")
+        return TransformersBackend(self.folder, device=device, beam_size=beam_size)
+
+    def __repr__(self) -> str:
+        return f"Transcriber(model={self.model!r}, backend={self.backend!r}, language={self.language!r})"
+
+    def transcribe(self, audio: Audio) -> Transcription:
+        """Transcribe a file path (any format ffmpeg reads) or a 16 kHz mono waveform."""
+        began = time.perf_counter()
+        waveform = as_waveform(audio)
+        duration = len(waveform) / SAMPLING_RATE
+        if duration < MIN_SPEECH_SECONDS or not np.isfinite(waveform).all() or np.abs(waveform).max() < SILENCE_PEAK:
+            decoded = Decoded([], self.language or "", predicted_timestamps=False)
+        else:
+            decoded = self._decode(waveform)
+        segments = []
+        for segment in decoded.segments:
+            if is_degenerate(segment.text):
+                logger.warning("dropped a repetitive segment at %.1f-%.1f s", segment.start, segment.end)
+            else:
+                segments.append(segment)
+        return Transcription(
+            text=" ".join(segment.text for segment in segments),
+            segments=segments,
+            language=decoded.language,
+            duration=round(duration, 3),
+            elapsed=time.perf_counter() - began,
+            backend=self.backend,
+            model=self.model,
+        )
+
+    def _decode(self, waveform: np.ndarray) -> Decoded:
+        options = dict(language=self.language, task=self.task)
+        if self.timestamps == "windows":
+            return self._backend.decode(waveform, timestamps=False, **options)
+        decoded = self._backend.decode(waveform, timestamps=True, **options)
+        if self.timestamps == "auto" and decoded.segments and not decoded.predicted_timestamps:
+            # The model wrote text but closed no segment with a timestamp: a checkpoint that
+            # lost timestamp prediction. Its own kind of decoding (no timestamps) is more faithful.
+            logger.info("the model predicts no timestamps: decoding fixed %.0f s windows", self.window_seconds)
+            decoded = self._backend.decode(waveform, timestamps=False, **options)
+        return decoded
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write a whole file or nothing (temp file in the same folder, then rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> Transcription:
+    from transformers import HfArgumentParser
+
+    from .config import EngineConfig
+
+    parser = HfArgumentParser(EngineConfig, description="Transcribe an audio or video file with Whisper.")
+    parser.add_argument("audio", help="audio or video file (any format ffmpeg reads)")
+    config, positional = parser.parse_args_into_dataclasses(args=argv)
+    transcriber = Transcriber(
+        config.model, backend=config.backend, language=config.language, task=config.task,
+        beam_size=config.beam_size, device=config.device, compute_type=config.compute_type,
+        timestamps=config.timestamps, vad_filter=config.vad_filter,
+    )
+    result = transcriber.transcribe(positional.audio)
+    print(result.text)
+    for path, render in ((config.srt, result.to_srt), (config.vtt, result.to_vtt)):
+        if path:
+            _write_text(path, render())
+    print(
+        f"[{result.model} | {result.backend} | language {result.language or '?'} | "
+        f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
+        f"{len(result.segments)} segments]",
+        file=sys.stderr,
+    )
+    return result
+
+
+if __name__ == "__main__":
+    from .cli import run
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    run(main)
