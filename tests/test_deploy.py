@@ -136,14 +136,16 @@ def front_matter(readme: str | bytes) -> dict:
 
 # ---------------------------------------------------------------- staging
 
-def test_dry_run_stages_three_complete_spaces_without_any_hub_call(hub, no_token, model_folder, tmp_path, capsys):
+def test_dry_run_stages_three_complete_spaces_without_any_hub_call(
+        hub, no_token, model_folder, cookies_file, tmp_path, capsys):
     folders = deploy.deploy(DeployConfig(model=str(model_folder), all=True, space_prefix="tester/whisper-gl",
-                                         dry_run=str(tmp_path / "spaces")))
+                                         dry_run=str(tmp_path / "spaces"), cookies_file=str(cookies_file)))
 
     assert hub.calls == []
     assert [Path(f).name for f in folders] == list(deploy.APPS)
     out = capsys.readouterr().out
     assert "a real deploy pushes it" in out and "nothing uploaded" in out
+    assert "(2 youtube.com cookies)" in out and "yt-secret" not in out
     for app, folder in zip(deploy.APPS, map(Path, folders)):
         card = front_matter((folder / "README.md").read_text())
         assert card["sdk"] == "gradio" and card["sdk_version"] == metadata.version("gradio")
@@ -158,6 +160,7 @@ def test_dry_run_stages_three_complete_spaces_without_any_hub_call(hub, no_token
         assert staged_modules == deploy.runtime_modules()
         assert not {"deploy", "training", "features"} & set(staged_modules)
         assert not list(folder.rglob("*.safetensors")) and not list(folder.rglob("model.bin"))  # no weights
+        assert not any(b"yt-secret" in p.read_bytes() for p in folder.rglob("*") if p.is_file())
 
 
 def test_space_requirements_hold_inference_packages_only():
@@ -371,7 +374,7 @@ def _blocked_imports(app: str) -> list[str]:
     repo = [line.split("#")[0].strip() for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
     absent = {canonicalize_name(Requirement(line).name) for line in repo if line} - installed
     return sorted(name for name, dists in _packages_distributions().items()
-                  if {canonicalize_name(d) for d in dists} & absent and not name.startswith("_"))
+                  if {canonicalize_name(d) for d in dists} <= absent and not name.startswith("_"))
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import io
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
@@ -92,6 +92,12 @@ class Target:
     space: str  # USER/NAME
 
 
+@dataclass(frozen=True)
+class YouTubeCookies:
+    content: str = field(repr=False)  # a secret: never shown, even in a traceback's repr
+    count: int
+
+
 # ---------------------------------------------------------------- checks (nothing leaves the machine)
 
 def plan(config: DeployConfig) -> list[Target]:
@@ -144,8 +150,8 @@ def local_model(model: str) -> Path | None:
     return path.resolve()
 
 
-def read_cookies(path: str) -> tuple[str, int]:
-    """The youtube.com cookies of a Netscape cookies.txt, re-serialised; and how many.
+def read_cookies(path: str) -> YouTubeCookies:
+    """The youtube.com cookies of a Netscape cookies.txt, re-serialised.
 
     Only YouTube's cookies are kept: a browser export often holds every site's session
     (mail, bank...), which must not end up in a Space secret. Nothing is ever printed.
@@ -169,7 +175,7 @@ def read_cookies(path: str) -> tuple[str, int]:
                              "browser logged in to YouTube")
     content = io.StringIO()
     youtube.save(content)
-    return content.getvalue(), len(youtube)
+    return YouTubeCookies(content.getvalue(), len(youtube))
 
 
 # ---------------------------------------------------------------- staging
@@ -329,7 +335,7 @@ def hub_call(action: str) -> Iterator[None]:
 
 
 def upload_space(api, target: Target, folder: Path, model: str, config: DeployConfig,
-                 cookies: str | None) -> str:
+                 cookies: YouTubeCookies | None) -> str:
     """Create (or update) the Space, set its variable/secret, upload the folder; return its URL."""
     with hub_call(f"creating the Space {target.space}"):
         url = api.create_repo(target.space, repo_type="space", space_sdk="gradio", exist_ok=True,
@@ -340,7 +346,7 @@ def upload_space(api, target: Target, folder: Path, model: str, config: DeployCo
         api.add_space_variable(target.space, MODEL_VARIABLE, model,
                                description="Hub id of the Whisper model the app serves")
         if cookies is not None:
-            api.add_space_secret(target.space, COOKIES_SECRET, cookies,
+            api.add_space_secret(target.space, COOKIES_SECRET, cookies.content,
                                  description="youtube.com cookies (Netscape cookies.txt) for yt-dlp")
     with hub_call(f"uploading to {target.space}"):
         # The Space mirrors the staged folder: files from an older deploy are deleted.
@@ -365,26 +371,18 @@ def publish_model(folder: Path, config: DeployConfig) -> str:
 # ---------------------------------------------------------------- entry point
 
 def deploy(config: DeployConfig) -> list[str]:
-    """Stage (--dry-run) or deploy the Spaces; return the staged folders or the Space URLs."""
+    """Stage (--dry-run) or deploy the Spaces; return the staged folders or the Space URLs.
+
+    Everything that can be checked locally is checked before the first Hub call.
+    """
     targets = plan(config)
     hardware = check_hardware(config.hardware)
     if config.cookies_file and not any(target.app == "youtube" for target in targets):
         raise WhisperGLError("--cookies-file is only for the youtube app")
     cookies = read_cookies(config.cookies_file) if config.cookies_file else None
     folder = local_model(config.model)
-
     if config.dry_run:
-        model = str(folder) if folder else config.model
-        if folder:
-            print(f"dry run: the Space uses the local folder {folder}; a real deploy pushes it to "
-                  f"--model-repo first")
-        root = Path(config.dry_run)
-        staged = [stage_space(t.app, t.space, model, root / t.app if len(targets) > 1 else root, hardware)
-                  for t in targets]
-        for target, path in zip(targets, staged):
-            print(f"staged {target.app} for {target.space} in {path} (nothing uploaded); run it: "
-                  f"cd {path} && python app.py")
-        return [str(path) for path in staged]
+        return stage_only(targets, str(folder or config.model), Path(config.dry_run), hardware, cookies)
 
     from huggingface_hub import HfApi
 
@@ -403,14 +401,30 @@ def deploy(config: DeployConfig) -> list[str]:
                 raise WhisperGLError(f"model '{model}' is not on the Hub (or not visible with this token)")
     urls = []
     for target in targets:
+        secret = cookies if target.app == "youtube" else None
         with tempfile.TemporaryDirectory(prefix="whisper-gl-space-") as tmp:
             staged = stage_space(target.app, target.space, model, Path(tmp) / "space", hardware)
-            url = upload_space(api, target, staged, model, config,
-                               cookies[0] if cookies and target.app == "youtube" else None)
-        note = f" (cookies secret set: {cookies[1]} youtube.com cookies)" if cookies and target.app == "youtube" else ""
-        print(f"deployed {target.app}: {url}{note}")
-        urls.append(url)
+            urls.append(upload_space(api, target, staged, model, config, secret))
+        note = f" ({COOKIES_SECRET} secret: {secret.count} youtube.com cookies)" if secret else ""
+        print(f"deployed {target.app}: {urls[-1]}{note}")
     return urls
+
+
+def stage_only(targets: list[Target], model: str, root: Path, hardware: str,
+               cookies: YouTubeCookies | None) -> list[str]:
+    """--dry-run: stage into `root` (one subfolder per app when several); no Hub call at all."""
+    if Path(model).is_dir():
+        print(f"dry run: the Space uses the local folder {model}; a real deploy pushes it to --model-repo first")
+    if cookies:
+        print(f"dry run: a real deploy sets the {COOKIES_SECRET} secret ({cookies.count} youtube.com cookies)")
+    staged = []
+    for target in targets:
+        folder = stage_space(target.app, target.space, model, root / target.app if len(targets) > 1 else root,
+                             hardware)
+        print(f"staged {target.app} for {target.space} in {folder} (nothing uploaded); "
+              f"run it: cd {folder} && python app.py")
+        staged.append(str(folder))
+    return staged
 
 
 def main(argv: list[str] | None = None) -> None:
