@@ -163,6 +163,18 @@ def test_dry_run_stages_three_complete_spaces_without_any_hub_call(
         assert not any(b"yt-secret" in p.read_bytes() for p in folder.rglob("*") if p.is_file())
 
 
+def test_dry_run_replaces_an_earlier_staging_but_never_another_folder(hub, tmp_path):
+    stage = ["--app", "file", "--space", "tester/x", "--model", "tester/m", "--dry-run"]
+    deploy.main(stage + [str(tmp_path / "space")])
+    deploy.main(stage + [str(tmp_path / "space")])  # restaging is fine
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("mine")
+    with pytest.raises(WhisperGLError, match="not a staged Space"):
+        deploy.main(stage + [str(tmp_path / "work")])
+    assert (tmp_path / "work" / "notes.txt").read_text() == "mine"
+    assert hub.calls == []
+
+
 def test_space_requirements_hold_inference_packages_only():
     for app in deploy.APPS:
         lines = deploy.space_requirements(app, "cpu-basic")

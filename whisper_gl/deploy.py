@@ -237,7 +237,7 @@ def space_requirements(app: str, hardware: str) -> list[str]:
 
 def render_app(app: str, model: str) -> str:
     """The Space's entry: the app's door (as app_<app>.py), with the model defaulting to `model`."""
-    return f'''"""Hugging Face Space: the whisper-gl {app} app (staged by `python -m whisper_gl.deploy`).
+    return f'''"""Hugging Face Space: the whisper-gl {app} app ({STAGED_MARK}).
 
 `python app.py` serves it. The model comes from the {MODEL_VARIABLE} variable (set on the
 Space); the default below keeps the folder runnable as it is.
@@ -293,8 +293,17 @@ def render_readme(app: str, space: str, model: str, hardware: str) -> str:
     return str(card)
 
 
+STAGED_MARK = "staged by `python -m whisper_gl.deploy`"  # in every staged app.py
+
+
 def stage_space(app: str, space: str, model: str, folder: Path, hardware: str = "cpu-basic") -> Path:
-    """Write the complete Space folder for `app` at `folder` (atomically); return it."""
+    """Write the complete Space folder for `app` at `folder` (atomically); return it.
+
+    An existing `folder` is replaced only when it is empty or an earlier staged Space:
+    `--dry-run .` must never wipe a working directory.
+    """
+    if folder.exists() and any(folder.iterdir()) and STAGED_MARK not in _read(folder / "app.py"):
+        raise WhisperGLError(f"{folder} exists and is not a staged Space: give a new or empty folder")
     modules = runtime_modules()
     with atomic_dir(folder) as tmp:
         package = tmp / PACKAGE_DIR.name
@@ -310,6 +319,10 @@ def stage_space(app: str, space: str, model: str, folder: Path, hardware: str = 
         (tmp / "packages.txt").write_text("ffmpeg\n", encoding="utf-8")
         (tmp / "README.md").write_text(render_readme(app, space, model, hardware), encoding="utf-8")
     return folder
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
 
 # ---------------------------------------------------------------- upload
