@@ -4,9 +4,7 @@ Fast tests check the mapping exactly on a tiny random Whisper sent through CTran
 converter and back; slow tests compare the real converted base model with CTranslate2 itself.
 """
 
-import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
