@@ -132,7 +132,8 @@ def prepare_batch(batch: dict, processor: Processor, window_seconds: int) -> dic
     Every clip comes out: kept ones with features, rejected ones with `reject` set.
     """
     n = len(batch["sentence"])
-    out = {"input_features": [[] for _ in range(n)], "labels": [[] for _ in range(n)],
+    no_features = np.zeros((0, 0), dtype=np.float16)  # a rejected clip; same type as the kept ones
+    out = {"input_features": [no_features] * n, "labels": [[] for _ in range(n)],
            "duration": [math.nan] * n, "sentence": [""] * n, "path": [""] * n,
            "reject": [""] * n, "detail": [""] * n}
     waveforms, kept = [], []

@@ -60,7 +60,9 @@ def plot_lengths(durations: Sequence[float], window_seconds: float, path: str | 
 
     values = [d for d in durations if d == d]
     figure, axes = plt.subplots(figsize=(7, 4))
-    axes.hist(values, bins=min(50, max(5, len(values) // 4)), color="#4c72b0", edgecolor="white")
+    # Fixed-width bins from 0 to past the window, so the window is always in view.
+    upper = max([window_seconds, *values]) * 1.02
+    axes.hist(values, bins=np.linspace(0, upper, 61), color="#4c72b0", edgecolor="white")
     axes.axvline(window_seconds, color="#c44e52", linestyle="--", label=f"window: {window_seconds:g} s")
     over = sum(d > window_seconds for d in values)
     axes.set(title=f"Clip lengths ({len(values)} clips, {over} longer than the window)",

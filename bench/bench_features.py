@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Feature stage: the seed's way against ours, on the same clips, in one run.
+
+- seed: datasets decodes and resamples each clip (Audio(sampling_rate=16000)), the numpy
+  WhisperFeatureExtractor pads it to 30 s, 80 x 3000 float32 is stored per clip
+  (transformers of the seed's time had only the numpy path; it is forced here);
+- seed + torch: the same with today's torch extractor, to show what the storage and
+  batching change on their own;
+- ours: feature_extraction.py's pipeline (whisper_gl.features.extract_features):
+  in-process decoding, one batched STFT per 32 clips on audio padded only a little,
+  real-length float16 storage, plus its reports (stats, rejects).
+
+Each way runs the whole stage (processor loading, map, save_to_disk) in this process,
+after a small warm-up; bytes per clip is the saved folder's size over the clips.
+A second table times load_audio's two decoders on the same files.
+
+    .venv/bin/python bench/bench_features.py [--dataset FOLDER] [--model DIR] [--clips N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import datasets  # noqa: E402
+
+from whisper_gl.audio import load_audio  # noqa: E402
+from whisper_gl.config import FeatureConfig  # noqa: E402
+from whisper_gl.features import extract_features  # noqa: E402
+from whisper_gl.sources import load_source  # noqa: E402
+
+
+def corpus_of(source: Path, clips: int | None, folder: Path) -> tuple[Path, int]:
+    """A Common Voice folder listing `clips` clips of `source` (all its clips, repeated if asked)."""
+    rows = []
+    for tsv in ("train.tsv", "dev.tsv", "test.tsv"):
+        with open(source / tsv, newline="", encoding="utf-8") as handle:
+            rows += list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    clips = clips or len(rows)
+    rows = (rows * (clips // len(rows) + 1))[:clips]
+    folder.mkdir(parents=True)
+    (folder / "clips").symlink_to((source / "clips").resolve())
+    eighth = max(1, clips // 8)  # train / dev / test like a release: 6/8, 1/8, 1/8
+    parts = {"test.tsv": rows[:eighth], "dev.tsv": rows[eighth:2 * eighth], "train.tsv": rows[2 * eighth:]}
+    for name, part in parts.items():
+        with open(folder / name, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t", quoting=csv.QUOTE_NONE,
+                                    quotechar=None)
+            writer.writeheader()
+            writer.writerows(part)
+    return folder, clips
+
+
+def seed_way(corpus: Path, model: str, output: Path, *, numpy: bool) -> None:
+    """The seed's prepare_dataset, as in its notebook, over train + test."""
+    from transformers import WhisperFeatureExtractor, WhisperTokenizer
+    from transformers.models.whisper import feature_extraction_whisper
+
+    extractor = WhisperFeatureExtractor.from_pretrained(model)
+    tokenizer = WhisperTokenizer.from_pretrained(model, language="galician", task="transcribe")
+    source = load_source(str(corpus)).cast_column("audio", datasets.Audio(sampling_rate=16000))
+
+    def prepare_dataset(batch):
+        audio = batch["audio"]
+        batch["input_features"] = extractor(audio["array"], sampling_rate=audio["sampling_rate"]).input_features[0]
+        batch["labels"] = tokenizer(batch["sentence"]).input_ids
+        return batch
+
+    numpy_only = mock.patch.object(feature_extraction_whisper, "is_torch_available", lambda: False)
+    with numpy_only if numpy else contextlib.nullcontext(), tempfile.TemporaryDirectory() as cache:
+        prepared = datasets.DatasetDict({
+            split: dataset.map(prepare_dataset, remove_columns=dataset.column_names,
+                               cache_file_name=f"{cache}/{split}.arrow", desc=f"seed ({split})")
+            for split, dataset in source.items()
+        })
+        prepared.save_to_disk(str(output))
+
+
+def our_way(corpus: Path, model: str, output: Path) -> None:
+    with contextlib.redirect_stdout(None):  # the stage's own summary; the table below says it
+        extract_features(FeatureConfig(dataset=str(corpus), model=model, output_dir=str(output)))
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def measure(name, run, corpus: Path, warmup: Path, model: str, work: Path, clips: int) -> dict:
+    run(warmup, model, work / f"{name}-warmup")  # imports, first-call costs
+    output = work / name
+    started = time.perf_counter()
+    run(corpus, model, output)
+    seconds = time.perf_counter() - started
+    return {"way": name, "clips": clips, "seconds": seconds, "clips/s": clips / seconds,
+            "bytes/clip": folder_bytes(output) / clips}
+
+
+def decode_table(corpus: Path, files: int = 40) -> list[dict]:
+    paths = sorted((corpus / "clips").iterdir())[:files]
+    rows = []
+    for backend in ("torchcodec", "ffmpeg"):
+        started = time.perf_counter()
+        for path in paths:
+            load_audio(path, backend=backend)
+        rows.append({"decoder": f"load_audio backend={backend}",
+                     "ms/clip": (time.perf_counter() - started) / len(paths) * 1000})
+    return rows
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:,.1f}" if value < 1e4 else f"{value:,.0f}"
+        return str(value)
+
+    table = [columns] + [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print("  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(line, widths))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="Resources/cv-corpus-sample/gl", help="Common Voice release folder")
+    parser.add_argument("--model", default="artifacts/whisper-base", help="Whisper checkpoint (its processor)")
+    parser.add_argument("--clips", type=int, default=None, help="clips to process (default: all; repeats if more)")
+    args = parser.parse_args()
+    datasets.disable_progress_bars()
+
+    with tempfile.TemporaryDirectory(prefix="bench_features-") as work:
+        work = Path(work)
+        corpus, clips = corpus_of(Path(args.dataset), args.clips, work / "corpus")
+        warmup, _ = corpus_of(Path(args.dataset), 16, work / "warmup")
+        print(f"{clips} clips from {args.dataset}, processor of {args.model}, 1 process\n")
+        rows = [
+            measure("seed: numpy extractor, 30 s, fp32", lambda c, m, o: seed_way(c, m, o, numpy=True),
+                    corpus, warmup, args.model, work, clips),
+            measure("seed + torch extractor, 30 s, fp32", lambda c, m, o: seed_way(c, m, o, numpy=False),
+                    corpus, warmup, args.model, work, clips),
+            measure("ours: real length, fp16, batched", our_way, corpus, warmup, args.model, work, clips),
+        ]
+        seed = rows[0]
+        for row in rows:
+            row["speed x"] = row["clips/s"] / seed["clips/s"]
+            row["smaller x"] = seed["bytes/clip"] / row["bytes/clip"]
+        print_table(rows, ["way", "clips", "seconds", "clips/s", "bytes/clip", "speed x", "smaller x"])
+        print()
+        print_table(decode_table(Path(args.dataset)), ["decoder", "ms/clip"])
+        ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+        print(f"\n({ffmpeg})")
+
+
+if __name__ == "__main__":
+    main()

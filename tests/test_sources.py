@@ -1,0 +1,147 @@
+"""whisper_gl.sources: every source kind reads into train/test with `audio` + `sentence`."""
+
+import sys
+import time
+
+import datasets
+import pytest
+
+from whisper_gl import WhisperGLError
+from whisper_gl.sources import load_source
+
+TRAIN = [("a.mp3", "Bos días."), ("b.mp3", 'Dixo "ola" e marchou.')]  # Common Voice quotes nothing
+DEV = [("c.mp3", "Vai chover.")]
+TEST = [("d.mp3", "Ata mañá.")]
+
+
+@pytest.fixture
+def release(tmp_path, write_common_voice):
+    return write_common_voice(tmp_path / "cv-corpus-23.0-2025-09-05" / "gl",
+                              {"train": TRAIN, "dev": DEV, "test": TEST, "validated": TRAIN + DEV + TEST})
+
+
+def _rows(dataset):
+    return [(row["audio"]["path"].rsplit("/", 1)[-1], row["sentence"]) for row in dataset]
+
+
+def _check_shape(loaded):
+    assert isinstance(loaded, datasets.DatasetDict) and set(loaded) == {"train", "test"}
+    for split in loaded.values():
+        assert split.column_names == ["audio", "sentence"]
+        assert split.features["audio"] == datasets.Audio(decode=False)
+
+
+def test_common_voice_release_uses_the_seed_split(release):
+    loaded = load_source(str(release))
+    _check_shape(loaded)
+    assert _rows(loaded["train"]) == TRAIN + DEV  # train + dev (validation)
+    assert _rows(loaded["test"]) == TEST
+    path = loaded["train"][0]["audio"]["path"]
+    assert path == str((release / "clips" / "a.mp3").resolve())
+
+
+def test_common_voice_parent_folder_and_custom_splits(release):
+    parent = release.parent
+    assert _rows(load_source(str(parent))["test"]) == TEST
+    loaded = load_source(str(parent), train_split="train", test_split="validation+test")
+    assert _rows(loaded["train"]) == TRAIN and _rows(loaded["test"]) == DEV + TEST
+
+
+def test_common_voice_parent_with_several_locales(release, write_common_voice):
+    write_common_voice(release.parent / "es", {"train": TRAIN, "test": TEST})
+    with pytest.raises(WhisperGLError, match="several Common Voice locales .*--config"):
+        load_source(str(release.parent))
+    assert _rows(load_source(str(release.parent), config="gl")["train"]) == TRAIN + DEV
+    with pytest.raises(WhisperGLError, match="no Common Voice locale folder 'pt'"):
+        load_source(str(release.parent), config="pt")
+
+
+def test_missing_split_is_skipped_but_not_all(release, capsys):
+    (release / "dev.tsv").unlink()
+    assert _rows(load_source(str(release))["train"]) == TRAIN
+    assert "no 'validation' split" in capsys.readouterr().out
+    with pytest.raises(WhisperGLError, match="none of the splits other for test .*--test-split"):
+        load_source(str(release), test_split="other")
+
+
+def test_tsv_missing_columns(release):
+    (release / "test.tsv").write_text("client_id\tpath\tup_votes\nx\td.mp3\t1\n")
+    with pytest.raises(WhisperGLError, match=r"test.tsv' lacks the column\(s\) sentence"):
+        load_source(str(release))
+
+
+def test_audiofolder(tmp_path):
+    (tmp_path / "one.wav").write_bytes(b"RIFF")  # sources do not decode: any bytes do
+    (tmp_path / "two.wav").write_bytes(b"RIFF")
+    (tmp_path / "metadata.csv").write_text("file_name,transcription,speaker\none.wav,Ola.,x\ntwo.wav,Adeus.,y\n")
+    loaded = load_source(str(tmp_path), test_split="train")
+    _check_shape(loaded)
+    assert _rows(loaded["train"]) == [("one.wav", "Ola."), ("two.wav", "Adeus.")]
+
+    (tmp_path / "metadata.csv").write_text("file_name,frase\none.wav,Ola.\ntwo.wav,Adeus.\n")
+    assert _rows(load_source(str(tmp_path), test_split="train", text_column="frase")["train"])[0] == ("one.wav", "Ola.")
+    with pytest.raises(WhisperGLError, match="no text column .*--text-column"):
+        load_source(str(tmp_path), test_split="train")
+
+
+def test_audiofolder_with_split_folders(tmp_path):
+    for split, text in (("train", "Ola."), ("test", "Adeus.")):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "clip.wav").write_bytes(b"RIFF")
+        (tmp_path / split / "metadata.csv").write_text(f"file_name,sentence\nclip.wav,{text}\n")
+    loaded = load_source(str(tmp_path))
+    assert [r["sentence"] for r in loaded["train"]] == ["Ola."] and [r["sentence"] for r in loaded["test"]] == ["Adeus."]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: root, "not a dataset folder I know"),
+    (lambda root: root / "no" / "such" / "folder", "dataset folder .* not found"),
+    (lambda root: root / "file.txt", "is a file, not a dataset folder"),
+])
+def test_unknown_layouts(tmp_path, make, message):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(WhisperGLError, match=message) as caught:
+        load_source(str(make(tmp_path)))
+    assert "expected a Common Voice release folder" in str(caught.value)
+
+
+def test_hub_dataset_offline_fails_fast_in_one_line():
+    started = time.perf_counter()
+    with pytest.raises(WhisperGLError) as caught:
+        load_source("nobody-here/no-such-dataset", config="gl_es", revision="refs/convert/parquet")
+    assert time.perf_counter() - started < 15  # datasets alone retries for ~25 s
+    message = str(caught.value)
+    assert "\n" not in message and "'nobody-here/no-such-dataset'" in message
+    assert "--dataset Resources/cv-corpus-sample/gl" in message
+
+
+def test_data_collective_needs_a_key(monkeypatch):
+    monkeypatch.delenv("MDC_API_KEY", raising=False)
+    with pytest.raises(WhisperGLError, match="set MDC_API_KEY"):
+        load_source("common-voice-scripted-speech-23-0-galician")
+
+
+def test_data_collective_needs_its_package(monkeypatch):
+    monkeypatch.setenv("MDC_API_KEY", "test-key")
+    monkeypatch.setitem(sys.modules, "datacollective", None)  # import fails
+    with pytest.raises(WhisperGLError, match="pip install datacollective"):
+        load_source("mdc:some-dataset")
+
+
+def test_data_collective_download_is_read_as_common_voice(monkeypatch, tmp_path, write_common_voice):
+    """The download itself needs the network; what it unpacks to is the Common Voice layout."""
+    datacollective = pytest.importorskip("datacollective")
+    extracted = tmp_path / "download"
+    write_common_voice(extracted / "cv-corpus-23.0-2025-09-05" / "gl", {"train": TRAIN, "dev": DEV, "test": TEST})
+    calls = []
+
+    def fake_download(dataset_id, **kwargs):
+        calls.append((dataset_id, kwargs))
+        return extracted
+
+    monkeypatch.setenv("MDC_API_KEY", "test-key")
+    monkeypatch.setattr(datacollective, "download_dataset", fake_download)
+    loaded = load_source("common-voice-scripted-speech-23-0-galician")
+    assert calls == [("common-voice-scripted-speech-23-0-galician", {"extract": True})]
+    assert _rows(loaded["train"]) == TRAIN + DEV and _rows(loaded["test"]) == TEST
