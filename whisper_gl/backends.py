@@ -30,7 +30,11 @@ TEXT_COMPRESSION_RATIO_THRESHOLD = 2.4  # zlib ratio of the decoded text (openai
 # transformers measures the ratio on token ids, not text; its documented equivalent of 2.4 is 1.35.
 TOKEN_COMPRESSION_RATIO_THRESHOLD = 1.35
 LOGPROB_THRESHOLD = -1.0
-NO_SPEECH_THRESHOLD = 0.6
+# No "no speech" skip: on out-of-domain speech a window that loops at every temperature also
+# scores low, and the skip (no_speech_prob > 0.6 and logprob < -1) then drops 30 s of real
+# speech without a word (seen on the sample corpus with the base model). The engine handles
+# silence instead (empty input, VAD option) and cuts or drops the looping segments.
+NO_SPEECH_THRESHOLD = None
 # Fast Galician speech is ~3.5 words/s, ~2.5 tokens a word, plus timestamp pairs: 12 tokens
 # per second of audio is a generous ceiling that still stops a runaway loop early.
 MAX_TOKENS_PER_SECOND = 12

@@ -112,6 +112,33 @@ def is_degenerate(text: str) -> bool:
     return get_compression_ratio(text) > TEXT_COMPRESSION_RATIO_THRESHOLD
 
 
+def cut_repetition(text: str, longest_unit: int = 8) -> str:
+    """Cut a loop off the end of `text`, keeping one copy of the repeated words.
+
+    A unit of one word must repeat 4 times ("non, non, non" is Galician), longer units 3 times.
+    """
+    words = text.split()
+    keys = ["".join(ch for ch in word.lower() if ch.isalnum()) for word in words]
+    best_cut = len(words)
+    for unit in range(1, longest_unit + 1):
+        tail = keys[len(keys) - unit:]
+        repeats = 1
+        while (repeats + 1) * unit <= len(keys) and keys[len(keys) - (repeats + 1) * unit: len(keys) - repeats * unit] == tail:
+            repeats += 1
+        if repeats >= (4 if unit == 1 else 3):
+            best_cut = min(best_cut, len(words) - (repeats - 1) * unit)
+    return " ".join(words[:best_cut])
+
+
+def clean_segment(segment: Segment) -> Segment | None:
+    """The segment with a looping tail cut; None when nothing worth keeping is left
+    (no letters or digits, e.g. a hallucinated "..." on noise, or still repetitive)."""
+    text = cut_repetition(segment.text)
+    if not any(ch.isalnum() for ch in text) or is_degenerate(text):
+        return None
+    return segment if text == segment.text else Segment(segment.start, segment.end, text)
+
+
 class Transcriber:
     """Load a Whisper model once; transcribe many recordings, from several threads if needed."""
 
@@ -182,10 +209,12 @@ class Transcriber:
             decoded = self._decode(waveform)
         segments = []
         for segment in decoded.segments:
-            if is_degenerate(segment.text):
-                logger.warning("dropped a repetitive segment at %.1f-%.1f s", segment.start, segment.end)
+            cleaned = clean_segment(segment)
+            if cleaned is None:
+                logger.warning("dropped a degenerate segment at %.1f-%.1f s: %.60r", segment.start, segment.end,
+                               segment.text)
             else:
-                segments.append(segment)
+                segments.append(cleaned)
         return Transcription(
             text=" ".join(segment.text for segment in segments),
             segments=segments,
