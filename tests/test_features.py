@@ -207,6 +207,21 @@ def test_push_to_hub_checks_the_token_before_any_work(tmp_path, monkeypatch):
         extract_features(FeatureConfig(push_to_hub="someone/features", output_dir=str(tmp_path / "f")))
 
 
+def test_push_to_hub_sends_the_same_dataset_and_its_config(sample_corpus_dir, tmp_path, base_model_dir, monkeypatch):
+    """The Hub is unreachable here: record what would be sent."""
+    from huggingface_hub import HfApi
+
+    pushed, uploaded = [], []
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub",
+                        lambda self, repo_id, token=None, **kw: pushed.append((repo_id, token, dict(self.num_rows))))
+    monkeypatch.setattr(HfApi, "upload_file", lambda self, **kw: uploaded.append((kw["path_in_repo"], kw["repo_id"])))
+    extract_features(_config(sample_corpus_dir, tmp_path / "f", base_model_dir, max_samples=2,
+                             push_to_hub="someone/gl-features"))
+    assert pushed == [("someone/gl-features", "hf_test_token", {"train": 2, "test": 2})]
+    assert ("features_config.json", "someone/gl-features") in uploaded
+
+
 def test_load_features_errors(tmp_path):
     with pytest.raises(WhisperGLError, match="no features_config.json"):
         load_features(tmp_path)

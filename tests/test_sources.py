@@ -116,6 +116,33 @@ def test_hub_dataset_offline_fails_fast_in_one_line():
     assert "--dataset Resources/cv-corpus-sample/gl" in message
 
 
+def test_hub_dataset_is_read_with_its_columns_mapped(monkeypatch):
+    """Everything after the network: split names, per-split loading, column mapping (FLEURS-like)."""
+    import whisper_gl.sources as sources
+
+    def fleurs_split(split):
+        return datasets.Dataset.from_dict({
+            "id": [1], "audio": [{"bytes": b"RIFF" + split.encode(), "path": f"{split}.wav"}],
+            "transcription": [f"{split} ola"], "raw_transcription": [f"{split.title()}: Ola."],
+        })
+
+    loaded_splits = []
+    monkeypatch.setattr(sources, "check_hub_dataset", lambda repo_id, revision=None: None)
+    monkeypatch.setattr(datasets, "get_dataset_split_names",
+                        lambda repo_id, config, revision=None: ["train", "validation", "test"])
+    monkeypatch.setattr(datasets, "load_dataset", lambda repo_id, config, split, revision:
+                        loaded_splits.append((repo_id, config, split, revision)) or fleurs_split(split))
+    loaded = load_source("google/fleurs", config="gl_es", revision="refs/convert/parquet",
+                         text_column="raw_transcription")
+    _check_shape(loaded)
+    assert [row["sentence"] for row in loaded["train"]] == ["Train: Ola.", "Validation: Ola."]
+    assert loaded["test"][0]["audio"] == {"bytes": b"RIFFtest", "path": "test.wav"}
+    assert loaded_splits[0] == ("google/fleurs", "gl_es", "train", "refs/convert/parquet")
+    assert [row["sentence"] for row in load_source("google/fleurs", config="gl_es")["test"]] == ["test ola"]
+    with pytest.raises(WhisperGLError, match="no audio column 'speech' .*--audio-column"):
+        load_source("google/fleurs", config="gl_es", audio_column="speech")
+
+
 def test_data_collective_needs_a_key(monkeypatch):
     monkeypatch.delenv("MDC_API_KEY", raising=False)
     with pytest.raises(WhisperGLError, match="set MDC_API_KEY"):

@@ -24,6 +24,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
@@ -31,9 +32,12 @@ import numpy as np
 from . import WhisperGLError
 from .audio import SAMPLING_RATE, AudioError, load_audio
 from .config import FeatureConfig
-from .sources import check_hub_dataset, load_source
+from .sources import check_hub_dataset, error_line, load_source
 from .stats import format_length_table, write_length_report
 from .store import HUB_ID, atomic_dir, hub_token, resolve_model
+
+if TYPE_CHECKING:
+    from transformers import WhisperFeatureExtractor, WhisperTokenizer
 
 CONFIG_FILE = "features_config.json"
 REJECTED_FILE = "rejected.csv"
@@ -103,9 +107,9 @@ def pad_features(features, window_frames: int = 3000) -> np.ndarray:
 class Processor:
     """What turns one clip into features and labels: the model's extractor and tokenizer."""
 
-    extractor: object
-    tokenizer: object
-    max_label_tokens: int
+    extractor: WhisperFeatureExtractor
+    tokenizer: WhisperTokenizer  # prefix tokens (language, task, no timestamps) set
+    max_label_tokens: int  # the decoder's positions (448)
 
 
 def load_processor(model: str, *, language: str, task: str, window_seconds: int) -> Processor:
@@ -116,11 +120,13 @@ def load_processor(model: str, *, language: str, task: str, window_seconds: int)
     try:
         extractor = WhisperFeatureExtractor.from_pretrained(folder, chunk_length=window_seconds)
         tokenizer = WhisperTokenizer.from_pretrained(folder)
-        tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
         max_positions = WhisperConfig.from_pretrained(folder).max_target_positions
     except (OSError, ValueError) as error:
-        raise WhisperGLError(f"'{model}' has no usable Whisper processor ({str(error).splitlines()[0][:200]})") \
-            from None
+        raise WhisperGLError(f"'{model}' has no usable Whisper processor ({error_line(error)})") from None
+    try:
+        tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+    except ValueError as error:  # an unknown language or task
+        raise WhisperGLError(f"--language {language} / --task {task}: {error_line(error)}") from None
     return Processor(extractor, tokenizer, max_positions)
 
 
@@ -193,7 +199,8 @@ class Summary:
         lines += [
             f"audio kept: {self.seconds_of_audio / 3600:.2f} h; features on disk: "
             f"{self.disk_bytes / 1e6:.1f} MB ({self.disk_bytes / max(kept, 1) / 1e3:.1f} KB per clip)",
-            f"speed: {self.clips} clips in {self.elapsed:.1f} s = {self.clips / max(self.elapsed, 1e-9):.1f} clips/s",
+            f"speed: {self.clips} clips in {self.elapsed:.1f} s = {self.clips / max(self.elapsed, 1e-9):.1f} clips/s "
+            "(whole run)",
             f"written: {self.output_dir}",
         ]
         return "\n".join(lines)
@@ -201,6 +208,7 @@ class Summary:
 
 def extract_features(config: FeatureConfig) -> Summary:
     """Run the stage described by `config`; print and return its summary."""
+    started = time.perf_counter()
     window = config.max_audio_seconds
     if not 1 <= window <= MAX_WINDOW_SECONDS:
         raise WhisperGLError(f"--max-audio-seconds must be between 1 and {MAX_WINDOW_SECONDS} (Whisper's window)")
@@ -218,7 +226,6 @@ def extract_features(config: FeatureConfig) -> Summary:
     summary = Summary(output_dir=Path(config.output_dir))
     with atomic_dir(config.output_dir) as folder:
         work = folder / "_work"  # map/filter caches; inside the temp folder so a killed run leaves nothing loadable
-        started = time.perf_counter()
         processed = datasets.DatasetDict({
             split: dataset.map(
                 prepare_batch, batched=True, batch_size=config.batch_size,
@@ -230,7 +237,6 @@ def extract_features(config: FeatureConfig) -> Summary:
             )
             for split, dataset in source.items()
         })
-        summary.elapsed = time.perf_counter() - started
         summary.lengths = write_length_report({s: d["duration"] for s, d in processed.items()}, window, folder)
         summary.reasons = _write_rejects(processed, folder / REJECTED_FILE)
         features = datasets.DatasetDict({
@@ -247,6 +253,7 @@ def extract_features(config: FeatureConfig) -> Summary:
         del features, processed
         shutil.rmtree(work)
     summary.disk_bytes = sum(f.stat().st_size for f in summary.output_dir.rglob("*") if f.is_file())
+    summary.elapsed = time.perf_counter() - started
 
     print(summary.format())
     if config.push_to_hub:
@@ -320,11 +327,12 @@ def load_features(location: str | Path) -> tuple[datasets.DatasetDict, dict]:
             dataset = datasets.load_dataset(str(location))
             config = json.loads(Path(hf_hub_download(str(location), CONFIG_FILE, repo_type="dataset")).read_text())
         except Exception as error:  # noqa: BLE001
-            raise WhisperGLError(f"could not load features '{location}' from the Hub "
-                                 f"({str(error).splitlines()[0][:200]})") from None
+            raise WhisperGLError(f"could not load features '{location}' from the Hub ({error_line(error)})") \
+                from None
     else:
         raise WhisperGLError(f"features '{location}' not found: expected a folder written by "
                              "feature_extraction.py or a Hub dataset id")
     if not isinstance(dataset, datasets.DatasetDict) or not {"train", "test"} <= set(dataset):
         raise WhisperGLError(f"'{location}' is not a features DatasetDict with train and test splits")
     return dataset, config
+

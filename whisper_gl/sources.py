@@ -139,7 +139,7 @@ def load_audiofolder(folder: Path, wanted: dict[str, list[str]], *, audio_column
         loaded = datasets.load_dataset("audiofolder", data_dir=str(folder))
     except Exception as error:  # noqa: BLE001 - the builder's errors become one clear line
         raise WhisperGLError(
-            f"could not read the audiofolder '{folder}' ({_first_line(error)}): expected metadata.csv "
+            f"could not read the audiofolder '{folder}' ({error_line(error)}): expected metadata.csv "
             "with a file_name column and a text column"
         ) from None
     return _assemble(wanted, set(loaded), lambda split: _standardize(
@@ -165,7 +165,7 @@ def check_hub_dataset(repo_id: str, revision: str | None = None) -> None:
     except Exception as error:  # noqa: BLE001 - network, 404, gated: all one line
         raise WhisperGLError(
             f"'{repo_id}' is not a local folder and the Hugging Face Hub dataset could not be reached "
-            f"({_first_line(error)}); offline, pass a local Common Voice folder, e.g. "
+            f"({error_line(error)}); offline, pass a local Common Voice folder, e.g. "
             "--dataset Resources/cv-corpus-sample/gl"
         ) from None
 
@@ -178,14 +178,14 @@ def load_hub(repo_id: str, wanted: dict[str, list[str]], *, config: str | None =
     try:
         names = set(datasets.get_dataset_split_names(repo_id, config, revision=revision))
     except Exception as error:  # noqa: BLE001
-        raise WhisperGLError(f"could not list the splits of '{repo_id}' ({_first_line(error)}); "
+        raise WhisperGLError(f"could not list the splits of '{repo_id}' ({error_line(error)}); "
                              "a dataset with several configurations needs --config") from None
 
     def read(split: str) -> datasets.Dataset:
         try:
             loaded = datasets.load_dataset(repo_id, config, split=split, revision=revision)
         except Exception as error:  # noqa: BLE001
-            raise WhisperGLError(f"could not load '{repo_id}' split {split} ({_first_line(error)})") from None
+            raise WhisperGLError(f"could not load '{repo_id}' split {split} ({error_line(error)})") from None
         return _standardize(loaded, audio_column, text_column, where=f"'{repo_id}' ({split})")
 
     return _assemble(wanted, names, read, source=repo_id)
@@ -214,7 +214,7 @@ def load_data_collective(dataset_id: str, wanted: dict[str, list[str]], *, confi
         extracted = Path(download_dataset(dataset_id, extract=True))
     except Exception as error:  # noqa: BLE001 - auth, 404, network: one line
         raise WhisperGLError(f"Mozilla Data Collective download of '{dataset_id}' failed "
-                             f"({_first_line(error)})") from None
+                             f"({error_line(error)})") from None
     release = _find_release_below(extracted, config)
     if release is None:
         raise WhisperGLError(f"the download '{extracted}' holds no Common Voice release folder: {EXPECTED_LAYOUTS}")
@@ -276,6 +276,7 @@ def _standardize(dataset: datasets.Dataset, audio_column: str, text_column: str 
     return dataset.cast_column("audio", datasets.Audio(decode=False))
 
 
-def _first_line(error: BaseException) -> str:
+def error_line(error: BaseException) -> str:
+    """An exception as one short line for a WhisperGLError message."""
     text = str(error).strip()
     return (text.splitlines()[0] if text else type(error).__name__)[:200]
