@@ -1,0 +1,177 @@
+"""The URL guard and yt-dlp download of the YouTube app (no model needed: fast)."""
+
+import functools
+import http.server
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from whisper_gl import WhisperGLError, download
+from whisper_gl.download import ALLOW_PRIVATE_ENV, COOKIES_ENV, DownloadError, check_url, downloaded_audio
+
+MB = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
+                    str(folder / "tone.mp3")], check=True)
+    (folder / "page.html").write_text("<html><body>no media here</body></html>")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def media_server(media_dir):
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(media_dir)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any name resolution fails the test: the URL must be refused before the network."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def private_allowed(monkeypatch):
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "1")
+
+
+# --- the guard --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, message", [
+    ("file:///etc/passwd", "only http"),
+    ("ftp://example.com/a.mp3", "only http"),
+    ("ytsearch:galician news", "only http"),
+    ("", "paste a link"),
+    ("https://www.youtube.com/playlist?list=PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf", "playlist"),
+    ("https://music.youtube.com/playlist?list=OLAK5uy_abc", "playlist"),
+    ("https://www.youtube.com/watch?list=PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf", "playlist"),
+])
+def test_refused_before_any_network_access(url, message, no_network):
+    with pytest.raises(DownloadError, match=message):
+        check_url(url)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "10.1.2.3", "192.168.0.10", "172.16.5.4",
+                                  "169.254.169.254", "100.64.0.1", "0.0.0.0", "[::ffff:127.0.0.1]", "[fe80::1]",
+                                  "240.0.0.1"])
+def test_private_and_local_hosts_are_refused(host, monkeypatch):
+    monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
+    with pytest.raises(DownloadError, match="private or local addresses"):
+        check_url(f"http://{host}/video.mp4")
+
+
+def test_a_name_resolving_to_a_private_address_is_refused(monkeypatch):
+    # DNS can point a public-looking name at the metadata service.
+    monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 80)),
+    ])
+    with pytest.raises(DownloadError, match="169.254.169.254"):
+        check_url("http://innocent.example/a.mp3")
+
+
+def test_public_hosts_and_single_videos_pass(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("142.250.184.238", 443))])
+    url = "https://www.youtube.com/watch?v=dQw4w9WgXcQ&list=PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf"
+    assert check_url(f"  {url} ") == url  # a video inside a playlist is one video (noplaylist)
+
+
+def test_unreachable_host_is_a_fast_clear_message():
+    with pytest.raises(DownloadError, match="could not reach nonexistent.invalid"):
+        check_url("http://nonexistent.invalid/a.mp3")
+
+
+def test_allow_flag_lifts_the_private_guard(private_allowed):
+    assert check_url("http://127.0.0.1:9/a.mp3")
+
+
+# --- the download -----------------------------------------------------------------------
+
+def test_downloads_audio_with_yt_dlp_and_removes_it(media_server, private_allowed):
+    with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=60, max_bytes=MB) as audio:
+        assert audio.is_file() and audio.stat().st_size > 10_000
+        folder = audio.parent
+        assert folder.name.startswith("whisper-gl-download-")
+    assert not folder.exists()
+
+
+def test_duration_cap_is_enforced_after_download(media_server, private_allowed):
+    # A plain media URL has no duration in its metadata: ffprobe measures the download.
+    with pytest.raises(WhisperGLError, match=r"lasts 3 s; the limit is 2 s"):
+        with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=2, max_bytes=MB):
+            pass
+
+
+def test_size_cap_stops_the_download(media_server, private_allowed):
+    with pytest.raises(DownloadError, match="larger than"):
+        with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=60, max_bytes=1000):
+            pass
+
+
+@pytest.mark.parametrize("path, message", [("missing.mp3", "HTTP 404"), ("page.html", "no video or audio")])
+def test_site_errors_become_one_line(path, message, media_server, private_allowed):
+    with pytest.raises(DownloadError, match=message) as refused:
+        with downloaded_audio(f"{media_server}/{path}", max_seconds=60, max_bytes=MB):
+            pass
+    assert "\n" not in str(refused.value) and "ERROR" not in str(refused.value)
+
+
+def test_metadata_caps_refuse_before_downloading():
+    with pytest.raises(DownloadError, match="lasts 45 min; the limit is 30 min"):
+        download._check_info({"duration": 2700}, max_seconds=1800, max_bytes=MB)
+    with pytest.raises(DownloadError, match="is 5 MB; the limit is 1 MB"):
+        download._check_info({"filesize_approx": 5 * MB}, max_seconds=1800, max_bytes=MB)
+    with pytest.raises(DownloadError, match="several videos"):
+        download._check_info({"_type": "playlist", "entries": []}, max_seconds=1800, max_bytes=MB)
+    with pytest.raises(DownloadError, match="live"):
+        download._check_info({"is_live": True}, max_seconds=1800, max_bytes=MB)
+
+
+def test_youtube_bot_check_points_to_the_cookies_secret():
+    # The message yt-dlp raises on datacenter IPs such as a Space's.
+    error = ("ERROR: [youtube] dQw4w9WgXcQ: Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser "
+             "or --cookies for the authentication. See https://github.com/yt-dlp/yt-dlp/wiki/FAQ")
+    message = download._explain(error, "https://www.youtube.com/watch?v=dQw4w9WgXcQ")
+    assert COOKIES_ENV in message and "README" in message
+
+
+def test_cookies_secret_as_content_or_path(tmp_path, monkeypatch):
+    content = "# Netscape HTTP Cookie File\n.youtube.com\tTRUE\t/\tTRUE\t0\tSID\tsecret"
+    monkeypatch.setenv(COOKIES_ENV, content)
+    assert download._cookies_file(tmp_path).read_text().strip() == content
+
+    saved = tmp_path / "saved.txt"
+    saved.write_text(content)
+    monkeypatch.setenv(COOKIES_ENV, str(saved))
+    (tmp_path / "download").mkdir()
+    copy = download._cookies_file(tmp_path / "download")
+    assert copy != saved and copy.read_text() == content  # yt-dlp writes to a copy, never the secret
+
+    monkeypatch.setenv(COOKIES_ENV, "/no/such/cookies.txt")
+    with pytest.raises(DownloadError, match=COOKIES_ENV):
+        download._cookies_file(tmp_path)
+
+
+def test_yt_dlp_gets_the_deno_runtime():
+    import os
+
+    runtime = download._deno_config()
+    assert os.access(runtime["path"], os.X_OK)
