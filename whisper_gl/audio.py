@@ -5,10 +5,10 @@ mp3), the transcription engine and the apps (browser WebM recordings, uploads of
 container, YouTube downloads). The container is probed from the content, never from the
 file name, so a WebM recording saved as `.wav` decodes like any other file.
 
-Decoding runs in-process with torchcodec (FFmpeg's libraries): about 1.3 ms for a 2.5 s
-Common Voice mp3 against about 56 ms for an `ffmpeg` subprocess, with identical samples
-(both use FFmpeg's resampler). The `ffmpeg` command line is the fallback when torchcodec
-cannot be imported (it is tied to specific torch and FFmpeg versions).
+Decoding runs in-process with torchcodec (FFmpeg's libraries): a few ms per Common Voice
+mp3 against ~60-90 ms for an `ffmpeg` subprocess (bench/bench_features.py measures both),
+with identical samples (both use FFmpeg's resampler). The `ffmpeg` command line is the
+fallback when torchcodec cannot be imported (it is tied to specific torch/FFmpeg versions).
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ import datasets
 from . import WhisperGLError
 from .store import HUB_ID
 
-COMMON_VOICE_COLUMNS = ("path", "sentence")
 TEXT_COLUMNS = ("sentence", "text", "transcription")
 AUDIOFOLDER_METADATA = ("metadata.csv", "metadata.jsonl")
 AUDIOFOLDER_SPLIT_DIRS = ("train", "test", "validation", "valid", "dev")
@@ -222,8 +221,13 @@ def load_data_collective(dataset_id: str, wanted: dict[str, list[str]], *, confi
 
 
 def _find_release_below(root: Path, locale: str | None) -> Path | None:
-    """The archive unpacks to cv-corpus-<version>/<locale>/: look a few levels down."""
-    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir() and len(p.relative_to(root).parts) <= 2)]:
+    """The archive unpacks to cv-corpus-<version>/<locale>/: look two levels down (never into clips/)."""
+    level, candidates = [root], [root]
+    for _ in range(2):
+        level = [child for folder in level for child in sorted(folder.iterdir())
+                 if child.is_dir() and child.name != "clips"]
+        candidates += level
+    for folder in candidates:
         if _is_common_voice_release(folder) and (locale is None or folder.name == locale):
             return folder
     return None
