@@ -192,9 +192,8 @@ class Summary:
     def format(self) -> str:
         lines = [format_length_table(self.lengths), "", "split   kept  rejected"]
         lines += [f"{split:<6}{self.kept[split]:>6}{self.rejected[split]:>10}" for split in self.kept]
-        if self.reasons:
-            lines.append("rejected: " + ", ".join(f"{reason}: {count}" for reason, count in
-                                                   self.reasons.most_common()) + f" (see {REJECTED_FILE})")
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in self.reasons.most_common())
+        lines.append(f"rejected: {reasons} (see {REJECTED_FILE})" if reasons else "rejected: none")
         kept = sum(self.kept.values())
         lines += [
             f"audio kept: {self.seconds_of_audio / 3600:.2f} h; features on disk: "
@@ -284,7 +283,8 @@ def _write_rejects(processed: datasets.DatasetDict, path: Path) -> Counter:
     frames = []
     for split, dataset in processed.items():
         rejected = dataset.select_columns(["path", "sentence", "reject", "detail"]).filter(
-            lambda rejects: [bool(r) for r in rejects], input_columns="reject", batched=True)
+            lambda rejects: [bool(r) for r in rejects], input_columns="reject", batched=True,
+            desc=f"rejects ({split})")
         frame = rejected.to_pandas().rename(columns={"reject": "reason"})
         frame.insert(0, "split", split)
         frames.append(frame)
