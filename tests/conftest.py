@@ -31,37 +31,6 @@ def base_model_dir() -> Path:
     return ensure_base_model(REPO_ROOT / "artifacts/whisper-base")
 
 
-COMMON_VOICE_HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes",
-                       "down_votes", "age", "gender", "accents", "variant", "locale", "segment"]
-
-
-@pytest.fixture
-def write_common_voice():
-    """Factory: write a Common Voice release folder (clips/ + TSVs with Common Voice's columns).
-
-    write(folder, {"train": [(clip_name, sentence), ...], "dev": [...]}, audio={clip_name: bytes | Path})
-    """
-    import csv
-    import shutil
-
-    def write(folder: Path, tsvs: dict, audio: dict | None = None) -> Path:
-        (folder / "clips").mkdir(parents=True, exist_ok=True)
-        for name, source in (audio or {}).items():
-            if isinstance(source, bytes):
-                (folder / "clips" / name).write_bytes(source)
-            else:
-                shutil.copy(source, folder / "clips" / name)
-        for stem, rows in tsvs.items():
-            with open(folder / f"{stem}.tsv", "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, quotechar=None)
-                writer.writerow(COMMON_VOICE_HEADER)
-                for i, (clip, sentence) in enumerate(rows):
-                    writer.writerow([f"client{i}", clip, f"s{i}", sentence, "", "2", "0", "", "", "", "", "gl", ""])
-        return folder
-
-    return write
-
-
 @pytest.fixture(scope="session")
 def base_transcriber(base_model_dir):
     """One Transcriber on the offline Whisper base (CTranslate2 int8, greedy: the fastest real engine)."""
@@ -123,3 +92,30 @@ def assert_heard():
 
 COMMON_VOICE_HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes",
                        "down_votes", "age", "gender", "accents", "variant", "locale", "segment"]
+
+
+@pytest.fixture
+def write_common_voice():
+    """Factory: write a Common Voice release folder (clips/ + TSVs with Common Voice's columns).
+
+    write(folder, {"train": [(clip_name, sentence), ...], "dev": [...]}, audio={clip_name: bytes | Path})
+    """
+    import csv
+    import shutil
+
+    def write(folder: Path, tsvs: dict, audio: dict | None = None) -> Path:
+        (folder / "clips").mkdir(parents=True, exist_ok=True)
+        for name, source in (audio or {}).items():
+            if isinstance(source, bytes):
+                (folder / "clips" / name).write_bytes(source)
+            else:
+                shutil.copy(source, folder / "clips" / name)
+        for stem, rows in tsvs.items():
+            with open(folder / f"{stem}.tsv", "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, quotechar=None)
+                writer.writerow(COMMON_VOICE_HEADER)
+                for i, (clip, sentence) in enumerate(rows):
+                    writer.writerow([f"client{i}", clip, f"s{i}", sentence, "", "2", "0", "", "", "", "", "gl", ""])
+        return folder
+
+    return write
