@@ -312,7 +312,8 @@ def stage_space(app: str, space: str, model: str, folder: Path, hardware: str = 
             shutil.copy2(PACKAGE_DIR / f"{name}.py", package / f"{name}.py")
         (tmp / "app.py").write_text(render_app(app, model), encoding="utf-8")
         for example in example_files(app):  # the app finds them in Resources/ next to the package
-            copy = tmp / example.resolve().relative_to(REPO_ROOT)
+            # Same place relative to the package (not resolved: Resources/ may hold symlinks).
+            copy = tmp / example.absolute().relative_to(REPO_ROOT)
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(example, copy)
         (tmp / "requirements.txt").write_text("\n".join(space_requirements(app, hardware)) + "\n", encoding="utf-8")
