@@ -89,7 +89,8 @@ def launch(kind: str, argv: list[str] | None = None) -> None:
     """Parse the app's flags (env defaults), build the app and serve it until interrupted."""
     from .cli import parse_config
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("whisper_gl").setLevel(logging.INFO)
     config = parse_config(AppConfig, f"Serve the Galician {kind} transcription app (Gradio).", argv)
     app = build_app(kind, config=config)
     # Uploads beyond the cap are refused by Gradio before they reach the disk.
