@@ -80,7 +80,8 @@ def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> g
         def transcribe(value):
             return _transcribe(value, spec, config, transcriber, srt_folder=Path(subtitles.GRADIO_CACHE))
 
-        button.click(transcribe, inputs=source, outputs=[transcript, subtitles, timing], api_name=API_NAME)
+        triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])  # Enter in a link
+        gr.on(triggers, transcribe, inputs=source, outputs=[transcript, subtitles, timing], api_name=API_NAME)
     app.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return app
 
@@ -94,7 +95,7 @@ def launch(kind: str, argv: list[str] | None = None) -> None:
     config = parse_config(AppConfig, f"Serve the Galician {kind} transcription app (Gradio).", argv)
     app = build_app(kind, config=config)
     # Uploads beyond the cap are refused by Gradio before they reach the disk.
-    app.launch(max_file_size=f"{config.max_mb:g}mb")
+    app.launch(max_file_size=int(config.max_mb * 1e6))
 
 
 def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder: Path):
