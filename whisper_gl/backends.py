@@ -14,6 +14,7 @@ do not depend on the decoder.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,12 @@ import numpy as np
 
 from . import WhisperGLError
 from .subtitles import Segment
+
+# OpenMP threads that spin while they wait turn a busy CPU (a Space answering two requests,
+# CI running tests beside each other) into a crawl: 20 s of audio took 91 s to decode with
+# transformers on a loaded 2-core machine, 3.8 s with passive waiting. Read when torch loads,
+# so it only helps where this module is imported before torch (the engine's entry points).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SAMPLING_RATE = 16000
 # Temperature fallback, thresholds and the no-speech skip of Whisper's reference decoder.
@@ -41,16 +48,19 @@ MAX_TOKENS_PER_SECOND = 12
 MIN_NEW_TOKENS = 8
 
 CTRANSLATE2_SUBDIR = "ctranslate2"
+FASTER_WHISPER_WINDOW_FRAMES = 3000
 
 
 @dataclass
 class Decoded:
-    """What a backend found: timed segments, the language, and whether the model
-    itself closed any segment with a timestamp (False: it does not predict them)."""
+    """What a backend found: timed segments, the language, whether the model itself closed
+    any segment with a timestamp (False: it does not predict them), and whether the decode
+    was abandoned because its timestamps stopped moving forward."""
 
     segments: list[Segment]
     language: str
     predicted_timestamps: bool
+    stalled: bool = False
 
 
 def max_new_tokens(seconds: float, prompt_tokens: int, max_target_positions: int) -> int:
@@ -74,7 +84,8 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, folder: Path, *, device: str = "cpu", beam_size: int = 5):
+    def __init__(self, folder: Path, *, device: str = "cpu", beam_size: int = 5,
+                 temperatures: tuple[float, ...] = TEMPERATURES):
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -85,6 +96,7 @@ class TransformersBackend:
             raise WhisperGLError(f"cannot load the transformers model in '{folder}': {error}") from None
         self.device = device
         self.beam_size = beam_size
+        self.temperatures = tuple(temperatures)
         config = self.model.config
         # The window comes from the checkpoint (never a hard-coded 30 s): the encoder's
         # convolutions map stride * max_source_positions mel frames onto its positions.
@@ -118,21 +130,19 @@ class TransformersBackend:
             task=task,
             num_beams=self.beam_size,
             condition_on_prev_tokens=False,
-            temperature=TEMPERATURES,
+            temperature=self.temperatures,
             compression_ratio_threshold=TOKEN_COMPRESSION_RATIO_THRESHOLD,
             logprob_threshold=LOGPROB_THRESHOLD,
             no_speech_threshold=NO_SPEECH_THRESHOLD,
             max_new_tokens=max_new_tokens(seconds, 4, self.max_target_positions),
         )
 
-    def decode(self, audio: np.ndarray, *, language: str | None, task: str, timestamps: bool) -> Decoded:
-        torch = self._torch
-        with self._lock, torch.inference_mode():
+    def decode(self, audio: np.ndarray, *, language: str | None, task: str) -> Decoded:
+        """Long-form decoding with timestamps over the whole recording."""
+        with self._lock, self._torch.inference_mode():
             features = self._features(audio)
             language = language or self._detect_language(features)
-            if timestamps:
-                return self._decode_long_form(features, len(audio) / SAMPLING_RATE, language, task)
-            return self._decode_windows(audio, language, task)
+            return self._decode_long_form(features, len(audio) / SAMPLING_RATE, language, task)
 
     def _decode_long_form(self, features, seconds: float, language: str, task: str) -> Decoded:
         total_frames = features.shape[-1]
@@ -155,8 +165,8 @@ class TransformersBackend:
                 monitor_progress=stop_when_stuck,
                 **self._generation_kwargs(min(seconds, self.window_seconds), language, task),
             )
-        except _Stalled:
-            return Decoded([], language, predicted_timestamps=False)
+        except _Stalled:  # no timestamps to trust: the engine decodes voice-activity chunks instead
+            return Decoded([], language, predicted_timestamps=False, stalled=True)
         segments, predicted = [], False
         for raw in output["segments"][0]:
             tokens = raw["tokens"].tolist()
@@ -168,25 +178,24 @@ class TransformersBackend:
                 segments.append(Segment(round(start, 3), round(end, 3), text))
         return Decoded(segments, language, predicted)
 
-    def _decode_windows(self, audio: np.ndarray, language: str, task: str, batch_size: int = 8) -> Decoded:
-        starts = list(range(0, max(len(audio), 1), self.window_samples))
-        segments = []
-        for first in range(0, len(starts), batch_size):
-            chunks = [audio[s : s + self.window_samples] for s in starts[first : first + batch_size]]
-            features = self.processor.feature_extractor(
-                chunks, sampling_rate=SAMPLING_RATE, padding="max_length", return_tensors="pt"
-            ).input_features.to(self.device, self.model.dtype)
-            longest = max(len(c) for c in chunks) / SAMPLING_RATE
-            ids = self.model.generate(
-                features, return_timestamps=False, **self._generation_kwargs(longest, language, task)
-            )
-            ids = ids["sequences"] if isinstance(ids, dict) else ids
-            texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
-            for start, chunk, text in zip(starts[first : first + batch_size], chunks, texts):
-                if text.strip():
-                    begin = start / SAMPLING_RATE
-                    segments.append(Segment(round(begin, 3), round(begin + len(chunk) / SAMPLING_RATE, 3), text.strip()))
-        return Decoded(segments, language, predicted_timestamps=False)
+    def decode_chunks(self, chunks: list[np.ndarray], *, language: str | None, task: str,
+                      batch_size: int = 8) -> tuple[list[str], str]:
+        """The text of each chunk (at most one window long), decoded without timestamps, in batches."""
+        texts = []
+        with self._lock, self._torch.inference_mode():
+            for first in range(0, len(chunks), batch_size):
+                batch = chunks[first : first + batch_size]
+                features = self.processor.feature_extractor(
+                    batch, sampling_rate=SAMPLING_RATE, padding="max_length", return_tensors="pt"
+                ).input_features.to(self.device, self.model.dtype)
+                language = language or self._detect_language(features[:1])
+                longest = max(len(chunk) for chunk in batch) / SAMPLING_RATE
+                ids = self.model.generate(
+                    features, return_timestamps=False, **self._generation_kwargs(longest, language, task)
+                )
+                ids = ids["sequences"] if isinstance(ids, dict) else ids
+                texts += [text.strip() for text in self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return texts, language or ""
 
 
 class _Stalled(Exception):
@@ -199,7 +208,8 @@ class CTranslate2Backend:
     name = "ctranslate2"
 
     def __init__(self, folder: Path, *, device: str = "cpu", beam_size: int = 5,
-                 compute_type: str = "default", num_workers: int = 1, vad_filter: bool = False):
+                 compute_type: str = "default", num_workers: int = 1, vad_filter: bool = False,
+                 temperatures: tuple[float, ...] = TEMPERATURES):
         from faster_whisper import WhisperModel
 
         export = ctranslate2_export(folder)
@@ -215,31 +225,57 @@ class CTranslate2Backend:
         except (RuntimeError, ValueError, OSError) as error:
             raise WhisperGLError(f"cannot load the CTranslate2 export in '{export}': {error}") from None
         self.beam_size = beam_size
+        self.temperatures = list(temperatures)
         self.vad_filter = vad_filter
         self.window_seconds = float(self.model.feature_extractor.chunk_length)
+        # faster-whisper 1.2 pads every window to 3000 frames (30 s) whatever the model says.
+        if self.model.feature_extractor.nb_max_frames != FASTER_WHISPER_WINDOW_FRAMES:
+            raise WhisperGLError(
+                f"faster-whisper decodes only 30-second windows, this model has "
+                f"{self.window_seconds:g}-second windows"
+            )
 
-    def decode(self, audio: np.ndarray, *, language: str | None, task: str, timestamps: bool) -> Decoded:
+    def check(self) -> None:
+        """Decode one token of a second of silence: proves the export runs end to end."""
+        pieces, _ = self.model.transcribe(np.zeros(SAMPLING_RATE, dtype=np.float32), beam_size=1,
+                                          temperature=0.0, max_new_tokens=1, without_timestamps=True)
+        list(pieces)
+
+    def _transcribe(self, audio: np.ndarray, language: str | None, task: str, timestamps: bool):
         seconds = min(len(audio) / SAMPLING_RATE, self.window_seconds)
-        pieces, info = self.model.transcribe(
+        return self.model.transcribe(
             audio,
             language=language,
             task=task,
             beam_size=self.beam_size,
-            temperature=list(TEMPERATURES),
+            temperature=self.temperatures,
             compression_ratio_threshold=TEXT_COMPRESSION_RATIO_THRESHOLD,
             log_prob_threshold=LOGPROB_THRESHOLD,
             no_speech_threshold=NO_SPEECH_THRESHOLD,
             condition_on_previous_text=False,
             without_timestamps=not timestamps,
-            vad_filter=self.vad_filter,
+            vad_filter=self.vad_filter and timestamps,
             max_new_tokens=max_new_tokens(seconds, 4, self.model.max_length),
         )
+
+    def decode(self, audio: np.ndarray, *, language: str | None, task: str) -> Decoded:
+        """Long-form decoding with timestamps over the whole recording."""
+        pieces, info = self._transcribe(audio, language, task, timestamps=True)
         # Timestamp tokens are not in tokenizer.json: they follow <|notimestamps|> (as in faster-whisper).
         timestamp_begin = self.model.hf_tokenizer.token_to_id("<|notimestamps|>") + 1
         segments, predicted = [], False
         for piece in pieces:  # a generator: decoding happens while iterating
-            predicted = predicted or (timestamps and len(piece.tokens) > 1 and piece.tokens[-1] >= timestamp_begin)
+            predicted = predicted or (len(piece.tokens) > 1 and piece.tokens[-1] >= timestamp_begin)
             text = piece.text.strip()
             if text:
                 segments.append(Segment(round(piece.start, 3), round(min(piece.end, info.duration), 3), text))
         return Decoded(segments, info.language, predicted)
+
+    def decode_chunks(self, chunks: list[np.ndarray], *, language: str | None, task: str) -> tuple[list[str], str]:
+        """The text of each chunk (at most one window long), decoded without timestamps."""
+        texts = []
+        for chunk in chunks:
+            pieces, info = self._transcribe(chunk, language, task, timestamps=False)
+            texts.append(" ".join(piece.text.strip() for piece in pieces))
+            language = language or info.language  # detected on the first chunk, then kept
+        return texts, language or ""

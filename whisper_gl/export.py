@@ -14,8 +14,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from . import WhisperGLError
 from .backends import CTRANSLATE2_SUBDIR
 from .store import atomic_dir, resolve_model
@@ -43,12 +41,12 @@ def _write_side_files(model_dir: Path, export_dir: Path) -> None:
 
 
 def _check_export(export_dir: Path) -> None:
-    """Load the export and encode one silent window: a broken export fails here, not in an app."""
-    from faster_whisper import WhisperModel
+    """Load the export as the engine does and decode one second of silence (one token):
+    a broken export, or a window faster-whisper cannot decode, fails here, not in an app."""
+    from .backends import CTranslate2Backend
 
-    model = WhisperModel(str(export_dir), device="cpu", compute_type="int8")
-    extractor = model.feature_extractor
-    model.encode(extractor(np.zeros(extractor.n_samples, dtype=np.float32))[:, : extractor.nb_max_frames])
+    backend = CTranslate2Backend(export_dir, beam_size=1, temperatures=(0.0,))
+    backend.check()
 
 
 def export_model(model: str, output_dir: str | None = None, quantization: str = "int8") -> Path:
@@ -66,8 +64,6 @@ def export_model(model: str, output_dir: str | None = None, quantization: str = 
             TransformersConverter(str(model_dir)).convert(str(tmp), quantization=quantization, force=True)
             _write_side_files(model_dir, tmp)
             _check_export(tmp)
-        except WhisperGLError:
-            raise
         except Exception as error:  # noqa: BLE001 - converter and loader failures become one line
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise WhisperGLError(

@@ -8,9 +8,9 @@ It loads a local model folder or a Hub id and picks a backend: the CTranslate2 i
 export (`<model>/ctranslate2`, written by `python -m whisper_gl.export`) on CPU when it
 exists, else transformers. Audio of any length is transcribed whole, window after window;
 loops are bounded (tokens per second of audio), retried at higher temperature, and a
-repetitive segment that survives is dropped. A checkpoint that no longer predicts
-timestamps still gets timed segments: its windows are decoded without timestamps and
-each one is given the window's times.
+looping tail that survives is cut (or the segment dropped). A checkpoint that no longer
+predicts timestamps still gets timed segments: the recording is split into voice-activity
+chunks (faster-whisper's Silero VAD), each decoded without timestamps and timed by its bounds.
 
 Command line:  python -m whisper_gl.transcribe FILE [--model M] [--srt OUT] [--vtt OUT] ...
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ import numpy as np
 from . import ARTIFACTS_DIR, DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
 from .backends import (
     SAMPLING_RATE,
+    TEMPERATURES,
     TEXT_COMPRESSION_RATIO_THRESHOLD,
     CTranslate2Backend,
     Decoded,
@@ -44,16 +46,18 @@ __all__ = ["Segment", "Transcription", "Transcriber", "default_model", "BACKENDS
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "ctranslate2", "transformers")
-# "model": the model's own timestamps; "windows": fixed windows without timestamps;
-# "auto": the model's timestamps, and windows when the model closes no segment with one.
-TIMESTAMP_MODES = ("auto", "model", "windows")
+# "model": the model's own timestamps; "vad": voice-activity chunks decoded without timestamps,
+# timed by their bounds; "auto": the model's timestamps, "vad" when it closes no segment with one.
+TIMESTAMP_MODES = ("auto", "model", "vad")
+# Pauses that end a voice-activity chunk: sentence breaks, not breaths.
+VAD_MIN_SILENCE_MS = 500
 TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
 # Shorter than this, or quieter than this peak (-60 dBFS), there is nothing to transcribe:
 # Whisper would only hallucinate on it, so the engine returns an empty transcript.
 MIN_SPEECH_SECONDS = 0.2
 SILENCE_PEAK = 1e-3
 
-Audio = Union[str, os.PathLike, np.ndarray]
+Audio = Union[str, os.PathLike, bytes, np.ndarray]
 
 
 def default_model() -> str:
@@ -90,7 +94,8 @@ class Transcription:
 
 
 def as_waveform(audio: Audio) -> np.ndarray:
-    """A 16 kHz mono float32 waveform from a path (any container, via ffmpeg) or an array."""
+    """A 16 kHz mono float32 waveform from a path or file bytes (any container, via ffmpeg)
+    or from an array already at 16 kHz."""
     if isinstance(audio, np.ndarray):
         waveform = audio
         if waveform.ndim == 2:  # (samples, channels) or (channels, samples): average the channels
@@ -102,7 +107,8 @@ def as_waveform(audio: Audio) -> np.ndarray:
         return np.ascontiguousarray(waveform, dtype=np.float32)
     from .audio import load_audio
 
-    return load_audio(os.fspath(audio), sampling_rate=SAMPLING_RATE)
+    return load_audio(audio if isinstance(audio, (bytes, bytearray)) else os.fspath(audio),
+                      sampling_rate=SAMPLING_RATE)
 
 
 def is_degenerate(text: str) -> bool:
@@ -112,12 +118,17 @@ def is_degenerate(text: str) -> bool:
     return get_compression_ratio(text) > TEXT_COMPRESSION_RATIO_THRESHOLD
 
 
+# 1-4 letters repeated 5+ times inside a word ("cfcfcfcfcf"); digits are left alone (1000000).
+_LETTER_LOOP = re.compile(r"([^\W\d_]{1,4}?)\1{4,}")
+
+
 def cut_repetition(text: str, longest_unit: int = 8) -> str:
     """Cut a loop off the end of `text`, keeping one copy of the repeated words.
 
-    A unit of one word must repeat 4 times ("non, non, non" is Galician), longer units 3 times.
+    A unit of one word must repeat 4 times ("non, non, non" is Galician), longer units 3 times;
+    letters looping inside a word are collapsed to one copy.
     """
-    words = text.split()
+    words = _LETTER_LOOP.sub(r"\1", text).split()
     keys = ["".join(ch for ch in word.lower() if ch.isalnum()) for word in words]
     best_cut = len(words)
     for unit in range(1, longest_unit + 1):
@@ -145,7 +156,8 @@ class Transcriber:
     def __init__(self, model: str | os.PathLike | None = None, *, backend: str = "auto",
                  language: str | None = DEFAULT_LANGUAGE, task: str = DEFAULT_TASK, beam_size: int = 5,
                  device: str = "cpu", compute_type: str = "default", timestamps: str = "auto",
-                 vad_filter: bool = False, num_workers: int = 1):
+                 vad_filter: bool = False, num_workers: int = 1,
+                 temperatures: tuple[float, ...] = TEMPERATURES):
         """
         model: local folder or Hub id (default: `default_model()`).
         backend: "auto" (CTranslate2 export on CPU when present, else transformers),
@@ -155,9 +167,11 @@ class Transcriber:
         beam_size: beams per window (1 = greedy, faster).
         device: "cpu" or "cuda".
         compute_type: CTranslate2 weights type ("default": int8 on CPU, float16 on GPU).
-        timestamps: "auto", "model" or "windows" (see TIMESTAMP_MODES).
+        timestamps: "auto", "model" or "vad" (see TIMESTAMP_MODES).
         vad_filter: CTranslate2 only: skip non-speech with faster-whisper's Silero VAD.
         num_workers: CTranslate2 only: how many calls may decode at the same time.
+        temperatures: decoding temperatures, tried in order while a window's output is too
+            repetitive or too unlikely; (0.0,) makes the output deterministic.
         """
         from .store import resolve_model
 
@@ -173,12 +187,13 @@ class Transcriber:
         self.task = task
         self.timestamps = timestamps
         self._backend = self._load_backend(backend, device=device, beam_size=beam_size, compute_type=compute_type,
-                                           vad_filter=vad_filter, num_workers=num_workers)
+                                           vad_filter=vad_filter, num_workers=num_workers,
+                                           temperatures=tuple(temperatures))
         self.backend = self._backend.name
         self.window_seconds = self._backend.window_seconds
 
     def _load_backend(self, backend: str, *, device: str, beam_size: int, compute_type: str,
-                      vad_filter: bool, num_workers: int):
+                      vad_filter: bool, num_workers: int, temperatures: tuple[float, ...]):
         has_transformers = (self.folder / "config.json").is_file()
         if backend == "auto":
             use_ctranslate2 = ctranslate2_export(self.folder) is not None and (device == "cpu" or not has_transformers)
@@ -186,20 +201,20 @@ class Transcriber:
         if backend == "ctranslate2":
             try:
                 return CTranslate2Backend(self.folder, device=device, beam_size=beam_size, compute_type=compute_type,
-                                          num_workers=num_workers, vad_filter=vad_filter)
+                                          num_workers=num_workers, vad_filter=vad_filter, temperatures=temperatures)
             except WhisperGLError as error:
                 if not has_transformers:
                     raise
                 logger.warning("%s; using the transformers backend instead", error)
         if not has_transformers:
             raise WhisperGLError(f"'{self.model}' holds only a CTranslate2 model: use --backend ctranslate2")
-        return TransformersBackend(self.folder, device=device, beam_size=beam_size)
+        return TransformersBackend(self.folder, device=device, beam_size=beam_size, temperatures=temperatures)
 
     def __repr__(self) -> str:
         return f"Transcriber(model={self.model!r}, backend={self.backend!r}, language={self.language!r})"
 
     def transcribe(self, audio: Audio) -> Transcription:
-        """Transcribe a file path (any format ffmpeg reads) or a 16 kHz mono waveform."""
+        """Transcribe a file path or bytes (any format ffmpeg reads) or a 16 kHz mono waveform."""
         began = time.perf_counter()
         waveform = as_waveform(audio)
         duration = len(waveform) / SAMPLING_RATE
@@ -227,15 +242,35 @@ class Transcriber:
 
     def _decode(self, waveform: np.ndarray) -> Decoded:
         options = dict(language=self.language, task=self.task)
-        if self.timestamps == "windows":
-            return self._backend.decode(waveform, timestamps=False, **options)
-        decoded = self._backend.decode(waveform, timestamps=True, **options)
-        if self.timestamps == "auto" and decoded.segments and not decoded.predicted_timestamps:
+        if self.timestamps == "vad":
+            return self._decode_speech_chunks(waveform)
+        decoded = self._backend.decode(waveform, **options)
+        if self.timestamps == "auto" and not decoded.predicted_timestamps and (decoded.segments or decoded.stalled):
             # The model wrote text but closed no segment with a timestamp: a checkpoint that
-            # lost timestamp prediction. Its own kind of decoding (no timestamps) is more faithful.
-            logger.info("the model predicts no timestamps: decoding fixed %.0f s windows", self.window_seconds)
-            decoded = self._backend.decode(waveform, timestamps=False, **options)
+            # lost timestamp prediction. Decode the way it was trained instead: no timestamps.
+            logger.info("the model predicts no timestamps: decoding voice-activity chunks")
+            decoded = self._decode_speech_chunks(waveform)
         return decoded
+
+    def _decode_speech_chunks(self, waveform: np.ndarray) -> Decoded:
+        spans = speech_spans(waveform, self.window_seconds)
+        chunks = [waveform[start:end] for start, end in spans]
+        texts, language = self._backend.decode_chunks(chunks, language=self.language, task=self.task)
+        segments = [
+            Segment(round(start / SAMPLING_RATE, 3), round(end / SAMPLING_RATE, 3), text)
+            for (start, end), text in zip(spans, texts)
+            if text
+        ]
+        return Decoded(segments, language, predicted_timestamps=False)
+
+
+def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
+    """(start, end) sample indices of the speech in `waveform`, split at pauses, each at most
+    `max_seconds` long (faster-whisper's Silero voice-activity detector)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=VAD_MIN_SILENCE_MS)
+    return [(span["start"], span["end"]) for span in get_speech_timestamps(waveform, options)]
 
 
 def _write_text(path: str, text: str) -> None:

@@ -1,0 +1,270 @@
+"""The transcription engine on the real Whisper base (offline) and the bundled examples.
+
+Most checks decode greedily at temperature 0 (deterministic, fast); the long-audio test runs
+the engine's defaults (beam 5, temperature fallback), the path the apps use.
+"""
+
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whisper_gl import WhisperGLError
+from whisper_gl.audio import load_audio
+from whisper_gl.metrics import compute_metrics
+from whisper_gl.subtitles import Segment
+from whisper_gl.transcribe import Transcriber, clean_segment, cut_repetition, default_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GREEDY = dict(beam_size=1, temperatures=(0.0,))
+SRT_TIMING = re.compile(r"^\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}$", re.M)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+# --- no model needed -------------------------------------------------------------------
+
+def test_repetition_loops_are_cut_and_noise_dropped():
+    loop = "moi ben conservada, A praia, a praia, a praia, a praia, a praia, a praia"
+    assert cut_repetition(loop) == "moi ben conservada, A praia,"
+    assert cut_repetition("Non, non, non, iso non.") == "Non, non, non, iso non."  # real speech kept
+    assert cut_repetition("Merquei peixe fcfcfcfcfcfcfcfc") == "Merquei peixe fc"
+    assert clean_segment(Segment(0, 1, " ...")) is None
+    assert clean_segment(Segment(0, 1, "Bos días")) == Segment(0, 1, "Bos días")
+    assert clean_segment(Segment(0, 9, "ha ha " * 40)).text == "ha"
+
+
+def test_default_model_prefers_env_then_trained_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WHISPER_GL_MODEL", raising=False)
+    assert default_model() == "artifacts/whisper-base"
+    (tmp_path / "artifacts/model").mkdir(parents=True)
+    assert default_model() == "artifacts/whisper-base"  # an empty folder is not a trained model
+    (tmp_path / "artifacts/model/config.json").write_text("{}")
+    assert default_model() == "artifacts/model"
+    monkeypatch.setenv("WHISPER_GL_MODEL", "me/whisper-small-gl")
+    assert default_model() == "me/whisper-small-gl"
+
+
+@pytest.mark.parametrize("option", [{"backend": "onnx"}, {"timestamps": "never"}, {"task": "summarise"}])
+def test_unknown_options_are_refused(option):
+    with pytest.raises(WhisperGLError, match="unknown"):
+        Transcriber("artifacts/whisper-base", **option)
+
+
+# --- the real base model -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fast(base_model_dir) -> Transcriber:
+    return Transcriber(base_model_dir, backend="ctranslate2", **GREEDY)
+
+
+@pytest.fixture(scope="module")
+def reference(base_model_dir) -> Transcriber:
+    return Transcriber(base_model_dir, backend="transformers", **GREEDY)
+
+
+@pytest.fixture(scope="module")
+def short(examples_dir) -> tuple[Path, str]:
+    return examples_dir / "short.mp3", (examples_dir / "short.txt").read_text().strip()
+
+
+def assert_timed(result, duration: float) -> None:
+    starts = [segment.start for segment in result.segments]
+    assert starts == sorted(starts)
+    for segment in result.segments:
+        assert 0 <= segment.start < segment.end <= duration + 0.01, segment
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_short_clip_with_each_backend(engine, short, request):
+    transcriber = request.getfixturevalue(engine)
+    path, sentence = short
+    result = transcriber.transcribe(path)
+    assert result.backend == {"fast": "ctranslate2", "reference": "transformers"}[engine]
+    assert result.language == "gl" and result.model == transcriber.model
+    assert result.duration == pytest.approx(len(load_audio(path)) / 16000, abs=0.01)
+    assert result.elapsed > 0 and result.segments and result.text
+    assert_timed(result, result.duration)
+    # espeak's voice is far from Whisper base's training data: the words are mangled but the
+    # characters mostly right (measured ~35-55 % CER; an unrelated sentence scores ~90-100 %).
+    assert compute_metrics([result.text], [sentence])["cer"] < 65
+
+
+@pytest.mark.slow
+def test_long_audio_is_transcribed_whole_with_increasing_timestamps(base_model_dir, examples_dir):
+    engine = Transcriber(base_model_dir)  # the defaults: CTranslate2 on CPU, beam 5, fallback
+    assert engine.backend == "ctranslate2"
+    result = engine.transcribe(examples_dir / "long.mp3")
+    reference_words = len((examples_dir / "long.txt").read_text().split())
+    assert result.duration > 100
+    assert_timed(result, result.duration)
+    assert result.segments[0].start < 5
+    assert result.segments[-1].end > 0.9 * result.duration  # never cut at the first window
+    covered = sum(segment.end - segment.start for segment in result.segments)
+    assert covered > 0.8 * result.duration
+    # Words out against words read: a loop inflates it, a dropped window deflates it.
+    assert 0.7 < len(result.text.split()) / reference_words < 1.4
+
+
+@pytest.mark.slow
+def test_browser_recording_saved_as_wav_and_odd_formats(fast, short, tmp_path):
+    path, _ = short
+    expected = fast.transcribe(path).text
+    webm_as_wav = tmp_path / "recording.wav"  # what a browser's MediaRecorder gives, misnamed
+    ffmpeg("-i", str(path), "-c:a", "libopus", "-f", "webm", str(webm_as_wav))
+    stereo_8bit = tmp_path / "stereo.wav"
+    ffmpeg("-i", str(path), "-ac", "2", "-ar", "44100", "-c:a", "pcm_u8", str(stereo_8bit))
+    for variant in (webm_as_wav, stereo_8bit):
+        text = fast.transcribe(variant).text
+        assert compute_metrics([text], [expected])["cer"] < 35, (variant.name, text, expected)
+
+
+@pytest.mark.slow
+def test_waveform_and_bytes_inputs_match_the_file(fast, short):
+    path, _ = short
+    expected = fast.transcribe(path)
+    waveform = load_audio(path)
+    assert fast.transcribe(waveform).text == expected.text
+    assert fast.transcribe(path.read_bytes()).text == expected.text
+    pcm16 = (waveform * 32767).astype(np.int16)  # a microphone's integer samples
+    assert compute_metrics([fast.transcribe(pcm16).text], [expected.text])["cer"] < 20
+
+
+@pytest.mark.slow
+def test_subtitles_of_a_real_transcription(fast, short):
+    result = fast.transcribe(short[0])
+    srt, vtt = result.to_srt(), result.to_vtt()
+    assert len(SRT_TIMING.findall(srt)) == len(result.segments)
+    assert srt.startswith("1\n00:00:0")
+    assert vtt.startswith("WEBVTT\n\n00:00:0")
+    assert len(re.findall(r"^\d\d:\d\d:\d\d\.\d{3} --> ", vtt, re.M)) == len(result.segments)
+
+
+def _excerpt(examples_dir, seconds: float) -> np.ndarray:
+    return load_audio(examples_dir / "long.mp3")[: int(seconds * 16000)]
+
+
+def _excerpt_words(examples_dir, seconds: float) -> int:
+    """Words read in the first `seconds` of long.mp3 (its sentences share the time evenly enough)."""
+    words = (examples_dir / "long.txt").read_text().split()
+    return round(len(words) * seconds / len(load_audio(examples_dir / "long.mp3")) * 16000)
+
+
+def assert_speech_chunks(result, reference_words: int) -> None:
+    """Timed voice-activity chunks: sentence-sized, in order, covering the speech."""
+    assert_timed(result, result.duration)
+    assert all(segment.end - segment.start <= 30 for segment in result.segments)
+    assert result.segments[0].start < 2 and result.segments[-1].end > result.duration - 2
+    assert sum(s.end - s.start for s in result.segments) > 0.8 * result.duration
+    assert 0.6 < len(result.text.split()) / reference_words < 1.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_vad_timestamps_cover_the_speech(engine, examples_dir, request, base_model_dir):
+    """timestamps="vad": chunks decoded without timestamps, each timed by its bounds."""
+    model = request.getfixturevalue(engine)
+    chunked = Transcriber(base_model_dir, backend=model.backend, timestamps="vad", **GREEDY)
+    result = chunked.transcribe(_excerpt(examples_dir, 42))
+    assert_speech_chunks(result, _excerpt_words(examples_dir, 42))
+
+
+@pytest.mark.slow
+def test_a_model_that_lost_its_timestamps_still_gets_timed_segments(base_model_dir, examples_dir):
+    import torch
+
+    engine = Transcriber(base_model_dir, backend="transformers", **GREEDY)
+    model = engine._backend.model
+    begin = model.generation_config.no_timestamps_token_id + 1
+    with torch.no_grad():  # timestamp logits become 0: the model never prefers a timestamp
+        model.get_output_embeddings().weight[begin:] = 0
+    assert engine._backend.decode(_excerpt(examples_dir, 42), language="gl", task="transcribe").predicted_timestamps \
+        is False
+    result = engine.transcribe(_excerpt(examples_dir, 42))
+    # auto mode noticed that no segment was closed by a timestamp and fell back to speech chunks
+    assert len(result.segments) > 4
+    assert_speech_chunks(result, _excerpt_words(examples_dir, 42))
+
+
+@pytest.mark.slow
+def test_concurrent_calls_give_the_same_answers(fast, reference, short):
+    path = short[0]
+    for engine, threads in ((fast, 4), (reference, 2)):
+        expected = engine.transcribe(path).text
+        answers = []
+        workers = [threading.Thread(target=lambda: answers.append(engine.transcribe(path).text))
+                   for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert answers == [expected] * threads
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_unreadable_files_raise_one_clear_error(fast, short, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n" * 50)
+    for path, reason in ((empty, "empty"), (text, "not an audio file"), (tmp_path / "gone.mp3", "missing")):
+        with pytest.raises(WhisperGLError, match=reason):
+            fast.transcribe(path)
+
+
+@pytest.mark.slow
+def test_truncated_mp3_gives_what_it_holds(fast, short, tmp_path):
+    path, _ = short
+    truncated = tmp_path / "cut.mp3"
+    data = path.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    result = fast.transcribe(truncated)  # FFmpeg decodes the frames that are there
+    assert 0 < result.duration < fast.transcribe(path).duration
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("audio", [
+    np.zeros(16000 * 5, dtype=np.float32),  # digital silence
+    np.random.default_rng(0).normal(0, 1e-4, 16000 * 5).astype(np.float32),  # room-tone hiss
+    0.3 * np.sin(np.linspace(0, 2 * np.pi * 44, 1600)).astype(np.float32),  # 0.1 s beep
+    np.zeros(0, dtype=np.float32),
+])
+def test_silence_and_tiny_clips_give_an_empty_transcript(fast, reference, audio):
+    for engine in (fast, reference):
+        result = engine.transcribe(audio)
+        assert (result.text, result.segments) == ("", [])
+        assert result.duration == pytest.approx(len(audio) / 16000, abs=1e-3)
+        assert result.to_srt() == ""
+
+
+@pytest.mark.slow
+def test_command_line_writes_text_and_subtitles(base_model_dir, short, tmp_path):
+    path, _ = short
+    srt, vtt = tmp_path / "out/short.srt", tmp_path / "out/short.vtt"
+    run = subprocess.run(
+        [sys.executable, "-m", "whisper_gl.transcribe", str(path), "--model", str(base_model_dir),
+         "--beam-size", "1", "--srt", str(srt), "--vtt", str(vtt)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() and "ctranslate2" in run.stderr and "RTF" in run.stderr
+    assert SRT_TIMING.search(srt.read_text()) and vtt.read_text().startswith("WEBVTT")
+    assert not list(srt.parent.glob(".*tmp"))
+
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    run = subprocess.run([sys.executable, "-m", "whisper_gl.transcribe", str(bad), "--model", str(base_model_dir)],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("error: notes.wav")
+    assert "Traceback" not in run.stderr
