@@ -72,10 +72,10 @@ class EngineConfig:
     )
     timestamps: str = field(
         default="auto",
-        metadata={"help": "Segment times: model (predicted timestamps), windows (fixed windows decoded without "
-                          "timestamps, each timed by its window), auto (model, and windows when the model "
-                          "predicts no timestamps).",
-                  "choices": ["auto", "model", "windows"]},
+        metadata={"help": "Segment times: model (the model's predicted timestamps), vad (voice-activity chunks "
+                          "decoded without timestamps, each timed by its bounds), auto (model, and vad when the "
+                          "model predicts no timestamps).",
+                  "choices": ["auto", "model", "vad"]},
     )
     vad_filter: bool = field(
         default=False,
@@ -93,7 +93,9 @@ class ExportConfig:
     quantization: str = field(
         default="int8",
         metadata={"help": "CTranslate2 weight type of the export: int8 (fastest on CPU), int8_float16, float16, "
-                          "float32."},
+                          "float32.",
+                  "choices": ["int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16",
+                              "bfloat16", "float32"]},
     )
     output_dir: Optional[str] = field(
         default=None,
