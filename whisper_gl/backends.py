@@ -13,6 +13,7 @@ do not depend on the decoder.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -79,6 +80,18 @@ def ctranslate2_export(folder: Path) -> Path | None:
     return None
 
 
+class _GenerateNoise(logging.Filter):
+    """Drop transformers' per-window warnings about what Whisper's own generate sets."""
+
+    NOISE = ("seem to have been set", "Passing `generation_config` together", "attention mask is not set")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(noise in record.getMessage() for noise in self.NOISE)
+
+
+_GENERATE_NOISE = _GenerateNoise()
+
+
 class TransformersBackend:
     """WhisperForConditionalGeneration.generate, long-form (the reference implementation)."""
 
@@ -94,6 +107,7 @@ class TransformersBackend:
             self.model = WhisperForConditionalGeneration.from_pretrained(folder).to(device).eval()
         except (OSError, ValueError) as error:
             raise WhisperGLError(f"cannot load the transformers model in '{folder}': {error}") from None
+        logging.getLogger("transformers.generation.utils").addFilter(_GENERATE_NOISE)
         self.device = device
         self.beam_size = beam_size
         self.temperatures = tuple(temperatures)

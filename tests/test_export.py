@@ -1,0 +1,139 @@
+"""CTranslate2 export: the offline base converted to int8 must transcribe like transformers."""
+
+import csv
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from whisper_gl import WhisperGLError
+from whisper_gl.export import export_model
+from whisper_gl.metrics import compute_metrics
+from whisper_gl.transcribe import Transcriber
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GREEDY = dict(beam_size=1, temperatures=(0.0,))
+
+
+def checkpoint_copy(base: Path, target: Path) -> Path:
+    """The base's transformers files without its ctranslate2/ folder (links: no 290 MB copy)."""
+    target.mkdir()
+    for item in base.iterdir():
+        if item.is_file():
+            (target / item.name).symlink_to(item)
+    return target
+
+
+@pytest.fixture(scope="module")
+def tiny_10s_model(base_model_dir, tmp_path_factory) -> Path:
+    """A random 2-layer Whisper with a 10-second window (what a later issue trains)."""
+    import torch
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+    folder = tmp_path_factory.mktemp("tiny10")
+    config = WhisperConfig.from_pretrained(base_model_dir)
+    config.update(dict(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=500))
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig.from_pretrained(base_model_dir)
+    model.save_pretrained(folder)
+    processor = WhisperProcessor.from_pretrained(base_model_dir)
+    extractor = processor.feature_extractor
+    extractor.chunk_length, extractor.n_samples, extractor.nb_max_frames = 10, 160_000, 1000
+    processor.save_pretrained(folder)
+    extractor.to_json_file(folder / "preprocessor_config.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def test_clips(sample_corpus_dir) -> tuple[list[Path], list[str]]:
+    with open(sample_corpus_dir / "test.tsv", newline="") as tsv:
+        rows = list(csv.DictReader(tsv, delimiter="\t"))[:6]
+    return [sample_corpus_dir / "clips" / row["path"] for row in rows], [row["sentence"] for row in rows]
+
+
+@pytest.mark.slow
+def test_int8_export_is_used_by_the_engine_and_keeps_accuracy(base_model_dir, test_clips, tmp_path):
+    model = checkpoint_copy(base_model_dir, tmp_path / "model")
+    run = subprocess.run([sys.executable, "-m", "whisper_gl.export", "--model", str(model)],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr
+    export = model / "ctranslate2"
+    assert {"model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"} <= {
+        p.name for p in export.iterdir()}
+    assert (export / "model.bin").stat().st_size < 0.35 * (model / "model.safetensors").stat().st_size  # int8
+    assert not list(model.glob(".ctranslate2*"))  # no temporary folder left
+
+    fast = Transcriber(model, **GREEDY)
+    assert fast.backend == "ctranslate2"  # the export is picked up on CPU
+    reference = Transcriber(model, backend="transformers", **GREEDY)
+    clips, sentences = test_clips
+    int8 = compute_metrics([fast.transcribe(clip).text for clip in clips], sentences)["cer"]
+    float32 = compute_metrics([reference.transcribe(clip).text for clip in clips], sentences)["cer"]
+    # Measured on 12 clips: 45.4 % against 44.9 % CER. The transcripts themselves differ more
+    # (espeak audio puts Whisper base on a knife edge: int8 rounding or faster-whisper's own
+    # log-mel flip words), so the check is on accuracy, and on exactness below.
+    assert abs(int8 - float32) < 8, (int8, float32)
+
+
+@pytest.mark.slow
+def test_float32_export_is_the_same_model(base_model_dir, test_clips, tmp_path):
+    """Same log-mel input, greedy: the converted model writes exactly the transformers tokens."""
+    import ctranslate2
+    import numpy as np
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from whisper_gl.audio import load_audio
+
+    export = export_model(str(base_model_dir), str(tmp_path / "f32"), quantization="float32")
+    processor = WhisperProcessor.from_pretrained(base_model_dir)
+    model = WhisperForConditionalGeneration.from_pretrained(base_model_dir).eval()
+    features = processor.feature_extractor([load_audio(clip) for clip in test_clips[0]], sampling_rate=16000,
+                                           return_tensors="pt").input_features
+    with torch.inference_mode():
+        expected = model.generate(features, language="gl", task="transcribe", num_beams=1, do_sample=False,
+                                  max_new_tokens=60)
+    prompt = processor.tokenizer.convert_tokens_to_ids(
+        ["<|startoftranscript|>", "<|gl|>", "<|transcribe|>", "<|notimestamps|>"])
+    converted = ctranslate2.models.Whisper(str(export), compute_type="float32").generate(
+        ctranslate2.StorageView.from_array(np.ascontiguousarray(features.numpy())), [prompt] * len(features),
+        beam_size=1, max_length=60 + len(prompt))
+    decode = processor.tokenizer.decode
+    assert [decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in converted] == [
+        decode(ids, skip_special_tokens=True).strip() for ids in expected]
+
+
+def test_a_folder_without_checkpoint_is_refused(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"ct2")
+    with pytest.raises(WhisperGLError, match="not a transformers checkpoint"):
+        export_model(str(tmp_path))
+    with pytest.raises(WhisperGLError, match="not found"):
+        export_model(str(tmp_path / "missing"))
+
+
+@pytest.mark.slow
+def test_a_10_second_window_is_refused_and_nothing_is_written(tiny_10s_model):
+    with pytest.raises(WhisperGLError, match="30-second windows.*10-second"):
+        export_model(str(tiny_10s_model))
+    assert sorted(p.name for p in tiny_10s_model.iterdir() if "ctranslate2" in p.name) == []
+
+
+@pytest.mark.slow
+def test_engine_falls_back_to_transformers_when_the_export_is_unusable(tiny_10s_model, caplog):
+    broken = tiny_10s_model / "ctranslate2"
+    broken.mkdir()
+    (broken / "model.bin").write_bytes(b"not a model")
+    try:
+        with caplog.at_level(logging.WARNING, logger="whisper_gl.transcribe"):
+            engine = Transcriber(tiny_10s_model, **GREEDY)
+        assert engine.backend == "transformers"
+        assert engine.window_seconds == 10  # read from the checkpoint, not assumed
+        assert "using the transformers backend instead" in caplog.text
+    finally:
+        for item in broken.iterdir():
+            item.unlink()
+        broken.rmdir()
