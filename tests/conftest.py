@@ -123,3 +123,31 @@ def write_common_voice():
         return folder
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(base_model_dir, tmp_path_factory) -> Path:
+    """A tiny random Whisper (d_model 64, 2+2 layers, 30 s window) with the base model's
+    processor and generation config: a real checkpoint folder that trains in seconds."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+    base = WhisperConfig.from_pretrained(base_model_dir)
+    config = WhisperConfig(
+        vocab_size=base.vocab_size, num_mel_bins=base.num_mel_bins, max_source_positions=base.max_source_positions,
+        max_target_positions=base.max_target_positions, d_model=64, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
+        decoder_start_token_id=base.decoder_start_token_id, pad_token_id=base.pad_token_id,
+        bos_token_id=base.bos_token_id, eos_token_id=base.eos_token_id,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig.from_pretrained(base_model_dir)
+    model.generation_config.alignment_heads = [[1, 0], [1, 1]]  # the base model's heads do not exist here
+    folder = tmp_path_factory.mktemp("tiny-whisper")
+    model.save_pretrained(folder)
+    processor = WhisperProcessor.from_pretrained(base_model_dir)
+    processor.save_pretrained(folder)
+    processor.feature_extractor.save_pretrained(folder)
+    return folder

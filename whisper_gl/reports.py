@@ -1,0 +1,236 @@
+"""What a training run leaves behind: results.json, training_curves.png, the model card.
+
+Everything is derived from the Trainer's log history, so the step-0 evaluation (the
+untuned base), every later evaluation and the best step come from one source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from . import OFFLINE_BASE_DIR
+from .metrics import METRIC_NAMES
+from .store import HUB_ID, is_hub_id
+
+# artifacts/whisper-base is OpenAI's Whisper base converted offline; the Hub knows it by this id.
+OFFLINE_BASE_HUB_ID = "openai/whisper-base"
+
+HYPERPARAMETERS = ("max_steps", "eval_steps", "save_steps", "batch_size", "eval_batch_size", "grad_accum",
+                   "learning_rate", "warmup_steps", "lr_scheduler", "weight_decay", "gradient_checkpointing",
+                   "freeze_encoder", "timestamp_share", "precision", "generation_max_length", "seed", "lora")
+COLUMNS = {"wer": "WER", "cer": "CER", "wer_ortho": "WER ortho", "cer_ortho": "CER ortho"}
+
+
+def evaluation_rows(log_history: list[dict]) -> list[dict]:
+    """One row per evaluation: step, train loss (mean of the losses logged since the previous
+    evaluation; none at step 0), eval loss, WER/CER normalised and orthographic, eval time."""
+    rows, losses = [], []
+    for entry in sorted(log_history, key=lambda e: (e.get("step", 0), "eval_wer" in e)):
+        if "loss" in entry:
+            losses.append(entry["loss"])
+        if "eval_wer" in entry:
+            row = {"step": entry["step"], "train_loss": sum(losses) / len(losses) if losses else None,
+                   "eval_loss": entry.get("eval_loss")}
+            row.update({name: entry[f"eval_{name}"] for name in METRIC_NAMES})
+            row["eval_seconds"] = entry.get("eval_runtime")
+            rows.append(row)
+            losses = []
+    return rows
+
+
+def build_results(state, config, features_config: dict, *, train_clips: int, test_clips: int,
+                  wall_seconds: float, step_seconds: list[float]) -> dict[str, Any]:
+    """The run's numbers: every evaluation, the best step, before (step 0) and after (best)."""
+    rows = evaluation_rows(state.log_history)
+    best_step = state.best_global_step
+    if best_step is None and state.best_model_checkpoint:
+        best_step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    by_step = {row["step"]: row for row in rows}
+    settings = dataclasses.asdict(config)
+    return {
+        "base_model": config.model,
+        "features": config.features,
+        "dataset": features_config.get("dataset"),
+        "language": features_config["language"],
+        "task": features_config["task"],
+        "preset": config.preset,
+        "hyperparameters": {name: settings[name] for name in HYPERPARAMETERS},
+        "train_clips": train_clips,
+        "test_clips": test_clips,
+        "evaluations": rows,
+        "best_step": best_step,
+        "before": by_step.get(0),
+        "after": by_step.get(best_step),
+        "timing": {
+            "steps": state.global_step,
+            "seconds_per_step": sum(step_seconds) / len(step_seconds) if step_seconds else None,
+            "steps_timed": len(step_seconds),
+            "evaluation_seconds": sum(row["eval_seconds"] or 0 for row in rows),
+            "total_seconds": wall_seconds,
+        },
+    }
+
+
+def write_reports(folder: Path, results: dict, log_history: list[dict]) -> None:
+    """results.json, training_curves.png and README.md (the model card) into `folder`."""
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_curves(log_history, results, folder / "training_curves.png")
+    (folder / "README.md").write_text(model_card(results))
+
+
+def plot_curves(log_history: list[dict], results: dict, path: Path) -> None:
+    """Loss (train and eval) and WER (normalised and orthographic) against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    rows = results["evaluations"]
+    fig, (loss_ax, wer_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        loss_ax.plot(*zip(*train), label="train loss", alpha=0.8)
+    loss_ax.plot([r["step"] for r in rows], [r["eval_loss"] for r in rows], "o-", label="eval loss")
+    loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
+    wer_ax.plot([r["step"] for r in rows], [r["wer"] for r in rows], "o-", label="WER (normalised)")
+    wer_ax.plot([r["step"] for r in rows], [r["wer_ortho"] for r in rows], "s--", label="WER (orthographic)")
+    wer_ax.set(xlabel="step", ylabel="%", title="Word error rate on the test split")
+    if results["best_step"] is not None:
+        for ax in (loss_ax, wer_ax):
+            ax.axvline(results["best_step"], color="grey", linestyle=":", label="best step")
+    for ax in (loss_ax, wer_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def metrics_table(named_scores: dict[str, dict[str, float]]) -> str:
+    """A fixed-width table: one line per model, WER/CER normalised and orthographic (%)."""
+    width = max(len(name) for name in named_scores)
+    lines = [f"{'':<{width}}  " + "  ".join(f"{title:>9}" for title in COLUMNS.values())]
+    for name, scores in named_scores.items():
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{scores[key]:>9.2f}" for key in COLUMNS))
+    return "\n".join(lines)
+
+
+def before_after_table(results: dict) -> str:
+    """The base model and the fine-tuned model on the same held-out test clips."""
+    named = {}
+    if results["before"]:
+        named["base (step 0)"] = results["before"]
+    if results["after"]:
+        named[f"fine-tuned (best, step {results['best_step']})"] = results["after"]
+    title = f"WER/CER (%) on {results['test_clips']} held-out test clips, normalised and orthographic:"
+    return title + "\n" + metrics_table(named)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The seed's results table: one line per evaluation."""
+    header = "| Step | Training loss | Validation loss | WER | CER | WER ortho | CER ortho |"
+    lines = [header, "|" + "---:|" * 7]
+
+    def number(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for r in rows:
+        lines.append(f"| {r['step']} | {number(r['train_loss'], 4)} | {number(r['eval_loss'], 4)} | "
+                     f"{number(r['wer'], 2)} | {number(r['cer'], 2)} | {number(r['wer_ortho'], 2)} | "
+                     f"{number(r['cer_ortho'], 2)} |")
+    return "\n".join(lines)
+
+
+def hub_base_model(location: str) -> str | None:
+    """The base model's Hub id (for the card's metadata), when it has one."""
+    if is_hub_id(location):
+        return location
+    if Path(location).resolve() == Path(OFFLINE_BASE_DIR).resolve():
+        return OFFLINE_BASE_HUB_ID
+    return None
+
+
+def hub_datasets(results: dict) -> list[str]:
+    """Hub ids among the features and the dataset they were extracted from."""
+    candidates = (results.get("dataset"), results["features"])
+    return [name for name in candidates if name and HUB_ID.match(name) and not Path(name).exists()]
+
+
+def card_metadata(results: dict):
+    """Hub front matter: language, license, tags, base model, datasets and a model-index with WER."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    datasets = hub_datasets(results)
+    dataset = datasets[0] if datasets else Path(results.get("dataset") or results["features"]).name
+    after = results["after"] or {}
+    eval_results = [
+        EvalResult(task_type="automatic-speech-recognition", task_name="Speech recognition",
+                   dataset_type=dataset, dataset_name=dataset, dataset_split="test",
+                   metric_type=metric, metric_name=label, metric_value=round(after[key], 2))
+        for key, metric, label in (("wer", "wer", "WER (normalised)"), ("cer", "cer", "CER (normalised)"),
+                                   ("wer_ortho", "wer", "WER (orthographic)"))
+        if key in after
+    ]
+    return ModelCardData(
+        language=results["language"], license="apache-2.0", library_name="transformers",
+        pipeline_tag="automatic-speech-recognition",
+        tags=["whisper", "automatic-speech-recognition", "galician", "whisper-gl"],
+        base_model=hub_base_model(results["base_model"]),
+        datasets=datasets or None,
+        model_name=f"{results['base_model']} fine-tuned for {results['language']}",
+        eval_results=eval_results or None,
+    )
+
+
+def model_card(results: dict) -> str:
+    """README.md of the checkpoint: what it is, how it was trained, how well it does."""
+    from huggingface_hub import ModelCard
+
+    hyper = results["hyperparameters"]
+    settings = "\n".join(f"- {name}: {value}" for name, value in hyper.items())
+    before, after = results["before"], results["after"]
+    summary = ""
+    if before and after:
+        summary = (f"Normalised WER on the {results['test_clips']} held-out test clips went from "
+                   f"{before['wer']:.2f}% (the base model, step 0) to {after['wer']:.2f}% "
+                   f"(best step {results['best_step']}).\n\n")
+    body = f"""
+# {results['base_model']} fine-tuned for speech recognition in `{results['language']}`
+
+Fine-tuned from `{results['base_model']}` with the whisper-gl pipeline
+(`train.py --preset {results['preset']}`) on the features in `{results['features']}`:
+{results['train_clips']} training clips, {results['test_clips']} test clips. Task: {results['task']}.
+
+{summary}## Evaluations
+
+WER/CER in percent on the test split; "normalised" uses transformers' BasicTextNormalizer
+(lower case, no punctuation, accents kept), "ortho" compares the raw text. The checkpoint
+kept here is the one with the lowest normalised WER (step {results['best_step']}).
+
+{markdown_table(results['evaluations'])}
+
+## Training
+
+Preset `{results['preset']}`:
+
+{settings}
+
+A share of the training clips (`timestamp_share`) carries timestamp labels so the model
+keeps predicting timestamps for long-form transcription.
+
+## Usage
+
+```python
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+processor = WhisperProcessor.from_pretrained("path/or/repo")
+model = WhisperForConditionalGeneration.from_pretrained("path/or/repo")
+ids = model.generate(processor(audio, sampling_rate=16000, return_tensors="pt").input_features,
+                     language="{results['language']}", task="{results['task']}")
+print(processor.batch_decode(ids, skip_special_tokens=True)[0])
+```
+"""
+    return str(ModelCard(f"---\n{card_metadata(results).to_yaml()}\n---\n{body}"))

@@ -1,0 +1,418 @@
+"""Fine-tuning: stored features -> Seq2SeqTrainer -> the best-WER checkpoint.
+
+The Trainer does the work (mixed precision, gradient checkpointing, checkpoints and
+resume, TensorBoard, multi-GPU through `accelerate launch` / `torchrun`); this module
+only prepares its inputs: the preset, the features (checked before anything heavy is
+loaded), the model with Galician set in its generation config, and a collator that pads
+our compact features to the model's window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import TrainerCallback
+
+from . import OFFLINE_BASE_DIR, WhisperGLError
+from .config import TrainConfig
+from .metrics import METRIC_NAMES, token_metrics
+from .store import HUB_ID, atomic_dir, hub_token, push_folder, resolve_model
+
+# Whisper predicts times on a 0.02 s grid: one timestamp token per two mel frames
+# (the encoder's stride), counted from <|0.00|>.
+FRAMES_PER_TIMESTAMP = 2
+FRAMES_PER_SECOND = 100  # 16 kHz audio, hop 160
+
+# The seed's two models, reproduced by name; smoke fits the bundled corpus on a 2-core CPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "model1": dict(model="openai/whisper-small", max_steps=1000, eval_steps=250, save_steps=250,
+                   learning_rate=1e-5, batch_size=16, warmup_steps=500, lr_scheduler="linear"),
+    "model2": dict(model="openai/whisper-medium", max_steps=500, eval_steps=250, save_steps=250,
+                   learning_rate=1e-5, batch_size=16, warmup_steps=125, lr_scheduler="cosine",
+                   weight_decay=0.001),
+    # Measured on 2 shared CPU cores (README, section training): gradient checkpointing
+    # is off because it only saves memory, which a CPU has, at ~30% more compute.
+    "smoke": dict(model=OFFLINE_BASE_DIR, max_steps=18, eval_steps=6, learning_rate=5e-5,
+                  batch_size=8, eval_batch_size=16, warmup_steps=2, lr_scheduler="linear",
+                  logging_steps=1, generation_max_length=96, gradient_checkpointing=False),
+}
+# What a field takes when neither a flag nor the preset sets it (the seed's notebook values).
+DEFAULTS: dict[str, Any] = dict(eval_batch_size=8, grad_accum=1, learning_rate=1e-5, warmup_steps=0,
+                                lr_scheduler="linear", weight_decay=0.0, logging_steps=25,
+                                generation_max_length=225, gradient_checkpointing=True,
+                                freeze_encoder=False)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+REQUIRED_COLUMNS = ("input_features", "labels", "duration")
+TIMESTAMP_COLUMN = "with_timestamps"
+
+
+# --- configuration ------------------------------------------------------------------
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Fill the fields left unset from the preset, then the defaults; check the values."""
+    if config.preset not in PRESETS:
+        raise WhisperGLError(f"unknown preset '{config.preset}': choose one of {', '.join(PRESETS)}")
+    filled = {}
+    for name, value in {**DEFAULTS, **PRESETS[config.preset]}.items():
+        if getattr(config, name) is None:
+            filled[name] = value
+    config = dataclasses.replace(config, **filled)
+    if config.save_steps is None:
+        config.save_steps = config.eval_steps
+    if config.work_dir is None:
+        config.work_dir = str(Path(config.output_dir).with_name(Path(config.output_dir).name + ".work"))
+    if config.precision not in PRECISIONS:
+        raise WhisperGLError(f"unknown --precision '{config.precision}': choose one of {', '.join(PRECISIONS)}")
+    config.precision = hardware_precision(config.precision)
+    if config.evaluate_only:
+        return config
+    for name in ("max_steps", "eval_steps", "save_steps", "batch_size", "eval_batch_size", "grad_accum",
+                 "logging_steps", "generation_max_length"):
+        if getattr(config, name) < 1:
+            raise WhisperGLError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+    if config.save_steps % config.eval_steps:
+        raise WhisperGLError(f"--save-steps ({config.save_steps}) must be a multiple of --eval-steps "
+                             f"({config.eval_steps}): the best checkpoint is chosen at evaluations")
+    if not 0 <= config.timestamp_share <= 1:
+        raise WhisperGLError(f"--timestamp-share must be between 0 and 1, got {config.timestamp_share}")
+    if config.push_to_hub:
+        if not HUB_ID.match(config.push_to_hub):
+            raise WhisperGLError(f"--push-to-hub '{config.push_to_hub}' is not a Hub repo id (NAMESPACE/NAME)")
+        hub_token()  # fails now, with a clear line, rather than after hours of training
+    return config
+
+
+def hardware_precision(choice: str) -> str:
+    """`auto` becomes bf16 where the GPU supports it, else fp16 on a GPU, fp32 on CPU."""
+    import torch
+
+    if choice != "auto":
+        return choice
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+# --- features -------------------------------------------------------------------------
+
+def load_training_features(location: str):
+    """The features DatasetDict and its features_config, checked for what training needs."""
+    from .features import load_features
+
+    dataset, features_config = load_features(location)
+    problem = _features_problem(dataset, features_config)
+    if problem:
+        raise WhisperGLError(f"'{location}' does not hold training features ({problem}): "
+                             "make them with feature_extraction.py")
+    return dataset, features_config
+
+
+def _features_problem(dataset, features_config: dict) -> str | None:
+    for split in ("train", "test"):
+        if split not in dataset:
+            return f"no '{split}' split"
+        missing = [column for column in REQUIRED_COLUMNS if column not in dataset[split].column_names]
+        if missing:
+            return f"split '{split}' lacks column(s) {', '.join(missing)}"
+        if len(dataset[split]) == 0:
+            return f"split '{split}' is empty"
+    for key in ("n_mels", "window_frames", "language", "task"):
+        if key not in features_config:
+            return f"features_config.json lacks '{key}'"
+    first = np.asarray(dataset["train"].with_format("numpy")[0]["input_features"])
+    n_mels, window = features_config["n_mels"], features_config["window_frames"]
+    if first.ndim != 2 or first.shape[0] != n_mels or first.shape[1] > window:
+        return f"input_features of shape {list(first.shape)}, expected [{n_mels}, <={window}]"
+    return None
+
+
+def check_window(model_config, features_config: dict, model_name: str) -> None:
+    """Refuse features cut for another window or mel count than the model's."""
+    window = 2 * model_config.max_source_positions  # the encoder halves the frames once
+    if features_config["window_frames"] != window or features_config["n_mels"] != model_config.num_mel_bins:
+        raise WhisperGLError(
+            f"the features were made for {features_config['window_frames'] / FRAMES_PER_SECOND:g} s windows "
+            f"with {features_config['n_mels']} mel bins, but {model_name} takes {window / FRAMES_PER_SECOND:g} s "
+            f"windows with {model_config.num_mel_bins}: run feature_extraction.py again with --model {model_name}"
+        )
+
+
+def timestamp_flags(count: int, share: float, seed: int) -> list[bool]:
+    """Which training clips get timestamp labels: round(count * share) of them, fixed by the seed."""
+    chosen = np.random.default_rng(seed).permutation(count)[: round(count * share)]
+    flags = np.zeros(count, dtype=bool)
+    flags[chosen] = True
+    return flags.tolist()
+
+
+# --- batches --------------------------------------------------------------------------
+
+@dataclass
+class WhisperCollator:
+    """Pads compact log-mels to the model's window and labels with -100.
+
+    Clips flagged `with_timestamps` are labelled `<|0.00|> text <|t_end|>` instead of
+    `<|notimestamps|> text`, so the model keeps the timestamp skill it needs for long audio.
+    """
+
+    window_frames: int
+    decoder_start_token_id: int
+    no_timestamps_token_id: int
+
+    def __call__(self, samples: list[dict]) -> dict:
+        import torch
+
+        from .features import pad_features
+
+        features = np.stack([pad_features(np.asarray(s["input_features"]), self.window_frames) for s in samples])
+        labels = [self.labels(s) for s in samples]
+        width = max(len(label) for label in labels)
+        padded = np.full((len(labels), width), -100, dtype=np.int64)
+        for row, label in enumerate(labels):
+            padded[row, : len(label)] = label
+        # The model prepends the start token itself when it shifts labels into decoder
+        # inputs; keep it out of the labels so it is not there twice.
+        if (padded[:, 0] == self.decoder_start_token_id).all():
+            padded = padded[:, 1:]
+        return {"input_features": torch.from_numpy(features), "labels": torch.from_numpy(padded)}
+
+    def labels(self, sample: dict) -> list[int]:
+        label = [int(token) for token in sample["labels"]]
+        if not sample.get(TIMESTAMP_COLUMN) or self.no_timestamps_token_id not in label:
+            return label
+        return self.timestamped(label, float(sample["duration"]))
+
+    def timestamped(self, label: list[int], duration: float) -> list[int]:
+        """`... <|notimestamps|> text <|endoftext|>` -> `... <|0.00|> text <|t_end|> <|endoftext|>`."""
+        first_timestamp = self.no_timestamps_token_id + 1  # <|0.00|>
+        last_index = self.window_frames // FRAMES_PER_TIMESTAMP
+        end = first_timestamp + min(round(duration * FRAMES_PER_SECOND / FRAMES_PER_TIMESTAMP), last_index)
+        at = label.index(self.no_timestamps_token_id)
+        return label[:at] + [first_timestamp] + label[at + 1:-1] + [end, label[-1]]
+
+
+# --- model ----------------------------------------------------------------------------
+
+def load_model(path: Path, language: str, task: str):
+    """Processor and model, with language and task set in the generation config."""
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(path)
+    processor.tokenizer.set_prefix_tokens(language=language, task=task)
+    model = WhisperForConditionalGeneration.from_pretrained(path)
+    model.generation_config.language = language
+    model.generation_config.task = task
+    model.generation_config.forced_decoder_ids = None  # the deprecated way; language/task replace it
+    return processor, model
+
+
+def add_lora(model, config: TrainConfig):
+    """Wrap the model so only LoRA adapters train (peft)."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=[name.strip() for name in config.lora_target_modules.split(",") if name.strip()],
+                      bias="none")
+    model = get_peft_model(model, lora)
+    model.print_trainable_parameters()
+    return model
+
+
+def plain_model(model):
+    """The model as a plain WhisperForConditionalGeneration (LoRA adapters merged in)."""
+    from peft import PeftModel
+
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+def training_arguments(config: TrainConfig, output_dir: str, *, eval_on_start: bool, report: bool = True):
+    import torch
+    from transformers import Seq2SeqTrainingArguments
+
+    report_to = "tensorboard" if report and importlib.util.find_spec("tensorboard") else "none"
+    # transformers 5.x renamed gradient checkpointing to activation checkpointing.
+    names = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return Seq2SeqTrainingArguments(
+        output_dir=output_dir,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler,
+        weight_decay=config.weight_decay,
+        **{checkpointing: config.gradient_checkpointing,
+           f"{checkpointing}_kwargs": {"use_reentrant": False}},
+        fp16=config.precision == "fp16",
+        bf16=config.precision == "bf16",
+        # bf16 autocast also runs on CPUs (fast where they have AVX512-BF16/AMX); the Trainer
+        # accepts it there only when told it is on the CPU.
+        use_cpu=config.precision == "bf16" and not torch.cuda.is_available(),
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        eval_on_start=eval_on_start,  # step 0: the untuned base, the honest "before"
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        predict_with_generate=True,
+        generation_max_length=config.generation_max_length,
+        load_best_model_at_end=True,
+        metric_for_best_model="wer",
+        greater_is_better=False,
+        remove_unused_columns=False,  # the collator needs duration and the timestamp flag
+        label_names=["labels"],
+        report_to=report_to,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        seed=config.seed,
+    )
+
+
+class StepTimer(TrainerCallback):
+    """Times the optimizer steps (forward, backward, update); evaluations are not inside."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._started = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self._started)
+
+
+def build_trainer(config: TrainConfig, model, processor, dataset, features_config: dict, output_dir: str,
+                  *, eval_on_start: bool = True, report: bool = True):
+    from transformers import Seq2SeqTrainer
+
+    train = dataset["train"]
+    train = train.add_column(TIMESTAMP_COLUMN, timestamp_flags(len(train), config.timestamp_share, config.seed))
+    test = dataset["test"]
+    if config.max_eval_samples:
+        test = test.select(range(min(config.max_eval_samples, len(test))))
+    generation = model.generation_config
+    collator = WhisperCollator(window_frames=features_config["window_frames"],
+                               decoder_start_token_id=model.config.decoder_start_token_id,
+                               no_timestamps_token_id=generation.no_timestamps_token_id)
+    return Seq2SeqTrainer(
+        model=model,
+        args=training_arguments(config, output_dir, eval_on_start=eval_on_start, report=report),
+        train_dataset=train.with_format("numpy"),
+        eval_dataset=test.with_format("numpy"),
+        data_collator=collator,
+        processing_class=processor,
+        compute_metrics=token_metrics(processor.tokenizer),
+    )
+
+
+def _prepare(config: TrainConfig):
+    """Everything cheap is checked before the model is loaded."""
+    from transformers import WhisperConfig
+
+    dataset, features_config = load_training_features(config.features)
+    model_path = resolve_model(config.model)
+    check_window(WhisperConfig.from_pretrained(model_path), features_config, config.model)
+    processor, model = load_model(model_path, features_config["language"], features_config["task"])
+    return dataset, features_config, processor, model
+
+
+# --- entry points ---------------------------------------------------------------------
+
+def last_checkpoint(work_dir: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from; a fresh run starts with an empty working folder.
+
+    The Trainer writes trainer_state.json last, so a checkpoint without it was cut short
+    by the kill and is passed over.
+    """
+    if not resume:
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        return None
+    steps = {int(path.name.split("-")[1]): path for path in work_dir.glob("checkpoint-*")
+             if path.name.split("-")[1].isdigit()}
+    for _, checkpoint in sorted(steps.items(), reverse=True):
+        if (checkpoint / "trainer_state.json").is_file():
+            return str(checkpoint)
+    print(f"--resume: no complete checkpoint in {work_dir} yet, starting from step 0")
+    return None
+
+
+def train(config: TrainConfig) -> dict:
+    """Fine-tune, keep the best-WER checkpoint in config.output_dir; return the results."""
+    from . import reports
+
+    config = resolve_config(config)
+    dataset, features_config, processor, model = _prepare(config)
+    if config.lora:
+        model = add_lora(model, config)
+    elif config.freeze_encoder:
+        model.freeze_encoder()
+
+    work_dir = Path(config.work_dir)
+    checkpoint = last_checkpoint(work_dir, config.resume)
+    trainer = build_trainer(config, model, processor, dataset, features_config, str(work_dir),
+                            eval_on_start=checkpoint is None)
+    timer = StepTimer()
+    trainer.add_callback(timer)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if not trainer.is_world_process_zero():
+        return {}
+    results = reports.build_results(trainer.state, config, features_config,
+                                    train_clips=len(dataset["train"]), test_clips=len(trainer.eval_dataset),
+                                    wall_seconds=time.perf_counter() - started, step_seconds=timer.seconds)
+    model = plain_model(trainer.model)
+    with atomic_dir(config.output_dir) as folder:
+        save_checkpoint(model, processor, folder)
+        reports.write_reports(folder, results, trainer.state.log_history)
+    print(reports.before_after_table(results))
+    print(f"best step {results['best_step']}; model and reports in {config.output_dir}")
+    if config.push_to_hub:
+        push(config.output_dir, config.push_to_hub)
+    return results
+
+
+def save_checkpoint(model, processor, folder: Path) -> None:
+    """Model, generation config and processor; both processor file names are written because
+    transformers 5 reads processor_config.json and faster-whisper preprocessor_config.json."""
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    processor.feature_extractor.save_pretrained(folder)
+
+
+def push(folder: str, repo_id: str) -> None:
+    try:
+        url = push_folder(folder, repo_id)
+    except WhisperGLError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any Hub failure becomes one clear line
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WhisperGLError(f"the model is saved in {folder} but pushing it to {repo_id} failed: "
+                             f"{reason[:200]}") from None
+    print(f"pushed {folder} to {url}")
+
+
+def evaluate_only(config: TrainConfig) -> dict[str, float]:
+    """WER/CER of config.model on the test split of config.features."""
+    from . import reports
+
+    config = resolve_config(config)
+    dataset, features_config, processor, model = _prepare(config)
+    with tempfile.TemporaryDirectory(prefix="whisper-gl-eval-") as scratch:
+        trainer = build_trainer(config, model, processor, dataset, features_config, scratch, report=False)
+        metrics = trainer.evaluate()
+    scores = {name: metrics[f"eval_{name}"] for name in METRIC_NAMES}
+    clips = min(len(dataset["test"]), config.max_eval_samples or len(dataset["test"]))
+    print(reports.metrics_table({f"{config.model} ({clips} test clips)": scores}))
+    return scores
