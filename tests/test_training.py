@@ -163,12 +163,12 @@ def test_missing_features_folder(tmp_path, tiny_whisper_dir, no_model_loading):
 @pytest.mark.parametrize("kind, message", [
     ("no test split", "test"),
     ("wrong mel count", r"input_features of shape \[64, \d+\], expected \[80, <=3000\]"),
-    ("window of another model", "made for 10 s windows with 80 mel bins, but .* takes 30 s windows"),
+    ("window longer than the model's", "made for 40 s windows, but .* takes 30 s windows and cannot be grown"),
 ])
 def test_features_of_the_wrong_shape(kind, message, tmp_path, tokenizer, tiny_whisper_dir, no_model_loading):
     settings = {"no test split": {"splits": ("train",)},
                 "wrong mel count": {"stored_mels": 64},
-                "window of another model": {"window_frames": 1000}}[kind]
+                "window longer than the model's": {"window_frames": 4000}}[kind]
     features = write_features(tmp_path / "features", tokenizer, n_train=3, n_test=2, **settings)
     with pytest.raises(WhisperGLError, match=message):
         training.train(tiny_config(features, tiny_whisper_dir, tmp_path / "out"))

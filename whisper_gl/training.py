@@ -134,15 +134,65 @@ def _features_problem(dataset, features_config: dict) -> str | None:
     return None
 
 
-def check_window(model_config, features_config: dict, model_name: str) -> None:
-    """Refuse features cut for another window or mel count than the model's."""
+def check_window(model_config, features_config: dict, model_name: str, *, training: bool) -> bool:
+    """Refuse features the model cannot take; True when training must first cut the model
+    down to the features' shorter window (`shorten_window`).
+
+    A model never grows to a longer window (its encoder has no positions past its own), and
+    evaluation measures a model as it is: only training shortens one.
+    """
     window = 2 * model_config.max_source_positions  # the encoder halves the frames once
-    if features_config["window_frames"] != window or features_config["n_mels"] != model_config.num_mel_bins:
+    features_window = features_config["window_frames"]
+    made, takes = features_window / FRAMES_PER_SECOND, window / FRAMES_PER_SECOND
+    if features_config["n_mels"] != model_config.num_mel_bins:
         raise WhisperGLError(
-            f"the features were made for {features_config['window_frames'] / FRAMES_PER_SECOND:g} s windows "
-            f"with {features_config['n_mels']} mel bins, but {model_name} takes {window / FRAMES_PER_SECOND:g} s "
-            f"windows with {model_config.num_mel_bins}: run feature_extraction.py again with --model {model_name}"
+            f"the features were made for {made:g} s windows with {features_config['n_mels']} mel bins, but "
+            f"{model_name} takes {takes:g} s windows with {model_config.num_mel_bins}: run "
+            f"feature_extraction.py again with --model {model_name}"
         )
+    if features_window == window:
+        return False
+    if features_window > window:
+        raise WhisperGLError(
+            f"the features were made for {made:g} s windows, but {model_name} takes {takes:g} s windows and "
+            f"cannot be grown back to {made:g} s: run feature_extraction.py again with --max-audio-seconds "
+            f"{takes:g}, or train a {made:g} s model (e.g. the pretrained one)"
+        )
+    if not training:
+        raise WhisperGLError(
+            f"the features were made for {made:g} s windows, but {model_name} takes {takes:g} s windows: "
+            f"evaluate it on features made with --max-audio-seconds {takes:g} (only training turns a model "
+            f"into a {made:g} s one)"
+        )
+    return True
+
+
+def shorten_window(model, processor, window_frames: int) -> None:
+    """Make a Whisper model and its processor take a shorter window, in place.
+
+    The encoder's positional embeddings are fixed sinusoids, one per two mel frames: a short
+    window only ever sees the first ones, so the cut keeps them (whisper.cpp's `audio_ctx`
+    does the same at inference; here the model is then trained on the short window, which is
+    what keeps it from looping). The processor's chunk_length follows, so the saved folder
+    states its own window and the engine reads it from there.
+    """
+    import torch
+
+    extractor = processor.feature_extractor
+    encoder = model.get_encoder()
+    positions = window_frames // (encoder.conv1.stride[0] * encoder.conv2.stride[0])
+    seconds, rest = divmod(window_frames * extractor.hop_length, extractor.sampling_rate)
+    if rest or not 0 < positions < encoder.embed_positions.num_embeddings:
+        raise WhisperGLError(f"cannot cut the model to a window of {window_frames} frames: it must be a whole "
+                             f"number of seconds shorter than the model's window")
+    kept = encoder.embed_positions.weight.detach()[:positions].clone()
+    encoder.embed_positions = torch.nn.Embedding.from_pretrained(kept, freeze=True)
+    encoder.max_source_positions = positions
+    model.config.max_source_positions = positions  # the encoder checks its input length against it
+    # What WhisperFeatureExtractor.__init__ derives from chunk_length.
+    extractor.chunk_length = seconds
+    extractor.n_samples = seconds * extractor.sampling_rate
+    extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
 
 
 def timestamp_flags(count: int, share: float, seed: int) -> list[bool]:
@@ -316,14 +366,21 @@ def build_trainer(config: TrainConfig, model, processor, dataset, features_confi
     )
 
 
-def _prepare(config: TrainConfig):
-    """Everything cheap is checked before the model is loaded."""
+def _prepare(config: TrainConfig, *, training: bool):
+    """Everything cheap is checked before the model is loaded. For training, a model with a
+    longer window than the features' is cut down to theirs (e.g. 30 s Whisper -> 10 s)."""
     from transformers import WhisperConfig
 
     dataset, features_config = load_training_features(config.features)
     model_path = resolve_model(config.model)
-    check_window(WhisperConfig.from_pretrained(model_path), features_config, config.model)
+    shorten = check_window(WhisperConfig.from_pretrained(model_path), features_config, config.model,
+                           training=training)
     processor, model = load_model(model_path, features_config["language"], features_config["task"])
+    if shorten:
+        longer = model.config.max_source_positions
+        shorten_window(model, processor, features_config["window_frames"])
+        print(f"{config.model}: encoder cut from {longer} to {model.config.max_source_positions} positions "
+              f"for the features' {processor.feature_extractor.chunk_length} s windows")
     return dataset, features_config, processor, model
 
 
@@ -353,7 +410,7 @@ def train(config: TrainConfig) -> dict:
     from . import reports
 
     config = resolve_config(config)
-    dataset, features_config, processor, model = _prepare(config)
+    dataset, features_config, processor, model = _prepare(config, training=True)
     if config.lora:
         model = add_lora(model, config)
     elif config.freeze_encoder:
@@ -408,7 +465,7 @@ def evaluate_only(config: TrainConfig) -> dict[str, float]:
     from . import reports
 
     config = resolve_config(config)
-    dataset, features_config, processor, model = _prepare(config)
+    dataset, features_config, processor, model = _prepare(config, training=False)
     with tempfile.TemporaryDirectory(prefix="whisper-gl-eval-") as scratch:
         trainer = build_trainer(config, model, processor, dataset, features_config, scratch, report=False)
         metrics = trainer.evaluate()
