@@ -13,6 +13,7 @@ do not depend on the decoder.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -49,7 +50,6 @@ MAX_TOKENS_PER_SECOND = 12
 MIN_NEW_TOKENS = 8
 
 CTRANSLATE2_SUBDIR = "ctranslate2"
-FASTER_WHISPER_WINDOW_FRAMES = 3000
 
 
 @dataclass
@@ -216,6 +216,24 @@ class _Stalled(Exception):
     """Raised inside generate's progress callback to abandon a decode that stopped moving."""
 
 
+@functools.cache
+def _whisper_model_class() -> type:
+    """faster-whisper's WhisperModel, able to run models with windows shorter than 30 s.
+
+    faster-whisper 1.2 cuts the features into windows of the export's chunk_length, then pads
+    each one to 3000 frames (`pad_or_trim`) before encoding, while CTranslate2's encoder takes
+    exactly its own window (1000 frames for a 10 s model). Dropping that padding in `encode`
+    gives the encoder its window; a 30 s model sees no change.
+    """
+    from faster_whisper import WhisperModel
+
+    class WindowedWhisperModel(WhisperModel):
+        def encode(self, features):
+            return super().encode(features[..., : self.feature_extractor.nb_max_frames])
+
+    return WindowedWhisperModel
+
+
 class CTranslate2Backend:
     """faster-whisper on a CTranslate2 export (int8 on CPU): the fast path."""
 
@@ -224,8 +242,6 @@ class CTranslate2Backend:
     def __init__(self, folder: Path, *, device: str = "cpu", beam_size: int = 5,
                  compute_type: str = "default", num_workers: int = 1, vad_filter: bool = False,
                  temperatures: tuple[float, ...] = TEMPERATURES):
-        from faster_whisper import WhisperModel
-
         export = ctranslate2_export(folder)
         if export is None:
             raise WhisperGLError(
@@ -235,19 +251,15 @@ class CTranslate2Backend:
             compute_type = "int8" if device == "cpu" else "float16"
         try:
             # num_workers > 1 lets that many transcribe() calls from different threads run at once.
-            self.model = WhisperModel(str(export), device=device, compute_type=compute_type, num_workers=num_workers)
+            self.model = _whisper_model_class()(str(export), device=device, compute_type=compute_type,
+                                                num_workers=num_workers)
         except (RuntimeError, ValueError, OSError) as error:
             raise WhisperGLError(f"cannot load the CTranslate2 export in '{export}': {error}") from None
         self.beam_size = beam_size
         self.temperatures = list(temperatures)
         self.vad_filter = vad_filter
+        # The window comes from the export's preprocessor_config.json (chunk_length).
         self.window_seconds = float(self.model.feature_extractor.chunk_length)
-        # faster-whisper 1.2 pads every window to 3000 frames (30 s) whatever the model says.
-        if self.model.feature_extractor.nb_max_frames != FASTER_WHISPER_WINDOW_FRAMES:
-            raise WhisperGLError(
-                f"faster-whisper decodes only 30-second windows, this model has "
-                f"{self.window_seconds:g}-second windows"
-            )
 
     def check(self) -> None:
         """Decode one token of a second of silence: proves the export runs end to end."""
