@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,6 @@ import numpy as np
 
 from . import WhisperGLError
 from .subtitles import Segment
-
-# OpenMP threads that spin while they wait turn a busy CPU (a Space answering two requests,
-# CI running tests beside each other) into a crawl: 20 s of audio took 91 s to decode with
-# transformers on a loaded 2-core machine, 3.8 s with passive waiting. Read when torch loads,
-# so it only helps where this module is imported before torch (the engine's entry points).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SAMPLING_RATE = 16000
 # Temperature fallback, thresholds and the no-speech skip of Whisper's reference decoder.
