@@ -1,0 +1,130 @@
+"""Training speed at Whisper's 30-second window against a shorter one: same clips, same model, one run.
+
+    .venv/bin/python bench/bench_window.py [--model DIR] [--features DIR] [--window 10]
+                                           [--batch-size N] [--steps 3] [--rounds 2]
+
+Both rows train through the project's own path, whisper_gl.training.build_trainer with the smoke
+preset's settings: the collator pads the stored features of the same clips to the window (3000 or
+1000 frames), then Seq2SeqTrainer runs forward, backward and the AdamW step. The short-window
+model is the same checkpoint cut by training.shorten_window, as train.py cuts it for 10 s features.
+The windows take turns (--rounds), each turn a fresh train() whose first step is an untimed
+warm-up, so load from other jobs on a shared machine falls on both alike. Samples/s counts whole
+optimizer steps from the end of the warm-up step to the end of the last one, batches included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import TrainerCallback  # noqa: E402
+
+from whisper_gl import OFFLINE_BASE_DIR  # noqa: E402
+from whisper_gl.config import TrainConfig  # noqa: E402
+from whisper_gl.training import (  # noqa: E402
+    FRAMES_PER_SECOND,
+    build_trainer,
+    load_model,
+    load_training_features,
+    resolve_config,
+    shorten_window,
+)
+from whisper_gl.store import resolve_model  # noqa: E402
+
+
+class StepClock(TrainerCallback):
+    """The time at the end of each optimizer step; cancels the evaluation and checkpoint that
+    the Trainer schedules at the last step (only the training steps are measured)."""
+
+    def __init__(self):
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+        control.should_evaluate = control.should_save = False
+
+
+def window_trainer(config: TrainConfig, dataset, features_config: dict, window_seconds: int, scratch: str):
+    """A trainer for `window_seconds` windows on the given features, through the training module."""
+    processor, model = load_model(resolve_model(config.model), features_config["language"], features_config["task"])
+    window_frames = window_seconds * FRAMES_PER_SECOND
+    if window_frames < 2 * model.config.max_source_positions:
+        shorten_window(model, processor, window_frames)
+    features_config = {**features_config, "chunk_length": window_seconds, "window_frames": window_frames}
+    return build_trainer(config, model, processor, dataset, features_config, scratch, eval_on_start=False,
+                         report=False)
+
+
+def timed_steps(trainer, batch_size: int) -> tuple[float, float]:
+    """One train() call: (samples/s, s/step) over the steps after the first."""
+    clock = StepClock()
+    trainer.add_callback(clock)
+    try:
+        trainer.train()
+    finally:
+        trainer.remove_callback(clock)
+    seconds = clock.ends[-1] - clock.ends[0]
+    steps = len(clock.ends) - 1
+    return steps * batch_size / seconds, seconds / steps
+
+
+def main(argv: list[str] | None = None) -> dict[int, list[float]]:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=OFFLINE_BASE_DIR, help="Whisper checkpoint, 30 s window (default: %(default)s)")
+    parser.add_argument("--features", default="artifacts/features",
+                        help="features from feature_extraction.py; every clip must fit the short window "
+                             "(default: %(default)s)")
+    parser.add_argument("--window", type=int, default=10, help="short window in seconds (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None, help="clips per step (default: the smoke preset's)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per turn, after one warm-up step")
+    parser.add_argument("--rounds", type=int, default=2, help="turns of each window, alternating")
+    args = parser.parse_args(argv)
+
+    dataset, features_config = load_training_features(args.features)
+    longest = max(len(row[0]) for row in dataset["train"].with_format("numpy")["input_features"])
+    if longest > args.window * FRAMES_PER_SECOND:
+        parser.error(f"the longest training clip has {longest} frames: more than a {args.window} s window")
+    config = resolve_config(TrainConfig(features=args.features, preset="smoke", model=args.model,
+                                        batch_size=args.batch_size, max_steps=args.steps + 1,
+                                        logging_steps=args.steps + 1))
+    windows = (30, args.window)
+    device = f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else \
+        f"cpu ({torch.get_num_threads()} threads)"
+    batch_size = config.batch_size
+    print(f"{args.model}, {len(dataset['train'])} training clips, batch {batch_size}, {config.precision}, "
+          f"{device}; {args.rounds} rounds x (1 warm-up + {args.steps} timed steps) per window")
+
+    rates: dict[int, list[float]] = {window: [] for window in windows}
+    step_seconds: dict[int, list[float]] = {window: [] for window in windows}
+    with tempfile.TemporaryDirectory(prefix="bench-window-") as scratch:
+        trainers = {window: window_trainer(config, dataset, features_config, window, f"{scratch}/{window}")
+                    for window in windows}
+        for round_ in range(args.rounds):
+            for window in windows:
+                rate, per_step = timed_steps(trainers[window], batch_size)
+                rates[window].append(rate)
+                step_seconds[window].append(per_step)
+                print(f"round {round_ + 1}: {window:>2} s window  {rate:6.2f} samples/s  {per_step:6.2f} s/step",
+                      flush=True)
+
+    baseline = sum(rates[30]) / len(rates[30])
+    print()
+    print("| window | encoder positions | s/step | samples/s | speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    for window in windows:
+        rate = sum(rates[window]) / len(rates[window])
+        per_step = sum(step_seconds[window]) / len(step_seconds[window])
+        print(f"| {window} s | {window * FRAMES_PER_SECOND // 2} | {per_step:.2f} | {rate:.2f} | "
+              f"{rate / baseline:.2f}x |")
+    return rates
+
+
+if __name__ == "__main__":
+    main()
