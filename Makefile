@@ -37,6 +37,7 @@ test: corpus offline-model
 bench: corpus offline-model
 	$(PY) bench/bench_features.py
 	$(PY) bench/bench_transcribe.py
+	$(PY) bench/bench_window.py
 
 clean:
 	rm -rf artifacts $(CORPUS) Resources/examples/*.mp3
