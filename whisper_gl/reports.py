@@ -164,7 +164,7 @@ def card_metadata(results: dict):
     from huggingface_hub import EvalResult, ModelCardData
 
     datasets = hub_datasets(results)
-    dataset = datasets[0] if datasets else Path(results.get("dataset") or results["features"]).name
+    dataset = datasets[0] if datasets else (results.get("dataset") or results["features"])
     after = results["after"] or {}
     eval_results = [
         EvalResult(task_type="automatic-speech-recognition", task_name="Speech recognition",
@@ -180,7 +180,8 @@ def card_metadata(results: dict):
         tags=["whisper", "automatic-speech-recognition", "galician", "whisper-gl"],
         base_model=hub_base_model(results["base_model"]),
         datasets=datasets or None,
-        model_name=f"{results['base_model']} fine-tuned for {results['language']}",
+        model_name=f"{hub_base_model(results['base_model']) or results['base_model']} fine-tuned for "
+                   f"{results['language']}",
         eval_results=eval_results or None,
     )
 
