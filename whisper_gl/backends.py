@@ -42,6 +42,13 @@ NO_SPEECH_THRESHOLD = None
 MAX_TOKENS_PER_SECOND = 12
 MIN_NEW_TOKENS = 8
 
+# OpenAI's Whisper window; its 1501 timestamp tokens are <|0.00|> to <|30.00|> in 0.02 s steps.
+# A model with a shorter window must not close a segment past its window's end: the next
+# window would then overlap it (a 10 s model wrote segments up to 19.4 s in its first window).
+PRETRAINED_WINDOW_SECONDS = 30
+TIME_PRECISION = 0.02
+TIMESTAMP_TOKENS = round(PRETRAINED_WINDOW_SECONDS / TIME_PRECISION) + 1
+
 CTRANSLATE2_SUBDIR = "ctranslate2"
 
 
@@ -61,6 +68,12 @@ def max_new_tokens(seconds: float, prompt_tokens: int, max_target_positions: int
     """Tokens a window of `seconds` may produce: bounded by the audio, not by the model."""
     bound = math.ceil(seconds * MAX_TOKENS_PER_SECOND) + MIN_NEW_TOKENS
     return max(1, min(bound, max_target_positions // 2 - prompt_tokens))
+
+
+def timestamps_past_window(timestamp_begin: int, window_seconds: float) -> list[int]:
+    """Ids of the timestamp tokens later than the window's end: none for a 30 s model."""
+    last = timestamp_begin + round(window_seconds / TIME_PRECISION)
+    return list(range(last + 1, timestamp_begin + TIMESTAMP_TOKENS))
 
 
 def ctranslate2_export(folder: Path) -> Path | None:
@@ -114,6 +127,10 @@ class TransformersBackend:
         self.window_samples = self.window_frames * hop
         self.max_target_positions = config.max_target_positions
         self.timestamp_begin = self.model.generation_config.no_timestamps_token_id + 1
+        past_window = timestamps_past_window(self.timestamp_begin, self.window_seconds)
+        self.suppress_tokens = None  # the checkpoint's own; a list given to generate replaces them
+        if past_window:
+            self.suppress_tokens = sorted({*(self.model.generation_config.suppress_tokens or []), *past_window})
         self.id_to_language = {v: k.strip("<|>") for k, v in self.model.generation_config.lang_to_id.items()}
         # One generate at a time: torch already uses every core, and generate mutates state.
         self._lock = threading.Lock()
@@ -142,6 +159,7 @@ class TransformersBackend:
             logprob_threshold=LOGPROB_THRESHOLD,
             no_speech_threshold=NO_SPEECH_THRESHOLD,
             max_new_tokens=max_new_tokens(seconds, 4, self.max_target_positions),
+            **({"suppress_tokens": self.suppress_tokens} if self.suppress_tokens else {}),
         )
 
     def decode(self, audio: np.ndarray, *, language: str | None, task: str) -> Decoded:
@@ -253,6 +271,10 @@ class CTranslate2Backend:
         self.vad_filter = vad_filter
         # The window comes from the export's preprocessor_config.json (chunk_length).
         self.window_seconds = float(self.model.feature_extractor.chunk_length)
+        # Timestamp tokens are not in tokenizer.json: they follow <|notimestamps|> (as in faster-whisper).
+        self.timestamp_begin = self.model.hf_tokenizer.token_to_id("<|notimestamps|>") + 1
+        # -1: faster-whisper's default set (non-speech symbols).
+        self.suppress_tokens = [-1, *timestamps_past_window(self.timestamp_begin, self.window_seconds)]
 
     def check(self) -> None:
         """Decode one token of a second of silence: proves the export runs end to end."""
@@ -275,16 +297,15 @@ class CTranslate2Backend:
             without_timestamps=not timestamps,
             vad_filter=self.vad_filter and timestamps,
             max_new_tokens=max_new_tokens(seconds, 4, self.model.max_length),
+            suppress_tokens=self.suppress_tokens,
         )
 
     def decode(self, audio: np.ndarray, *, language: str | None, task: str) -> Decoded:
         """Long-form decoding with timestamps over the whole recording."""
         pieces, info = self._transcribe(audio, language, task, timestamps=True)
-        # Timestamp tokens are not in tokenizer.json: they follow <|notimestamps|> (as in faster-whisper).
-        timestamp_begin = self.model.hf_tokenizer.token_to_id("<|notimestamps|>") + 1
         segments, predicted = [], False
         for piece in pieces:  # a generator: decoding happens while iterating
-            predicted = predicted or (len(piece.tokens) > 1 and piece.tokens[-1] >= timestamp_begin)
+            predicted = predicted or (len(piece.tokens) > 1 and piece.tokens[-1] >= self.timestamp_begin)
             text = piece.text.strip()
             if text:
                 segments.append(Segment(round(piece.start, 3), round(min(piece.end, info.duration), 3), text))

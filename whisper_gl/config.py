@@ -159,7 +159,7 @@ class EngineConfig:
         default="auto",
         metadata={"help": "Segment times: model (the model's predicted timestamps), vad (voice-activity chunks "
                           "decoded without timestamps, each timed by its bounds), auto (model, and vad when the "
-                          "model predicts no timestamps).",
+                          "model predicts no timestamps or has a window shorter than 30 s).",
                   "choices": ["auto", "model", "vad"]},
     )
     vad_filter: bool = field(
