@@ -94,17 +94,34 @@ def assert_timed_past_the_window(result, clip_seconds: float) -> None:
     segments = result.segments
     assert segments, "no segments"
     assert all(s.start < s.end for s in segments), segments
+    # In order, never overlapping: no segment closes past its window's end (timestamps beyond
+    # 10 s are suppressed for a 10 s model), so the next window never starts inside it.
     assert all(a.start < b.start and a.end <= b.start + 0.01 for a, b in zip(segments, segments[1:])), segments
     assert segments[-1].end > 10, segments  # beyond the first window
     assert segments[-1].end >= 0.75 * clip_seconds, (segments, clip_seconds)  # most of the clip
     assert segments[-1].end <= clip_seconds + 0.5, segments
 
 
-def test_a_10_second_checkpoint_transcribes_audio_longer_than_its_window(model_10s, long_clip):
-    engine = Transcriber(model_10s, backend="transformers", **GREEDY)
+@pytest.mark.parametrize("timestamps", ["auto", "model"])
+def test_a_10_second_checkpoint_transcribes_audio_longer_than_its_window(model_10s, long_clip, timestamps):
+    """auto (the default): voice-activity chunks of at most one window, the engine's choice for
+    short windows; model: the checkpoint's own timestamps, window after window."""
+    engine = Transcriber(model_10s, backend="transformers", timestamps=timestamps, **GREEDY)
     assert engine.backend == "transformers" and engine.window_seconds == 10
     result = engine.transcribe(long_clip)
     assert result.duration > 15
+    assert_timed_past_the_window(result, result.duration)
+    if timestamps == "auto":
+        assert all(s.end - s.start <= 10 for s in result.segments), result.segments
+
+
+def test_no_segment_closes_past_the_window(model_10s, examples_dir):
+    """On the first 30 s of long.mp3 this checkpoint, left to itself, ends a segment at 17.7 s in
+    the window that stops at 10 s; then the next window starts at 10 s, inside that segment."""
+    from whisper_gl.audio import load_audio
+
+    engine = Transcriber(model_10s, backend="transformers", timestamps="model", **GREEDY)
+    result = engine.transcribe(load_audio(examples_dir / "long.mp3")[: 30 * 16000])
     assert_timed_past_the_window(result, result.duration)
 
 
@@ -113,10 +130,20 @@ def test_the_ctranslate2_export_of_a_10_second_checkpoint_transcribes_past_its_w
     from whisper_gl.export import export_model
 
     export = export_model(str(model_10s), str(tmp_path / "ct2"))
-    engine = Transcriber(export, backend="ctranslate2", **GREEDY)
-    assert engine.window_seconds == 10
-    result = engine.transcribe(long_clip)
-    assert_timed_past_the_window(result, result.duration)
+    for timestamps in ("auto", "model"):
+        engine = Transcriber(export, backend="ctranslate2", timestamps=timestamps, **GREEDY)
+        assert engine.window_seconds == 10
+        result = engine.transcribe(long_clip)
+        assert_timed_past_the_window(result, result.duration)
+
+
+def test_only_timestamps_past_a_short_window_are_suppressed():
+    from whisper_gl.backends import timestamps_past_window
+
+    begin = 50365  # <|0.00|> in Whisper's multilingual vocabulary
+    assert timestamps_past_window(begin, 30.0) == []
+    past = timestamps_past_window(begin, 10.0)
+    assert past[0] == begin + 501 and past[-1] == begin + 1500  # <|10.02|> .. <|30.00|>
 
 
 def cli_error(*argv: str) -> str:
