@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_window.py [--model DIR] [--features DIR] [--window 10]
                                            [--batch-size N] [--steps 3] [--rounds 2]
+    .venv/bin/python bench/bench_window.py --long-form MODEL_30S MODEL_10S [--audio FILE]
 
 Both rows train through the project's own path, whisper_gl.training.build_trainer with the smoke
 preset's settings: the collator pads the stored features of the same clips to the window (3000 or
@@ -10,6 +11,11 @@ model is the same checkpoint cut by training.shorten_window, as train.py cuts it
 The windows take turns (--rounds), each turn a fresh train() whose first step is an untimed
 warm-up, so load from other jobs on a shared machine falls on both alike. Samples/s counts whole
 optimizer steps from the end of the warm-up step to the end of the last one, batches included.
+
+--long-form: what the window costs at inference instead. Each fine-tuned model transcribes the
+same long recording through the engine, with each backend (CTranslate2 when the model folder has
+its export) and each --timestamps mode, one warm-up on 3 s first: segments, words out against
+words read (a loop inflates it), WER/CER against the recording's .txt, decode time.
 """
 
 from __future__ import annotations
@@ -73,11 +79,39 @@ def timed_steps(trainer, batch_size: int) -> tuple[float, float]:
     return steps * batch_size / seconds, seconds / steps
 
 
-def main(argv: list[str] | None = None) -> dict[int, list[float]]:
+def long_form_table(models: list[str], audio_path: str) -> None:
+    """One row per model, backend and timestamps mode on the same recording."""
+    from whisper_gl.audio import load_audio
+    from whisper_gl.backends import ctranslate2_export
+    from whisper_gl.metrics import compute_metrics
+    from whisper_gl.transcribe import TIMESTAMP_MODES, Transcriber
+
+    audio = load_audio(audio_path)
+    reference = Path(audio_path).with_suffix(".txt").read_text()
+    print(f"{audio_path}: {len(audio) / 16000:.1f} s, {len(reference.split())} words read")
+    print("| model | window | backend | --timestamps | segments | words out / read | WER % | CER % | decode s |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    for model in models:
+        backends = ["transformers"]
+        if ctranslate2_export(resolve_model(model)) is not None:
+            backends.insert(0, "ctranslate2")
+        for backend in backends:
+            for timestamps in TIMESTAMP_MODES:
+                engine = Transcriber(model, backend=backend, timestamps=timestamps)
+                engine.transcribe(audio[: 3 * 16000])  # warm-up
+                result = engine.transcribe(audio)
+                scores = compute_metrics([result.text], [reference])
+                print(f"| {model} | {engine.window_seconds:g} s | {backend} | {timestamps} | {len(result.segments)} | "
+                      f"{len(result.text.split())} / {len(reference.split())} | {scores['wer']:.1f} | "
+                      f"{scores['cer']:.1f} | {result.elapsed:.1f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=OFFLINE_BASE_DIR, help="Whisper checkpoint, 30 s window (default: %(default)s)")
+    parser.add_argument("--model", default=OFFLINE_BASE_DIR,
+                        help="Whisper checkpoint, 30 s window (default: %(default)s)")
     parser.add_argument("--features", default="artifacts/features",
                         help="features from feature_extraction.py; every clip must fit the short window "
                              "(default: %(default)s)")
@@ -85,7 +119,14 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]]:
     parser.add_argument("--batch-size", type=int, default=None, help="clips per step (default: the smoke preset's)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per turn, after one warm-up step")
     parser.add_argument("--rounds", type=int, default=2, help="turns of each window, alternating")
+    parser.add_argument("--long-form", nargs="+", metavar="MODEL",
+                        help="instead: transcribe --audio with these fine-tuned models (e.g. a 30 s and a 10 s one)")
+    parser.add_argument("--audio", default="Resources/examples/long.mp3",
+                        help="--long-form recording, its transcript beside it as .txt (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.long_form:
+        long_form_table(args.long_form, args.audio)
+        return None
 
     dataset, features_config = load_training_features(args.features)
     longest = max(len(row[0]) for row in dataset["train"].with_format("numpy")["input_features"])
