@@ -47,7 +47,7 @@ def base_transcriber(base_model_dir):
 def serve_app(base_transcriber):
     """serve_app(kind, **AppConfig fields) -> URL of that Gradio app, launched in-process on
     127.0.0.1 with the shared base transcriber (once per kind and settings; closed at the end)."""
-    import socket
+    from tests.support import free_port
 
     from whisper_gl.apps import build_app
     from whisper_gl.config import AppConfig
@@ -57,9 +57,7 @@ def serve_app(base_transcriber):
     def serve(kind: str, **settings) -> str:
         key = (kind, tuple(sorted(settings.items())))
         if key not in running:
-            with socket.socket() as probe:  # a free port
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
+            port = free_port()
             app = build_app(kind, base_transcriber, AppConfig(**settings))
             _, url, _ = app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
             running[key] = (app, url)

@@ -1,16 +1,12 @@
 """The three Gradio apps, launched and called through gradio_client with the real engine
 (offline Whisper base): transcripts, subtitles, bad input of every kind, load and cleanup."""
 
-import functools
-import http.server
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +15,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from tests.support import free_port, serve_folder
 from whisper_gl.download import ALLOW_PRIVATE_ENV
 
 pytestmark = pytest.mark.slow
@@ -56,15 +53,8 @@ def youtube_app(serve_app, tmp_path_factory):
 @pytest.fixture(scope="module")
 def media_server(examples_dir):
     """Resources/examples over HTTP on 127.0.0.1, as a stand-in for a media site."""
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(examples_dir)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_folder(examples_dir) as url:
+        yield url
 
 
 def check_good_request(app: Client, value, reference: str, assert_heard) -> str:
@@ -225,9 +215,7 @@ def test_file_app_door_under_load_stays_bounded_and_leaves_no_files(base_model_d
                                                                     assert_heard):
     """`python app_file.py` as a Space runs it: 20 concurrent uploads all answered, memory
     bounded, oversized uploads refused at the door, and no file left after shutdown."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     gradio_tmp, tmp = tmp_path / "gradio", tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),

@@ -6,12 +6,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
-import http.server
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from importlib import metadata
@@ -20,6 +17,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, SpaceCard
 
+from tests.support import free_port, serve_folder
 from whisper_gl import WhisperGLError, deploy
 from whisper_gl.config import DeployConfig
 
@@ -371,12 +369,6 @@ def test_command_line_prints_one_error_line():
 
 # ---------------------------------------------------------------- the staged Space, launched as it is
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _blocked_imports(app: str) -> list[str]:
     """Import names of repository requirements that the app's Space does not install."""
     from packaging.requirements import Requirement
@@ -390,22 +382,9 @@ def _blocked_imports(app: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _serve(folder: Path):
-    """Serve `folder` over HTTP on 127.0.0.1 (the 'web' the YouTube app fetches from)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-
-
-@contextlib.contextmanager
 def _launched(folder: Path, env: dict, log: Path):
     """`python app.py` in the staged folder; yields its URL once it answers."""
-    port = _free_port()
+    port = free_port()
     env = {**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=env, stdout=out,
@@ -458,7 +437,7 @@ def test_staged_space_runs_as_is_and_transcribes(app, base_model_dir, examples_d
     assert Path(imported.strip()).parent == folder / "whisper_gl"
 
     clip = examples_dir / "short.mp3"
-    with _serve(examples_dir) as web, _launched(folder, env, tmp_path / "app.log") as url:
+    with serve_folder(examples_dir) as web, _launched(folder, env, tmp_path / "app.log") as url:
         client = Client(url, verbose=False)
         source = f"{web}/{clip.name}" if app == "youtube" else handle_file(str(clip))
         text, srt, timing = client.predict(source, api_name="/transcribe")

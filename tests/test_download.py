@@ -1,14 +1,12 @@
 """The URL guard and yt-dlp download of the YouTube app (no model needed: fast)."""
 
-import functools
-import http.server
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.support import serve_folder
 from whisper_gl import WhisperGLError, download
 from whisper_gl.download import ALLOW_PRIVATE_ENV, COOKIES_ENV, DownloadError, check_url, downloaded_audio
 
@@ -26,15 +24,8 @@ def media_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def media_server(media_dir):
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(media_dir)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_folder(media_dir) as url:
+        yield url
 
 
 @pytest.fixture
