@@ -3,9 +3,16 @@
 import contextlib
 import functools
 import http.server
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -30,3 +37,35 @@ def serve_folder(folder: Path):
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+@contextlib.contextmanager
+def launched_app(script: str, cwd: Path, env: dict, log: Path, *, startup_seconds: float = 180,
+                 stop_signal: int = signal.SIGTERM):
+    """`python script` in `cwd` as a Gradio server on a free 127.0.0.1 port, its output in `log`;
+    yields (url, process) once it answers, and stops it with `stop_signal` afterwards."""
+    port = free_port()
+    env = {**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, script], cwd=cwd, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{script} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(url, timeout=2)
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{script} did not answer within {startup_seconds:g} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, process
+    finally:
+        process.send_signal(stop_signal)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -5,17 +5,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from tests.support import free_port, serve_folder
+from tests.support import launched_app, serve_folder
 from whisper_gl.download import ALLOW_PRIVATE_ENV
 
 pytestmark = pytest.mark.slow
@@ -215,26 +213,13 @@ def test_file_app_door_under_load_stays_bounded_and_leaves_no_files(base_model_d
                                                                     assert_heard):
     """`python app_file.py` as a Space runs it: 20 concurrent uploads all answered, memory
     bounded, oversized uploads refused at the door, and no file left after shutdown."""
-    port = free_port()
     gradio_tmp, tmp = tmp_path / "gradio", tmp_path / "tmp"
     tmp.mkdir()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_TEMP_DIR": str(gradio_tmp), "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False",
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(gradio_tmp), "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False",
            "WHISPER_GL_MODEL": str(base_model_dir), "WHISPER_GL_MAX_MB": "1"}
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "app_file.py"], cwd=REPO_ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the app did not start"
-                time.sleep(0.5)
+    # SIGINT: Gradio's clean shutdown deletes its cached files.
+    with launched_app("app_file.py", REPO_ROOT, env, tmp_path / "server.log", startup_seconds=120,
+                      stop_signal=signal.SIGINT) as (url, server):
         app = client(url, tmp_path / "downloads")
         clip, sentence = short_clip
         check_good_request(app, handle_file(clip), sentence, assert_heard)  # warm up
@@ -256,9 +241,5 @@ def test_file_app_door_under_load_stays_bounded_and_leaves_no_files(base_model_d
         too_big.write_bytes(os.urandom(1_200_000))
         with pytest.raises(ValueError, match="exceeds the maximum file size"):
             app.predict(handle_file(too_big), api_name="/transcribe")
-    finally:
-        server.send_signal(signal.SIGINT)  # Gradio's clean shutdown deletes its cached files
-        server.wait(timeout=30)
-        log.close()
     assert _files_under(gradio_tmp) == []
     assert _files_under(tmp) == []

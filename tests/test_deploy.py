@@ -4,20 +4,17 @@ and each staged Space launched as it is (`python app.py`) transcribing through g
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi, SpaceCard
 
-from tests.support import free_port, serve_folder
+from tests.support import launched_app, serve_folder
 from whisper_gl import WhisperGLError, deploy
 from whisper_gl.config import DeployConfig
 
@@ -381,36 +378,6 @@ def _blocked_imports(app: str) -> list[str]:
                   if {canonicalize_name(d) for d in dists} <= absent and not name.startswith("_"))
 
 
-@contextlib.contextmanager
-def _launched(folder: Path, env: dict, log: Path):
-    """`python app.py` in the staged folder; yields its URL once it answers."""
-    port = free_port()
-    env = {**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(url, timeout=2)
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("app", deploy.APPS)
 def test_staged_space_runs_as_is_and_transcribes(app, base_model_dir, examples_dir, tmp_path):
@@ -437,7 +404,7 @@ def test_staged_space_runs_as_is_and_transcribes(app, base_model_dir, examples_d
     assert Path(imported.strip()).parent == folder / "whisper_gl"
 
     clip = examples_dir / "short.mp3"
-    with serve_folder(examples_dir) as web, _launched(folder, env, tmp_path / "app.log") as url:
+    with serve_folder(examples_dir) as web, launched_app("app.py", folder, env, tmp_path / "app.log") as (url, _):
         client = Client(url, verbose=False)
         source = f"{web}/{clip.name}" if app == "youtube" else handle_file(str(clip))
         text, srt, timing = client.predict(source, api_name="/transcribe")
