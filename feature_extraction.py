@@ -1,17 +1,8 @@
-#!/usr/bin/env python
 """Turn a speech dataset (Common Voice release folder, audiofolder, Hub or Mozilla Data
-Collective id) into Whisper training features: log-mel input_features at each clip's real
-length (float16) and token labels, saved as a DatasetDict (train, test) with reports."""
+Collective id) into Whisper training features: `python feature_extraction.py --help`.
+The same as `whisper-gl features`."""
 
-from whisper_gl.cli import parse_config, run
-from whisper_gl.config import FeatureConfig
-
-
-def main() -> None:
-    from whisper_gl.features import extract_features
-
-    extract_features(parse_config(FeatureConfig, __doc__))
-
+from whisper_gl.cli import door
 
 if __name__ == "__main__":
-    run(main)
+    door("features")

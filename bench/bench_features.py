@@ -31,6 +31,10 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
+
+passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before torch loads)
+
 import datasets  # noqa: E402
 
 from whisper_gl.audio import load_audio  # noqa: E402

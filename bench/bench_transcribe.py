@@ -24,7 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from whisper_gl.transcribe import Transcriber, default_model, is_degenerate  # noqa: E402 (sets OpenMP first)
+from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
+
+passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before torch loads)
+
+from whisper_gl.transcribe import Transcriber, default_model, is_degenerate  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.backends import ctranslate2_export  # noqa: E402
 from whisper_gl.metrics import compute_metrics  # noqa: E402

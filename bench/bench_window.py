@@ -28,19 +28,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
+
+passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before torch loads)
+
 from transformers import TrainerCallback  # noqa: E402
 
+import dataclasses  # noqa: E402
+
 from whisper_gl import OFFLINE_BASE_DIR  # noqa: E402
-from whisper_gl.config import TrainConfig  # noqa: E402
+from whisper_gl.config import TIMESTAMP_MODES, TrainConfig  # noqa: E402
+from whisper_gl.manifest import FeaturesManifest  # noqa: E402
 from whisper_gl.training import (  # noqa: E402
-    FRAMES_PER_SECOND,
     build_trainer,
+    hardware_precision,
     load_model,
     load_training_features,
     resolve_config,
     shorten_window,
 )
 from whisper_gl.store import resolve_model  # noqa: E402
+from whisper_gl.window import Window  # noqa: E402
 
 
 class StepClock(TrainerCallback):
@@ -55,14 +63,14 @@ class StepClock(TrainerCallback):
         control.should_evaluate = control.should_save = False
 
 
-def window_trainer(config: TrainConfig, dataset, features_config: dict, window_seconds: int, scratch: str):
+def window_trainer(config: TrainConfig, dataset, manifest: FeaturesManifest, window_seconds: int, scratch: str):
     """A trainer for `window_seconds` windows on the given features, through the training module."""
-    processor, model = load_model(resolve_model(config.model), features_config["language"], features_config["task"])
-    window_frames = window_seconds * FRAMES_PER_SECOND
-    if window_frames < 2 * model.config.max_source_positions:
-        shorten_window(model, processor, window_frames)
-    features_config = {**features_config, "chunk_length": window_seconds, "window_frames": window_frames}
-    return build_trainer(config, model, processor, dataset, features_config, scratch, eval_on_start=False,
+    processor, model = load_model(resolve_model(config.model), manifest.language, manifest.task)
+    window = Window.of_seconds(window_seconds)
+    if window.frames < Window.of(model.config).frames:
+        shorten_window(model, processor, window)
+    manifest = dataclasses.replace(manifest, window_frames=window.frames)
+    return build_trainer(config, model, processor, dataset, manifest, scratch, eval_on_start=False,
                          report=False)
 
 
@@ -84,7 +92,7 @@ def long_form_table(models: list[str], audio_path: str) -> None:
     from whisper_gl.audio import load_audio
     from whisper_gl.backends import ctranslate2_export
     from whisper_gl.metrics import compute_metrics
-    from whisper_gl.transcribe import TIMESTAMP_MODES, Transcriber
+    from whisper_gl.transcribe import Transcriber
 
     audio = load_audio(audio_path)
     reference = Path(audio_path).with_suffix(".txt").read_text()
@@ -101,7 +109,7 @@ def long_form_table(models: list[str], audio_path: str) -> None:
                 engine.transcribe(audio[: 3 * 16000])  # warm-up
                 result = engine.transcribe(audio)
                 scores = compute_metrics([result.text], [reference])
-                print(f"| {model} | {engine.window_seconds:g} s | {backend} | {timestamps} | {len(result.segments)} | "
+                print(f"| {model} | {engine.window.describe()} | {backend} | {timestamps} | {len(result.segments)} | "
                       f"{len(result.text.split())} / {len(reference.split())} | {scores['wer']:.1f} | "
                       f"{scores['cer']:.1f} | {result.elapsed:.1f} |", flush=True)
 
@@ -128,9 +136,9 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
         long_form_table(args.long_form, args.audio)
         return None
 
-    dataset, features_config = load_training_features(args.features)
+    dataset, manifest = load_training_features(args.features)
     longest = max(len(row[0]) for row in dataset["train"].with_format("numpy")["input_features"])
-    if longest > args.window * FRAMES_PER_SECOND:
+    if longest > Window.of_seconds(args.window).frames:
         parser.error(f"the longest training clip has {longest} frames: more than a {args.window} s window")
     config = resolve_config(TrainConfig(features=args.features, preset="smoke", model=args.model,
                                         batch_size=args.batch_size, max_steps=args.steps + 1,
@@ -139,13 +147,13 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
     device = f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else \
         f"cpu ({torch.get_num_threads()} threads)"
     batch_size = config.batch_size
-    print(f"{args.model}, {len(dataset['train'])} training clips, batch {batch_size}, {config.precision}, "
+    print(f"{args.model}, {len(dataset['train'])} training clips, batch {batch_size}, {hardware_precision(config.precision)}, "
           f"{device}; {args.rounds} rounds x (1 warm-up + {args.steps} timed steps) per window")
 
     rates: dict[int, list[float]] = {window: [] for window in windows}
     step_seconds: dict[int, list[float]] = {window: [] for window in windows}
     with tempfile.TemporaryDirectory(prefix="bench-window-") as scratch:
-        trainers = {window: window_trainer(config, dataset, features_config, window, f"{scratch}/{window}")
+        trainers = {window: window_trainer(config, dataset, manifest, window, f"{scratch}/{window}")
                     for window in windows}
         for round_ in range(args.rounds):
             for window in windows:
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
     for window in windows:
         rate = sum(rates[window]) / len(rates[window])
         per_step = sum(step_seconds[window]) / len(step_seconds[window])
-        print(f"| {window} s | {window * FRAMES_PER_SECOND // 2} | {per_step:.2f} | {rate:.2f} | "
+        print(f"| {window} s | {Window.of_seconds(window).positions} | {per_step:.2f} | {rate:.2f} | "
               f"{rate / baseline:.2f}x |")
     return rates
 

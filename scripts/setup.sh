@@ -2,8 +2,9 @@
 # Install what is missing, and only that; safe to run twice.
 #  - ffmpeg: decodes every audio/video container (Common Voice mp3, browser WebM, YouTube audio)
 #  - espeak-ng: speaks the bundled sample corpus (Resources/)
-#  - chromium (with --with-browser): the headless browser test of the apps
-#  - .venv: a virtual environment with requirements-dev.txt (runtime + tests + the offline model)
+#  - chromium (with --with-browser): the headless browser tests of the apps
+#  - .venv: a virtual environment with this project installed, editable, with its `dev` extras
+#    (training, tests, the offline Whisper base): `.venv/bin/whisper-gl` is the command
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,10 +23,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ]; then
-  echo "setup: installing Python packages into .venv (requirements-dev.txt)"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ! -x .venv/bin/whisper-gl ]; then
+  echo "setup: installing whisper-gl and its dev extras into .venv (pip install -e .[dev])"
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
   touch "$stamp"
 fi
 echo "setup: ok (.venv, ffmpeg, espeak-ng$([ "$want_browser" = 1 ] && echo ', chromium'))"

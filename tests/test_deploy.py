@@ -150,7 +150,7 @@ def test_dry_run_stages_three_complete_spaces_without_any_hub_call(
         assert "models" not in card  # a local folder is no Hub id: nothing to link yet
         assert (folder / "packages.txt").read_text().split() == ["ffmpeg"]
         app_py = (folder / "app.py").read_text()
-        assert f"partial(launch, {app!r})" in app_py and str(model_folder) in app_py  # runs offline as staged
+        assert f'door("app", "{app}")' in app_py and str(model_folder) in app_py  # runs offline as staged
         staged_modules = sorted(p.stem for p in (folder / "whisper_gl").glob("*.py"))
         assert staged_modules == deploy.runtime_modules()
         assert not {"deploy", "training", "features"} & set(staged_modules)
@@ -300,7 +300,7 @@ def test_deploy_with_a_hub_model_checks_it_and_sets_hardware(hub, fake_token, ca
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--app", "podcast", "--space", "tester/x"], "unknown app 'podcast'"),
+    (["--app", "podcast", "--space", "tester/x"], "invalid choice: 'podcast'"),
     (["--app", "file", "--space", "whisper-gl-file"], "has no namespace"),
     (["--all", "--space-prefix", "whisper-gl"], "has no namespace"),
     (["--app", "file"], "--space USER/NAME"),
@@ -361,10 +361,18 @@ def test_command_line_prints_one_error_line():
     result = subprocess.run([sys.executable, "-m", "whisper_gl.deploy", "--app", "radio", "--space", "tester/x",
                              "--model", "tester/m"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown app 'radio': choose one of microphone, file, youtube"
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: argument --app: invalid choice: 'radio' (choose from ")
+    assert line.endswith("(see python -m whisper_gl.deploy --help)")
 
 
 # ---------------------------------------------------------------- the staged Space, launched as it is
+
+def _project() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+
 
 def _blocked_imports(app: str) -> list[str]:
     """Import names of repository requirements that the app's Space does not install."""
@@ -372,8 +380,8 @@ def _blocked_imports(app: str) -> list[str]:
     from packaging.utils import canonicalize_name
 
     installed = _installed_closure(tuple(deploy.space_requirements(app, "cpu-basic")))
-    repo = [line.split("#")[0].strip() for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
-    absent = {canonicalize_name(Requirement(line).name) for line in repo if line} - installed
+    repo = [*deploy.project_dependencies().values(), *_project()["optional-dependencies"]["train"]]
+    absent = {canonicalize_name(Requirement(line).name) for line in repo} - installed
     return sorted(name for name, dists in _packages_distributions().items()
                   if {canonicalize_name(d) for d in dists} <= absent and not name.startswith("_"))
 

@@ -121,7 +121,7 @@ def test_a_10_second_window_exports_and_decodes_in_10_second_windows(tiny_10s_mo
 
     export = export_model(str(tiny_10s_model), str(tmp_path / "ct2"))  # runs it once on silence, too
     engine = Transcriber(export, **GREEDY)
-    assert engine.backend == "ctranslate2" and engine.window_seconds == 10
+    assert engine.backend == "ctranslate2" and engine.window.seconds == 10
     noise = np.random.default_rng(0).uniform(-0.3, 0.3, 16000 * 25).astype(np.float32)
     engine.transcribe(noise)  # 25 s: three windows through the 1000-frame encoder
 
@@ -135,7 +135,7 @@ def test_engine_falls_back_to_transformers_when_the_export_is_unusable(tiny_10s_
         with caplog.at_level(logging.WARNING, logger="whisper_gl.transcribe"):
             engine = Transcriber(tiny_10s_model, **GREEDY)
         assert engine.backend == "transformers"
-        assert engine.window_seconds == 10  # read from the checkpoint, not assumed
+        assert engine.window.seconds == 10  # read from the checkpoint, not assumed
         assert "using the transformers backend instead" in caplog.text
     finally:
         for item in broken.iterdir():

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from whisper_gl import WhisperGLError, training
-from whisper_gl.cli import parse_config, run
+from whisper_gl.cli import door, parse_config
 from whisper_gl.config import TrainConfig
 from whisper_gl.features import pad_features
+from whisper_gl.manifest import FeaturesManifest
 from whisper_gl.training import WhisperCollator, resolve_config, timestamp_flags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,9 +57,8 @@ def write_features(folder: Path, tokenizer, *, n_train=12, n_test=4, n_mels=80, 
 
     sizes = {"train": (n_train, 0), "test": (n_test, n_train)}
     DatasetDict({name: split(*sizes[name]) for name in splits}).save_to_disk(str(folder))
-    (folder / "features_config.json").write_text(json.dumps({
-        "model": "tiny", "language": "gl", "task": "transcribe", "sampling_rate": 16000, "n_mels": n_mels,
-        "chunk_length": window_frames // 100, "window_frames": window_frames}))
+    FeaturesManifest(model="tiny", language="gl", task="transcribe", n_mels=n_mels,
+                     window_frames=window_frames).save(folder)
     return folder
 
 
@@ -92,12 +92,12 @@ def test_presets_reproduce_the_seed():
             model2.lr_scheduler, model2.weight_decay, model2.warmup_steps) == \
         ("openai/whisper-medium", 500, 250, 250, 1e-5, "cosine", 0.001, 125)
     assert model1.gradient_checkpointing and model2.gradient_checkpointing
-    assert model1.precision == "fp32"  # auto on a CPU-only machine
+    assert model1.precision == "auto"  # the hardware decides when training starts, not the config
 
 
 def test_flags_override_only_the_fields_they_set():
     argv = ["--preset", "model2", "--learning-rate", "3e-5", "--max-steps", "20", "--output-dir", "out/m",
-            "--gradient-checkpointing", "false"]
+            "--no-gradient-checkpointing"]
     config = resolve_config(parse_config(TrainConfig, "train", argv))
     assert (config.learning_rate, config.max_steps, config.gradient_checkpointing) == (3e-5, 20, False)
     assert (config.lr_scheduler, config.weight_decay, config.warmup_steps, config.model) == \
@@ -120,6 +120,17 @@ def test_smoke_preset_uses_the_offline_base_without_gradient_checkpointing():
 def test_bad_settings_are_refused(overrides, message):
     with pytest.raises(WhisperGLError, match=message.replace("(", r"\(")):
         resolve_config(TrainConfig(**overrides))
+
+
+@pytest.mark.parametrize("cuda, bf16, expected", [(False, False, "fp32"), (True, True, "bf16"), (True, False, "fp16")])
+def test_auto_precision_follows_the_hardware_when_training_starts(monkeypatch, cuda, bf16, expected):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert resolve_config(TrainConfig(preset="smoke")).precision == "auto"  # the same config on any machine
+    assert training.hardware_precision("auto") == expected
+    assert training.hardware_precision("bf16") == "bf16"  # a choice is kept
 
 
 def test_push_without_token_fails_before_loading_anything(tmp_path):
@@ -146,13 +157,12 @@ def no_model_loading(monkeypatch):
 
 
 def test_unknown_preset_on_the_command_line_is_one_line(tiny_features, capsys, monkeypatch):
-    from train import main
-
     monkeypatch.setattr(sys, "argv", ["train.py", "--preset", "large", "--features", str(tiny_features)])
     with pytest.raises(SystemExit) as exit_info:
-        run(main)
+        door("train")
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: unknown preset 'large': choose one of model1, model2, smoke"
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: argument --preset: invalid choice: 'large'") and "smoke" in line
 
 
 def test_missing_features_folder(tmp_path, tiny_whisper_dir, no_model_loading):
@@ -294,7 +304,7 @@ def test_model_card_has_hub_metadata(tiny_run):
 
 def test_push_failure_is_clear_and_the_token_is_never_written(tiny_run, capfd):
     output, error = tiny_run
-    assert str(error).startswith(f"the model is saved in {output} but pushing it to someone/whisper-gl failed")
+    assert str(error).startswith(f"{output} is saved, but pushing it to someone/whisper-gl failed")
     token = FAKE_TOKEN.encode()
     written = [path for folder in (output, Path(f"{output}.work")) for path in folder.rglob("*") if path.is_file()]
     assert any("events.out.tfevents" in path.name for path in written)  # TensorBoard logs are among them

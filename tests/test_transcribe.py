@@ -17,7 +17,7 @@ from whisper_gl import WhisperGLError
 from whisper_gl.audio import load_audio
 from whisper_gl.metrics import compute_metrics
 from whisper_gl.subtitles import Segment
-from whisper_gl.transcribe import Transcriber, clean_segment, cut_repetition, default_model
+from whisper_gl.transcribe import DecodingOptions, Transcriber, clean_segment, cut_repetition, default_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GREEDY = dict(beam_size=1, temperatures=(0.0,))
@@ -186,7 +186,7 @@ def test_a_model_that_lost_its_timestamps_still_gets_timed_segments(base_model_d
     begin = model.generation_config.no_timestamps_token_id + 1
     with torch.no_grad():  # timestamp logits become 0: the model never prefers a timestamp
         model.get_output_embeddings().weight[begin:] = 0
-    assert engine._backend.decode(_excerpt(examples_dir, 25), language="gl", task="transcribe").predicted_timestamps \
+    assert engine._backend.decode(_excerpt(examples_dir, 25), DecodingOptions(**GREEDY)).predicted_timestamps \
         is False
     result = engine.transcribe(_excerpt(examples_dir, 25))
     # auto mode noticed that no segment was closed by a timestamp and fell back to speech chunks

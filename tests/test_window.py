@@ -18,6 +18,7 @@ from whisper_gl.cli import parse_config
 from whisper_gl.config import FeatureConfig, TrainConfig
 from whisper_gl.features import extract_features, load_features
 from whisper_gl.transcribe import Transcriber
+from whisper_gl.window import PRETRAINED_WINDOW, TIME_PRECISION, Window
 
 REPO = Path(__file__).resolve().parents[1]
 GREEDY = dict(beam_size=1, temperatures=(0.0,))
@@ -71,7 +72,7 @@ def long_clip(sample_corpus_dir, tmp_path_factory) -> Path:
 
 def test_10_second_features_are_1000_frames(features_10s):
     dataset, config = load_features(features_10s)
-    assert (config["chunk_length"], config["window_frames"]) == (10, 1000)
+    assert (config.chunk_length, config.window_frames) == (10, 1000)
     for split in ("train", "test"):
         assert len(dataset[split]) > 0
         frames = [len(row[0]) for row in dataset[split]["input_features"]]  # [n_mels][frames]
@@ -107,7 +108,7 @@ def test_a_10_second_checkpoint_transcribes_audio_longer_than_its_window(model_1
     """auto (the default): voice-activity chunks of at most one window, the engine's choice for
     short windows; model: the checkpoint's own timestamps, window after window."""
     engine = Transcriber(model_10s, backend="transformers", timestamps=timestamps, **GREEDY)
-    assert engine.backend == "transformers" and engine.window_seconds == 10
+    assert engine.backend == "transformers" and engine.window.seconds == 10
     result = engine.transcribe(long_clip)
     assert result.duration > 15
     assert_timed_past_the_window(result, result.duration)
@@ -132,18 +133,28 @@ def test_the_ctranslate2_export_of_a_10_second_checkpoint_transcribes_past_its_w
     export = export_model(str(model_10s), str(tmp_path / "ct2"))
     for timestamps in ("auto", "model"):
         engine = Transcriber(export, backend="ctranslate2", timestamps=timestamps, **GREEDY)
-        assert engine.window_seconds == 10
+        assert engine.window.seconds == 10
         result = engine.transcribe(long_clip)
         assert_timed_past_the_window(result, result.duration)
 
 
 def test_only_timestamps_past_a_short_window_are_suppressed():
-    from whisper_gl.backends import timestamps_past_window
-
     begin = 50365  # <|0.00|> in Whisper's multilingual vocabulary
-    assert timestamps_past_window(begin, 30.0) == []
-    past = timestamps_past_window(begin, 10.0)
+    assert Window.of_seconds(30).timestamps_past_end(begin) == []
+    past = Window.of_seconds(10).timestamps_past_end(begin)
     assert past[0] == begin + 501 and past[-1] == begin + 1500  # <|10.02|> .. <|30.00|>
+
+
+def test_window_geometry_of_a_model_config():
+    from transformers import WhisperConfig
+
+    pretrained = Window.of(WhisperConfig())  # max_source_positions 1500
+    assert (pretrained.frames, pretrained.seconds, pretrained.samples, pretrained.positions) == (3000, 30, 480_000, 1500)
+    assert pretrained == PRETRAINED_WINDOW and pretrained.is_pretrained
+    short = Window.of(WhisperConfig(max_source_positions=500))
+    assert (short.frames, short.seconds, short.is_pretrained) == (1000, 10, False)
+    assert short.timestamp_index(4.013) == 201 and short.timestamp_index(25) == 500  # capped at the window
+    assert TIME_PRECISION == 0.02
 
 
 def cli_error(*argv: str) -> str:

@@ -1,14 +1,9 @@
 """Fine-tune OpenAI Whisper for Galician and serve it.
 
 The package follows the data: sources -> features -> training -> model store ->
-transcription -> apps. The top-level scripts of the repository are thin doors into it.
+transcription -> apps. The `whisper-gl` command (whisper_gl.cli) has a verb per stage;
+the top-level scripts of the repository are thin doors into the same entry points.
 """
-
-import os
-
-# Idle OpenMP threads spin by default; on a small shared CPU (2 cores, Spaces' CPU basic)
-# that made transformers decoding ~20x slower. Set before torch is imported anywhere.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_LANGUAGE = "gl"
 DEFAULT_TASK = "transcribe"
@@ -16,8 +11,29 @@ ARTIFACTS_DIR = "artifacts"
 OFFLINE_BASE_DIR = "artifacts/whisper-base"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("whisper-gl")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "0+unknown"
+
+
+__version__ = _version()
+
+
 class WhisperGLError(Exception):
     """A problem the user can fix (bad input, missing file, unreachable Hub).
 
     Entry points print its message as one line and exit non-zero; apps show it in the UI.
     """
+
+
+def error_line(error: BaseException | str, limit: int = 200) -> str:
+    """An exception (or a tool's stderr) as one short line for a message: its first non-empty
+    line, or the exception's type when it has no text."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines:
+        return lines[0][:limit]
+    return "" if isinstance(error, str) else type(error).__name__

@@ -23,7 +23,7 @@ from typing import Callable, ContextManager, Iterator
 import gradio as gr
 
 from . import WhisperGLError
-from .config import AppConfig
+from .config import AppConfig, DecodingOptions, ModelOptions, subset
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> g
     spec = KINDS[kind]
     config = config or AppConfig()
     if transcriber is None:
-        from .transcribe import Transcriber
-
-        transcriber = Transcriber(config.model, backend=config.backend, num_workers=config.concurrency)
+        transcriber = load_transcriber(config)
 
     title = f"Galician speech to text · {spec.heading}"
     with gr.Blocks(title=title, delete_cache=DELETE_CACHE, analytics_enabled=False) as app:
@@ -86,13 +84,17 @@ def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> g
     return app
 
 
-def launch(kind: str, argv: list[str] | None = None) -> None:
-    """Parse the app's flags (env defaults), build the app and serve it until interrupted."""
-    from .cli import parse_config
+def load_transcriber(config: AppConfig):
+    """The engine an app serves: the config's model and decoding, one decoding slot per
+    concurrent request."""
+    from .transcribe import Transcriber
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("whisper_gl").setLevel(logging.INFO)
-    config = parse_config(AppConfig, f"Serve the Galician {kind} transcription app (Gradio).", argv)
+    return Transcriber(options=subset(ModelOptions, config, num_workers=config.concurrency),
+                       decoding=subset(DecodingOptions, config))
+
+
+def launch(kind: str, config: AppConfig) -> None:
+    """`whisper-gl app KIND` (and app_KIND.py): build the app and serve it until interrupted."""
     app = build_app(kind, config=config)
     # Uploads beyond the cap are refused by Gradio before they reach the disk.
     app.launch(max_file_size=int(config.max_mb * 1e6))

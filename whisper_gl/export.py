@@ -14,13 +14,13 @@ import logging
 import shutil
 from pathlib import Path
 
-from . import WhisperGLError
+from . import WhisperGLError, error_line
 from .backends import CTRANSLATE2_SUBDIR
+from .config import QUANTIZATIONS, ExportConfig, ModelOptions, check_choice
 from .store import atomic_dir, resolve_model
 
 logger = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 # Files faster-whisper reads beside model.bin.
 SIDE_FILES = ("tokenizer.json", "preprocessor_config.json")
 
@@ -45,16 +45,14 @@ def _check_export(export_dir: Path) -> None:
     a broken export, or a window faster-whisper cannot decode, fails here, not in an app."""
     from .backends import CTranslate2Backend
 
-    backend = CTranslate2Backend(export_dir, beam_size=1, temperatures=(0.0,))
-    backend.check()
+    CTranslate2Backend(export_dir, ModelOptions()).check()
 
 
 def export_model(model: str, output_dir: str | None = None, quantization: str = "int8") -> Path:
     """Convert `model` (folder or Hub id) into a CTranslate2 folder; return its path."""
     from ctranslate2.converters import TransformersConverter
 
-    if quantization not in QUANTIZATIONS:
-        raise WhisperGLError(f"unknown quantization '{quantization}': choose one of {', '.join(QUANTIZATIONS)}")
+    check_choice("quantization", quantization, QUANTIZATIONS)
     model_dir = resolve_model(model)
     if not (model_dir / "config.json").is_file():
         raise WhisperGLError(f"'{model}' is not a transformers checkpoint (no config.json): nothing to convert")
@@ -65,26 +63,28 @@ def export_model(model: str, output_dir: str | None = None, quantization: str = 
             _write_side_files(model_dir, tmp)
             _check_export(tmp)
         except Exception as error:  # noqa: BLE001 - converter and loader failures become one line
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise WhisperGLError(
-                f"cannot convert '{model}' to CTranslate2 ({reason}); the engine keeps using the "
+                f"cannot convert '{model}' to CTranslate2 ({error_line(error)}); the engine keeps using the "
                 "transformers backend for this model"
             ) from None
     return target
 
 
-def main(argv: list[str] | None = None) -> Path:
-    from .cli import parse_config
-    from .config import ExportConfig
-
-    config = parse_config(ExportConfig, "Convert a Whisper checkpoint to CTranslate2 for fast CPU inference.", argv)
+def run(config: ExportConfig) -> Path:
+    """`whisper-gl export`: convert, then say where the export went and how big it is."""
     target = export_model(config.model, config.output_dir, config.quantization)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     print(f"CTranslate2 {config.quantization} export written to {target} ({size / 1e6:.0f} MB)")
     return target
 
 
-if __name__ == "__main__":
-    from .cli import run
+def main(argv: list[str] | None = None) -> Path:
+    from .cli import invoke_verb
 
-    run(main)
+    return invoke_verb(("export",), argv)
+
+
+if __name__ == "__main__":
+    from .cli import door
+
+    door("export", prog="python -m whisper_gl.export")

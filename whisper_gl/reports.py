@@ -41,7 +41,7 @@ def evaluation_rows(log_history: list[dict]) -> list[dict]:
     return rows
 
 
-def build_results(state, config, features_config: dict, *, train_clips: int, test_clips: int,
+def build_results(state, config, manifest, *, train_clips: int, test_clips: int,
                   wall_seconds: float, step_seconds: list[float]) -> dict[str, Any]:
     """The run's numbers: every evaluation, the best step, before (step 0) and after (best)."""
     rows = evaluation_rows(state.log_history)
@@ -53,9 +53,9 @@ def build_results(state, config, features_config: dict, *, train_clips: int, tes
     return {
         "base_model": config.model,
         "features": config.features,
-        "dataset": features_config.get("dataset"),
-        "language": features_config["language"],
-        "task": features_config["task"],
+        "dataset": manifest.dataset or None,
+        "language": manifest.language,
+        "task": manifest.task,
         "preset": config.preset,
         "hyperparameters": {name: settings[name] for name in HYPERPARAMETERS},
         "train_clips": train_clips,

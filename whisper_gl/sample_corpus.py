@@ -29,7 +29,6 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from . import WhisperGLError
-from .cli import parse_config, run
 from .config import SampleCorpusConfig
 from .store import atomic_dir
 
@@ -280,13 +279,21 @@ def build_examples(examples_dir: str | os.PathLike, sentences_path: str | os.Pat
     return examples_dir
 
 
-def main(argv: list[str] | None = None) -> Path:
-    config = parse_config(SampleCorpusConfig, "Speak the bundled Galician sentences into a Common Voice-style corpus.", argv)
+def run(config: SampleCorpusConfig) -> Path:
+    """`whisper-gl corpus`: the corpus and the apps' examples, each skipped when complete."""
     build_corpus(config.output_dir, config.sentences, workers=config.workers, force=config.force)
     build_examples(config.examples_dir, config.sentences, long_seconds=config.long_example_seconds,
                    workers=config.workers, force=config.force)
     return Path(config.output_dir)
 
 
+def main(argv: list[str] | None = None) -> Path:
+    from .cli import invoke_verb
+
+    return invoke_verb(("corpus",), argv)
+
+
 if __name__ == "__main__":
-    run(main)
+    from .cli import door
+
+    door("corpus", prog="python -m whisper_gl.sample_corpus")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import datasets
 
-from . import WhisperGLError
-from .store import HUB_ID
+from . import WhisperGLError, error_line
+from .store import HUB_ID, hub_call
 
 TEXT_COLUMNS = ("sentence", "text", "transcription")
 AUDIOFOLDER_METADATA = ("metadata.csv", "metadata.jsonl")
@@ -159,14 +159,9 @@ def check_hub_dataset(repo_id: str, revision: str | None = None) -> None:
 
     if HF_HUB_OFFLINE:
         return
-    try:
+    with hub_call(f"'{repo_id}' is not a local folder, and reaching the Hugging Face Hub dataset",
+                  hint="; offline, pass a local Common Voice folder, e.g. --dataset Resources/cv-corpus-sample/gl"):
         HfApi().dataset_info(repo_id, revision=revision, timeout=10)
-    except Exception as error:  # noqa: BLE001 - network, 404, gated: all one line
-        raise WhisperGLError(
-            f"'{repo_id}' is not a local folder and the Hugging Face Hub dataset could not be reached "
-            f"({error_line(error)}); offline, pass a local Common Voice folder, e.g. "
-            "--dataset Resources/cv-corpus-sample/gl"
-        ) from None
 
 
 def load_hub(repo_id: str, wanted: dict[str, list[str]], *, config: str | None = None,
@@ -174,17 +169,12 @@ def load_hub(repo_id: str, wanted: dict[str, list[str]], *, config: str | None =
              text_column: str | None = None) -> datasets.DatasetDict:
     """A parquet dataset on the Hub, e.g. google/fleurs gl_es at revision refs/convert/parquet."""
     check_hub_dataset(repo_id, revision)
-    try:
+    with hub_call(f"listing the splits of '{repo_id}'", hint="; a dataset with several configurations needs --config"):
         names = set(datasets.get_dataset_split_names(repo_id, config, revision=revision))
-    except Exception as error:  # noqa: BLE001
-        raise WhisperGLError(f"could not list the splits of '{repo_id}' ({error_line(error)}); "
-                             "a dataset with several configurations needs --config") from None
 
     def read(split: str) -> datasets.Dataset:
-        try:
+        with hub_call(f"loading '{repo_id}' split {split}"):
             loaded = datasets.load_dataset(repo_id, config, split=split, revision=revision)
-        except Exception as error:  # noqa: BLE001
-            raise WhisperGLError(f"could not load '{repo_id}' split {split} ({error_line(error)})") from None
         return _standardize(loaded, audio_column, text_column, where=f"'{repo_id}' ({split})")
 
     return _assemble(wanted, names, read, source=repo_id)
@@ -279,8 +269,3 @@ def _standardize(dataset: datasets.Dataset, audio_column: str, text_column: str 
         dataset = dataset.rename_column(text, "sentence")
     return dataset.cast_column("audio", datasets.Audio(decode=False))
 
-
-def error_line(error: BaseException) -> str:
-    """An exception as one short line for a WhisperGLError message."""
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]

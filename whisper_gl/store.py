@@ -11,11 +11,12 @@ import contextlib
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
 
-from . import OFFLINE_BASE_DIR, WhisperGLError
+from . import OFFLINE_BASE_DIR, WhisperGLError, error_line
 
 # "openai/whisper-small", "user/name"; the legacy un-namespaced ids are not used by Whisper.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -57,12 +58,40 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         tmp.rename(target)
 
 
-def _hub_failure(location: str, kind: str, error: Exception) -> WhisperGLError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return WhisperGLError(
-        f"'{location}' is not a local folder and the {kind} could not be fetched from the "
-        f"Hugging Face Hub ({reason[:160]}); {OFFLINE_HINT}"
-    )
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a whole file or nothing: a temporary file in the same folder, then a rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+@contextlib.contextmanager
+def hub_call(action: str, hint: str = "") -> Iterator[None]:
+    """Any failure of the Hub (network, HTTP, auth) inside the block becomes one clear line:
+    "<action> failed (<first line of the error>)<hint>". The token is never part of it."""
+    try:
+        yield
+    except WhisperGLError:
+        raise
+    except Exception as error:  # noqa: BLE001 - network, HTTP and auth failures alike
+        raise WhisperGLError(f"{action} failed ({error_line(error)}){_status_hint(error)}{hint}") from None
+
+
+def _status_hint(error: Exception) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status == 402:
+        return "; since July 2026 hosting a Gradio Space needs a PRO (or Team/Enterprise) plan"
+    if status in (401, 403):
+        return "; check that the token has write access (`hf auth login`)"
+    return ""
 
 
 def resolve_model(location: str) -> Path:
@@ -83,10 +112,9 @@ def resolve_model(location: str) -> Path:
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     from huggingface_hub import snapshot_download
 
-    try:
+    with hub_call(f"'{location}' is not a local folder, and fetching it from the Hugging Face Hub",
+                  hint=f"; {OFFLINE_HINT}"):
         return Path(snapshot_download(location, ignore_patterns=_IGNORED_HUB_FILES))
-    except Exception as error:  # noqa: BLE001 - any Hub failure becomes one clear line
-        raise _hub_failure(location, "model", error) from None
 
 
 def hub_token() -> str:
@@ -109,7 +137,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, repo_type: str = "mo
     if not HUB_ID.match(repo_id):
         raise WhisperGLError(f"'{repo_id}' is not a Hub repo id of the form NAMESPACE/NAME")
     api = HfApi(token=hub_token())
-    url = api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type,
-                      commit_message=commit_message)
+    with hub_call(f"{folder} is saved, but pushing it to {repo_id}"):
+        url = api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type,
+                          commit_message=commit_message)
     return str(url)

@@ -16,41 +16,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from transformers import TrainerCallback
 
-from . import OFFLINE_BASE_DIR, WhisperGLError
-from .config import TrainConfig
+from . import WhisperGLError
+from .config import PRECISIONS, TrainConfig, check_choice
+from .manifest import FeaturesManifest
 from .metrics import METRIC_NAMES, token_metrics
 from .store import HUB_ID, atomic_dir, hub_token, push_folder, resolve_model
+from .window import Window
 
-# Whisper predicts times on a 0.02 s grid: one timestamp token per two mel frames
-# (the encoder's stride), counted from <|0.00|>.
-FRAMES_PER_TIMESTAMP = 2
-FRAMES_PER_SECOND = 100  # 16 kHz audio, hop 160
-
-# The seed's two models, reproduced by name; smoke fits the bundled corpus on a 2-core CPU.
-PRESETS: dict[str, dict[str, Any]] = {
-    "model1": dict(model="openai/whisper-small", max_steps=1000, eval_steps=250, save_steps=250,
-                   learning_rate=1e-5, batch_size=16, warmup_steps=500, lr_scheduler="linear"),
-    "model2": dict(model="openai/whisper-medium", max_steps=500, eval_steps=250, save_steps=250,
-                   learning_rate=1e-5, batch_size=16, warmup_steps=125, lr_scheduler="cosine",
-                   weight_decay=0.001),
-    # Full fine-tuning of Whisper base on 2 CPU cores (README, section training): batch 4 gives
-    # twice the updates of batch 8 for the same compute; gradient checkpointing is off because
-    # it saves memory, which a CPU has, by recomputing the forward pass.
-    "smoke": dict(model=OFFLINE_BASE_DIR, max_steps=30, eval_steps=15, learning_rate=5e-5,
-                  batch_size=4, eval_batch_size=16, warmup_steps=3, lr_scheduler="linear",
-                  logging_steps=1, generation_max_length=96, gradient_checkpointing=False),
-}
-# What a field takes when neither a flag nor the preset sets it (the seed's notebook values).
-DEFAULTS: dict[str, Any] = dict(eval_batch_size=8, grad_accum=1, learning_rate=1e-5, warmup_steps=0,
-                                lr_scheduler="linear", weight_decay=0.0, logging_steps=25,
-                                generation_max_length=225, gradient_checkpointing=True,
-                                freeze_encoder=False)
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 REQUIRED_COLUMNS = ("input_features", "labels", "duration")
 TIMESTAMP_COLUMN = "with_timestamps"
 
@@ -58,21 +34,13 @@ TIMESTAMP_COLUMN = "with_timestamps"
 # --- configuration ------------------------------------------------------------------
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Fill the fields left unset from the preset, then the defaults; check the values."""
-    if config.preset not in PRESETS:
-        raise WhisperGLError(f"unknown preset '{config.preset}': choose one of {', '.join(PRESETS)}")
-    filled = {}
-    for name, value in {**DEFAULTS, **PRESETS[config.preset]}.items():
-        if getattr(config, name) is None:
-            filled[name] = value
-    config = dataclasses.replace(config, **filled)
-    if config.save_steps is None:
-        config.save_steps = config.eval_steps
-    if config.work_dir is None:
-        config.work_dir = str(Path(config.output_dir).with_name(Path(config.output_dir).name + ".work"))
-    if config.precision not in PRECISIONS:
-        raise WhisperGLError(f"unknown --precision '{config.precision}': choose one of {', '.join(PRECISIONS)}")
-    config.precision = hardware_precision(config.precision)
+    """Fill the fields left unset from the preset, then the defaults; check the values.
+
+    `precision` stays as given ("auto" included): the hardware decides it when training starts
+    (`hardware_precision`), so a config means the same on every machine.
+    """
+    config = config.with_preset()
+    check_choice("--precision", config.precision, PRECISIONS)
     if config.evaluate_only:
         return config
     for name in ("max_steps", "eval_steps", "save_steps", "batch_size", "eval_batch_size", "grad_accum",
@@ -105,18 +73,18 @@ def hardware_precision(choice: str) -> str:
 # --- features -------------------------------------------------------------------------
 
 def load_training_features(location: str):
-    """The features DatasetDict and its features_config, checked for what training needs."""
+    """The features DatasetDict and its manifest, checked for what training needs."""
     from .features import load_features
 
-    dataset, features_config = load_features(location)
-    problem = _features_problem(dataset, features_config)
+    dataset, manifest = load_features(location)
+    problem = _features_problem(dataset, manifest)
     if problem:
         raise WhisperGLError(f"'{location}' does not hold training features ({problem}): "
                              "make them with feature_extraction.py")
-    return dataset, features_config
+    return dataset, manifest
 
 
-def _features_problem(dataset, features_config: dict) -> str | None:
+def _features_problem(dataset, manifest: FeaturesManifest) -> str | None:
     for split in ("train", "test"):
         if split not in dataset:
             return f"no '{split}' split"
@@ -125,35 +93,31 @@ def _features_problem(dataset, features_config: dict) -> str | None:
             return f"split '{split}' lacks column(s) {', '.join(missing)}"
         if len(dataset[split]) == 0:
             return f"split '{split}' is empty"
-    for key in ("n_mels", "window_frames", "language", "task"):
-        if key not in features_config:
-            return f"features_config.json lacks '{key}'"
     first = np.asarray(dataset["train"].with_format("numpy")[0]["input_features"])
-    n_mels, window = features_config["n_mels"], features_config["window_frames"]
+    n_mels, window = manifest.n_mels, manifest.window_frames
     if first.ndim != 2 or first.shape[0] != n_mels or first.shape[1] > window:
         return f"input_features of shape {list(first.shape)}, expected [{n_mels}, <={window}]"
     return None
 
 
-def check_window(model_config, features_config: dict, model_name: str, *, training: bool) -> bool:
+def check_window(model_config, manifest: FeaturesManifest, model_name: str, *, training: bool) -> bool:
     """Refuse features the model cannot take; True when training must first cut the model
     down to the features' shorter window (`shorten_window`).
 
     A model never grows to a longer window (its encoder has no positions past its own), and
     evaluation measures a model as it is: only training shortens one.
     """
-    window = 2 * model_config.max_source_positions  # the encoder halves the frames once
-    features_window = features_config["window_frames"]
-    made, takes = features_window / FRAMES_PER_SECOND, window / FRAMES_PER_SECOND
-    if features_config["n_mels"] != model_config.num_mel_bins:
+    window, features_window = Window.of(model_config), manifest.window
+    made, takes = features_window.seconds, window.seconds
+    if manifest.n_mels != model_config.num_mel_bins:
         raise WhisperGLError(
-            f"the features were made for {made:g} s windows with {features_config['n_mels']} mel bins, but "
+            f"the features were made for {made:g} s windows with {manifest.n_mels} mel bins, but "
             f"{model_name} takes {takes:g} s windows with {model_config.num_mel_bins}: run "
             f"feature_extraction.py again with --model {model_name}"
         )
     if features_window == window:
         return False
-    if features_window > window:
+    if features_window.frames > window.frames:
         raise WhisperGLError(
             f"the features were made for {made:g} s windows, but {model_name} takes {takes:g} s windows and "
             f"cannot be grown back to {made:g} s: run feature_extraction.py again with --max-audio-seconds "
@@ -168,7 +132,7 @@ def check_window(model_config, features_config: dict, model_name: str, *, traini
     return True
 
 
-def shorten_window(model, processor, window_frames: int) -> None:
+def shorten_window(model, processor, window: Window) -> None:
     """Make a Whisper model and its processor take a shorter window, in place.
 
     The encoder's positional embeddings are fixed sinusoids, one per two mel frames: a short
@@ -181,11 +145,11 @@ def shorten_window(model, processor, window_frames: int) -> None:
 
     extractor = processor.feature_extractor
     encoder = model.get_encoder()
-    positions = window_frames // (encoder.conv1.stride[0] * encoder.conv2.stride[0])
-    seconds, rest = divmod(window_frames * extractor.hop_length, extractor.sampling_rate)
-    if rest or not 0 < positions < encoder.embed_positions.num_embeddings:
-        raise WhisperGLError(f"cannot cut the model to a window of {window_frames} frames: it must be a whole "
+    positions, seconds = window.positions, window.seconds
+    if seconds != int(seconds) or not 0 < positions < encoder.embed_positions.num_embeddings:
+        raise WhisperGLError(f"cannot cut the model to a window of {window.frames} frames: it must be a whole "
                              f"number of seconds shorter than the model's window")
+    seconds = int(seconds)
     kept = encoder.embed_positions.weight.detach()[:positions].clone()
     encoder.embed_positions = torch.nn.Embedding.from_pretrained(kept, freeze=True)
     encoder.max_source_positions = positions
@@ -244,8 +208,7 @@ class WhisperCollator:
     def timestamped(self, label: list[int], duration: float) -> list[int]:
         """`... <|notimestamps|> text <|endoftext|>` -> `... <|0.00|> text <|t_end|> <|endoftext|>`."""
         first_timestamp = self.no_timestamps_token_id + 1  # <|0.00|>
-        last_index = self.window_frames // FRAMES_PER_TIMESTAMP
-        end = first_timestamp + min(round(duration * FRAMES_PER_SECOND / FRAMES_PER_TIMESTAMP), last_index)
+        end = first_timestamp + Window(self.window_frames).timestamp_index(duration)
         at = label.index(self.no_timestamps_token_id)
         return label[:at] + [first_timestamp] + label[at + 1:-1] + [end, label[-1]]
 
@@ -289,6 +252,7 @@ def training_arguments(config: TrainConfig, output_dir: str, *, eval_on_start: b
     from transformers import Seq2SeqTrainingArguments
 
     report_to = "tensorboard" if report and importlib.util.find_spec("tensorboard") else "none"
+    precision = hardware_precision(config.precision)
     # transformers 5.x renamed gradient checkpointing to activation checkpointing.
     names = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
@@ -304,11 +268,11 @@ def training_arguments(config: TrainConfig, output_dir: str, *, eval_on_start: b
         weight_decay=config.weight_decay,
         **{checkpointing: config.gradient_checkpointing,
            f"{checkpointing}_kwargs": {"use_reentrant": False}},
-        fp16=config.precision == "fp16",
-        bf16=config.precision == "bf16",
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
         # bf16 autocast also runs on CPUs (fast where they have AVX512-BF16/AMX); the Trainer
         # accepts it there only when told it is on the CPU.
-        use_cpu=config.precision == "bf16" and not torch.cuda.is_available(),
+        use_cpu=precision == "bf16" and not torch.cuda.is_available(),
         eval_strategy="steps",
         eval_steps=config.eval_steps,
         eval_on_start=eval_on_start,  # step 0: the untuned base, the honest "before"
@@ -343,7 +307,7 @@ class StepTimer(TrainerCallback):
         self.seconds.append(time.perf_counter() - self._started)
 
 
-def build_trainer(config: TrainConfig, model, processor, dataset, features_config: dict, output_dir: str,
+def build_trainer(config: TrainConfig, model, processor, dataset, manifest: FeaturesManifest, output_dir: str,
                   *, eval_on_start: bool = True, report: bool = True):
     from transformers import Seq2SeqTrainer
 
@@ -353,7 +317,7 @@ def build_trainer(config: TrainConfig, model, processor, dataset, features_confi
     if config.max_eval_samples:
         test = test.select(range(min(config.max_eval_samples, len(test))))
     generation = model.generation_config
-    collator = WhisperCollator(window_frames=features_config["window_frames"],
+    collator = WhisperCollator(window_frames=manifest.window_frames,
                                decoder_start_token_id=model.config.decoder_start_token_id,
                                no_timestamps_token_id=generation.no_timestamps_token_id)
     return Seq2SeqTrainer(
@@ -372,17 +336,16 @@ def _prepare(config: TrainConfig, *, training: bool):
     longer window than the features' is cut down to theirs (e.g. 30 s Whisper -> 10 s)."""
     from transformers import WhisperConfig
 
-    dataset, features_config = load_training_features(config.features)
+    dataset, manifest = load_training_features(config.features)
     model_path = resolve_model(config.model)
-    shorten = check_window(WhisperConfig.from_pretrained(model_path), features_config, config.model,
-                           training=training)
-    processor, model = load_model(model_path, features_config["language"], features_config["task"])
+    shorten = check_window(WhisperConfig.from_pretrained(model_path), manifest, config.model, training=training)
+    processor, model = load_model(model_path, manifest.language, manifest.task)
     if shorten:
         longer = model.config.max_source_positions
-        shorten_window(model, processor, features_config["window_frames"])
+        shorten_window(model, processor, manifest.window)
         print(f"{config.model}: encoder cut from {longer} to {model.config.max_source_positions} positions "
-              f"for the features' {processor.feature_extractor.chunk_length} s windows")
-    return dataset, features_config, processor, model
+              f"for the features' {manifest.window.describe()} windows")
+    return dataset, manifest, processor, model
 
 
 # --- entry points ---------------------------------------------------------------------
@@ -411,7 +374,8 @@ def train(config: TrainConfig) -> dict:
     from . import reports
 
     config = resolve_config(config)
-    dataset, features_config, processor, model = _prepare(config, training=True)
+    config = dataclasses.replace(config, precision=hardware_precision(config.precision))  # reported as used
+    dataset, manifest, processor, model = _prepare(config, training=True)
     if config.lora:
         model = add_lora(model, config)
     elif config.freeze_encoder:
@@ -419,7 +383,7 @@ def train(config: TrainConfig) -> dict:
 
     work_dir = Path(config.work_dir)
     checkpoint = last_checkpoint(work_dir, config.resume)
-    trainer = build_trainer(config, model, processor, dataset, features_config, str(work_dir),
+    trainer = build_trainer(config, model, processor, dataset, manifest, str(work_dir),
                             eval_on_start=checkpoint is None)
     timer = StepTimer()
     trainer.add_callback(timer)
@@ -427,7 +391,7 @@ def train(config: TrainConfig) -> dict:
     trainer.train(resume_from_checkpoint=checkpoint)
     if not trainer.is_world_process_zero():
         return {}
-    results = reports.build_results(trainer.state, config, features_config,
+    results = reports.build_results(trainer.state, config, manifest,
                                     train_clips=len(dataset["train"]), test_clips=len(trainer.eval_dataset),
                                     wall_seconds=time.perf_counter() - started, step_seconds=timer.seconds)
     model = plain_model(trainer.model)
@@ -437,7 +401,7 @@ def train(config: TrainConfig) -> dict:
     print(reports.before_after_table(results))
     print(f"best step {results['best_step']}; model and reports in {config.output_dir}")
     if config.push_to_hub:
-        push(config.output_dir, config.push_to_hub)
+        print(f"pushed {config.output_dir} to {push_folder(config.output_dir, config.push_to_hub)}")
     return results
 
 
@@ -449,28 +413,21 @@ def save_checkpoint(model, processor, folder: Path) -> None:
     processor.feature_extractor.save_pretrained(folder)
 
 
-def push(folder: str, repo_id: str) -> None:
-    try:
-        url = push_folder(folder, repo_id)
-    except WhisperGLError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any Hub failure becomes one clear line
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WhisperGLError(f"the model is saved in {folder} but pushing it to {repo_id} failed: "
-                             f"{reason[:200]}") from None
-    print(f"pushed {folder} to {url}")
-
-
 def evaluate_only(config: TrainConfig) -> dict[str, float]:
     """WER/CER of config.model on the test split of config.features."""
     from . import reports
 
     config = resolve_config(config)
-    dataset, features_config, processor, model = _prepare(config, training=False)
+    dataset, manifest, processor, model = _prepare(config, training=False)
     with tempfile.TemporaryDirectory(prefix="whisper-gl-eval-") as scratch:
-        trainer = build_trainer(config, model, processor, dataset, features_config, scratch, report=False)
+        trainer = build_trainer(config, model, processor, dataset, manifest, scratch, report=False)
         metrics = trainer.evaluate()
     scores = {name: metrics[f"eval_{name}"] for name in METRIC_NAMES}
     clips = min(len(dataset["test"]), config.max_eval_samples or len(dataset["test"]))
     print(reports.metrics_table({f"{config.model} ({clips} test clips)": scores}))
     return scores
+
+
+def run(config: TrainConfig) -> dict:
+    """`whisper-gl train`: fine-tune, or with --evaluate-only score --model on the test split."""
+    return evaluate_only(config) if config.evaluate_only else train(config)

@@ -4,53 +4,45 @@
     result = Transcriber("artifacts/model").transcribe("talk.mp3")
     print(result.text); open("talk.srt", "w").write(result.to_srt())
 
-It loads a local model folder or a Hub id and picks a backend: the CTranslate2 int8
-export (`<model>/ctranslate2`, written by `python -m whisper_gl.export`) on CPU when it
-exists, else transformers. Audio of any length is transcribed whole, window after window;
-loops are bounded (tokens per second of audio), retried at higher temperature, and a
-looping tail that survives is cut (or the segment dropped). A checkpoint that no longer
-predicts timestamps still gets timed segments: the recording is split into voice-activity
-chunks (faster-whisper's Silero VAD), each decoded without timestamps and timed by its bounds.
+It loads a local model folder or a Hub id and picks a backend (whisper_gl.backends): the
+CTranslate2 int8 export (`<model>/ctranslate2`, written by `whisper-gl export`) on CPU when
+it exists, else transformers. Audio of any length is transcribed whole, window after window;
+loops are bounded (tokens per second of audio), retried at higher temperature, and a looping
+tail that survives is cut (or the segment dropped). A checkpoint that no longer predicts
+timestamps still gets timed segments: the recording is split into voice-activity chunks
+(faster-whisper's Silero VAD), each decoded without timestamps and timed by its bounds.
 
-Command line:  python -m whisper_gl.transcribe FILE [--model M] [--srt OUT] [--vtt OUT] ...
+How to load is a `ModelOptions`, how to decode a `DecodingOptions` (whisper_gl.config); the
+keyword arguments of `Transcriber(...)` and `transcribe(...)` set their fields by name.
+
+Command line:  whisper-gl transcribe FILE [--model M] [--srt OUT] [--vtt OUT] ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
-from . import ARTIFACTS_DIR, DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
-from .backends import (
-    PRETRAINED_WINDOW_SECONDS,
-    SAMPLING_RATE,
-    TEMPERATURES,
-    TEXT_COMPRESSION_RATIO_THRESHOLD,
-    CTranslate2Backend,
-    Decoded,
-    TransformersBackend,
-    ctranslate2_export,
-)
+from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR, WhisperGLError
+from .audio import Audio, as_waveform
+from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
+from .config import MODEL_ENV, DecodingOptions, ModelOptions, TranscribeConfig, subset
+from .runtime import passive_openmp_waits
 from .subtitles import Segment, to_srt, to_vtt
+from .window import SAMPLING_RATE
 
-__all__ = ["Segment", "Transcription", "Transcriber", "default_model", "BACKENDS", "TIMESTAMP_MODES"]
+__all__ = ["Segment", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "ctranslate2", "transformers")
-# "model": the model's own timestamps; "vad": voice-activity chunks decoded without timestamps,
-# timed by their bounds; "auto": the model's timestamps, "vad" when it closes no segment with one
-# or when its window is shorter than Whisper's 30 s (see Transcriber._decode).
-TIMESTAMP_MODES = ("auto", "model", "vad")
 # Pauses that end a voice-activity chunk: sentence breaks, not breaths.
 VAD_MIN_SILENCE_MS = 500
 TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
@@ -59,13 +51,11 @@ TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
 MIN_SPEECH_SECONDS = 0.2
 SILENCE_PEAK = 1e-3
 
-Audio = Union[str, os.PathLike, bytes, np.ndarray]
-
 
 def default_model() -> str:
     """WHISPER_GL_MODEL, else the fine-tuned artifacts/model when trained, else the offline base."""
-    if os.environ.get("WHISPER_GL_MODEL"):
-        return os.environ["WHISPER_GL_MODEL"]
+    if os.environ.get(MODEL_ENV):
+        return os.environ[MODEL_ENV]
     if (Path(TRAINED_MODEL_DIR) / "config.json").is_file():
         return TRAINED_MODEL_DIR
     return OFFLINE_BASE_DIR
@@ -93,24 +83,6 @@ class Transcription:
 
     def to_vtt(self) -> str:
         return to_vtt(self.segments)
-
-
-def as_waveform(audio: Audio) -> np.ndarray:
-    """A 16 kHz mono float32 waveform from a path or file bytes (any container, via ffmpeg)
-    or from an array already at 16 kHz."""
-    if isinstance(audio, np.ndarray):
-        waveform = audio
-        if waveform.ndim == 2:  # (samples, channels) or (channels, samples): average the channels
-            waveform = waveform.mean(axis=int(np.argmin(waveform.shape)))
-        if waveform.ndim != 1:
-            raise WhisperGLError(f"expected a mono waveform, got an array of shape {audio.shape}")
-        if np.issubdtype(waveform.dtype, np.integer):  # PCM samples, e.g. int16 from a microphone
-            waveform = waveform / float(np.iinfo(waveform.dtype).max)
-        return np.ascontiguousarray(waveform, dtype=np.float32)
-    from .audio import load_audio
-
-    return load_audio(audio if isinstance(audio, (bytes, bytearray)) else os.fspath(audio),
-                      sampling_rate=SAMPLING_RATE)
 
 
 def is_degenerate(text: str) -> bool:
@@ -152,78 +124,68 @@ def clean_segment(segment: Segment) -> Segment | None:
     return segment if text == segment.text else Segment(segment.start, segment.end, text)
 
 
-class Transcriber:
-    """Load a Whisper model once; transcribe many recordings, from several threads if needed."""
+def _split_settings(settings: dict) -> tuple[dict, dict]:
+    """Keyword settings -> (ModelOptions fields, DecodingOptions fields); an unknown name is a TypeError."""
+    model_fields = {field.name for field in dataclasses.fields(ModelOptions)}
+    decoding_fields = {field.name for field in dataclasses.fields(DecodingOptions)}
+    unknown = set(settings) - model_fields - decoding_fields
+    if unknown:
+        raise TypeError(f"unknown engine settings: {', '.join(sorted(unknown))}")
+    return ({k: v for k, v in settings.items() if k in model_fields},
+            {k: v for k, v in settings.items() if k in decoding_fields})
 
-    def __init__(self, model: str | os.PathLike | None = None, *, backend: str = "auto",
-                 language: str | None = DEFAULT_LANGUAGE, task: str = DEFAULT_TASK, beam_size: int = 5,
-                 device: str = "cpu", compute_type: str = "default", timestamps: str = "auto",
-                 vad_filter: bool = False, num_workers: int = 1,
-                 temperatures: tuple[float, ...] = TEMPERATURES):
-        """
-        model: local folder or Hub id (default: `default_model()`).
-        backend: "auto" (CTranslate2 export on CPU when present, else transformers),
-            "ctranslate2" or "transformers".
-        language: forced language code (default Galician); None or "auto" detects it.
-        task: "transcribe" or "translate" (to English).
-        beam_size: beams per window (1 = greedy, faster).
-        device: "cpu" or "cuda".
-        compute_type: CTranslate2 weights type ("default": int8 on CPU, float16 on GPU).
-        timestamps: "auto", "model" or "vad" (see TIMESTAMP_MODES).
-        vad_filter: CTranslate2 only: skip non-speech with faster-whisper's Silero VAD.
-        num_workers: CTranslate2 only: how many calls may decode at the same time.
-        temperatures: decoding temperatures, tried in order while a window's output is too
-            repetitive or too unlikely; (0.0,) makes the output deterministic.
-        """
+
+class Transcriber:
+    """Load a Whisper model once; transcribe many recordings, from several threads if needed.
+
+        Transcriber("artifacts/model", beam_size=1, language="es")
+        Transcriber(options=ModelOptions(device="cuda"), decoding=DecodingOptions(task="translate"))
+
+    model: local folder or Hub id (default: options.model, else `default_model()`).
+    options / decoding: how to load and how to decode; keyword settings override their fields
+    (backend, device, compute_type, num_workers; language, task, beam_size, temperatures,
+    timestamps, vad_filter: see whisper_gl.config).
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, options: ModelOptions | None = None,
+                 decoding: DecodingOptions | None = None, **settings):
         from .store import resolve_model
 
-        if backend not in BACKENDS:
-            raise WhisperGLError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
-        if timestamps not in TIMESTAMP_MODES:
-            raise WhisperGLError(f"unknown timestamps mode '{timestamps}': choose one of {', '.join(TIMESTAMP_MODES)}")
-        if task not in ("transcribe", "translate"):
-            raise WhisperGLError(f"unknown task '{task}': choose transcribe or translate")
-        self.model = str(model if model is not None else default_model())
+        passive_openmp_waits()  # before torch or CTranslate2 load, when nothing has loaded them yet
+        model_settings, decoding_settings = _split_settings(settings)
+        if model is not None:
+            model_settings["model"] = str(model)
+        self.options = dataclasses.replace(options or ModelOptions(), **model_settings)
+        self.decoding = dataclasses.replace(decoding or DecodingOptions(), **decoding_settings)
+        check_backend_name(self.options.backend)
+        self.model = str(self.options.model or default_model())
         self.folder = resolve_model(self.model)
-        self.language = None if language in (None, "", "auto") else language
-        self.task = task
-        self.timestamps = timestamps
-        self._backend = self._load_backend(backend, device=device, beam_size=beam_size, compute_type=compute_type,
-                                           vad_filter=vad_filter, num_workers=num_workers,
-                                           temperatures=tuple(temperatures))
+        self._backend = load_backend(self.folder, self.options)
         self.backend = self._backend.name
-        self.window_seconds = self._backend.window_seconds
+        self.window = self._backend.window
 
-    def _load_backend(self, backend: str, *, device: str, beam_size: int, compute_type: str,
-                      vad_filter: bool, num_workers: int, temperatures: tuple[float, ...]):
-        has_transformers = (self.folder / "config.json").is_file()
-        if backend == "auto":
-            use_ctranslate2 = ctranslate2_export(self.folder) is not None and (device == "cpu" or not has_transformers)
-            backend = "ctranslate2" if use_ctranslate2 else "transformers"
-        if backend == "ctranslate2":
-            try:
-                return CTranslate2Backend(self.folder, device=device, beam_size=beam_size, compute_type=compute_type,
-                                          num_workers=num_workers, vad_filter=vad_filter, temperatures=temperatures)
-            except WhisperGLError as error:
-                if not has_transformers:
-                    raise
-                logger.warning("%s; using the transformers backend instead", error)
-        if not has_transformers:
-            raise WhisperGLError(f"'{self.model}' holds only a CTranslate2 model: use --backend ctranslate2")
-        return TransformersBackend(self.folder, device=device, beam_size=beam_size, temperatures=temperatures)
+    @property
+    def language(self) -> str | None:
+        """The language forced on every recording (None: detected)."""
+        return self.decoding.forced_language
 
     def __repr__(self) -> str:
         return f"Transcriber(model={self.model!r}, backend={self.backend!r}, language={self.language!r})"
 
-    def transcribe(self, audio: Audio) -> Transcription:
-        """Transcribe a file path or bytes (any format ffmpeg reads) or a 16 kHz mono waveform."""
+    def transcribe(self, audio: Audio, decoding: DecodingOptions | None = None, **settings) -> Transcription:
+        """Transcribe a file path or bytes (any format ffmpeg reads) or a 16 kHz mono waveform.
+
+        `decoding` (default: the engine's) and keyword settings (language, task, beam_size, ...)
+        apply to this call only.
+        """
         began = time.perf_counter()
+        options = dataclasses.replace(decoding or self.decoding, **settings) if settings else (decoding or self.decoding)
         waveform = as_waveform(audio)
         duration = len(waveform) / SAMPLING_RATE
         if duration < MIN_SPEECH_SECONDS or not np.isfinite(waveform).all() or np.abs(waveform).max() < SILENCE_PEAK:
-            decoded = Decoded([], self.language or "", predicted_timestamps=False)
+            decoded = Decoded([], options.forced_language or "", predicted_timestamps=False)
         else:
-            decoded = self._decode(waveform)
+            decoded = self._decode(waveform, options)
         segments = []
         for segment in decoded.segments:
             cleaned = clean_segment(segment)
@@ -242,25 +204,24 @@ class Transcriber:
             model=self.model,
         )
 
-    def _decode(self, waveform: np.ndarray) -> Decoded:
-        options = dict(language=self.language, task=self.task)
-        if self.timestamps == "vad" or (self.timestamps == "auto" and self.window_seconds < PRETRAINED_WINDOW_SECONDS):
+    def _decode(self, waveform: np.ndarray, options: DecodingOptions) -> Decoded:
+        if options.timestamps == "vad" or (options.timestamps == "auto" and not self.window.is_pretrained):
             # A short window (10 s) cuts sentences at most seams, and there a short-window model's
             # timestamps repeat and invent text (long.mp3, 10 s smoke model: WER 115 % with its
             # timestamps, 52 % on voice-activity chunks, 4x faster). Chunks split at pauses instead.
-            return self._decode_speech_chunks(waveform)
-        decoded = self._backend.decode(waveform, **options)
-        if self.timestamps == "auto" and not decoded.predicted_timestamps and (decoded.segments or decoded.stalled):
+            return self._decode_speech_chunks(waveform, options)
+        decoded = self._backend.decode(waveform, options)
+        if options.timestamps == "auto" and not decoded.predicted_timestamps and (decoded.segments or decoded.stalled):
             # The model wrote text but closed no segment with a timestamp: a checkpoint that
             # lost timestamp prediction. Decode the way it was trained instead: no timestamps.
             logger.info("the model predicts no timestamps: decoding voice-activity chunks")
-            decoded = self._decode_speech_chunks(waveform)
+            decoded = self._decode_speech_chunks(waveform, options)
         return decoded
 
-    def _decode_speech_chunks(self, waveform: np.ndarray) -> Decoded:
-        spans = speech_spans(waveform, self.window_seconds)
+    def _decode_speech_chunks(self, waveform: np.ndarray, options: DecodingOptions) -> Decoded:
+        spans = speech_spans(waveform, self.window.seconds)
         chunks = [waveform[start:end] for start, end in spans]
-        texts, language = self._backend.decode_chunks(chunks, language=self.language, task=self.task)
+        texts, language = self._backend.decode_chunks(chunks, options)
         segments = [
             Segment(round(start / SAMPLING_RATE, 3), round(end / SAMPLING_RATE, 3), text)
             for (start, end), text in zip(spans, texts)
@@ -278,38 +239,16 @@ def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, in
     return [(span["start"], span["end"]) for span in get_speech_timestamps(waveform, options)]
 
 
-def _write_text(path: str, text: str) -> None:
-    """Write a whole file or nothing (temp file in the same folder, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def run(config: TranscribeConfig) -> Transcription:
+    """`whisper-gl transcribe`: print the text, write the subtitles asked for, report the speed."""
+    from .store import atomic_write_text
 
-
-def main(argv: list[str] | None = None) -> Transcription:
-    from transformers import HfArgumentParser
-
-    from .config import EngineConfig
-
-    parser = HfArgumentParser(EngineConfig, description="Transcribe an audio or video file with Whisper.")
-    parser.add_argument("audio", help="audio or video file (any format ffmpeg reads)")
-    config, positional = parser.parse_args_into_dataclasses(args=argv)
-    transcriber = Transcriber(
-        config.model, backend=config.backend, language=config.language, task=config.task,
-        beam_size=config.beam_size, device=config.device, compute_type=config.compute_type,
-        timestamps=config.timestamps, vad_filter=config.vad_filter,
-    )
-    result = transcriber.transcribe(positional.audio)
+    transcriber = Transcriber(options=subset(ModelOptions, config), decoding=subset(DecodingOptions, config))
+    result = transcriber.transcribe(config.audio)
     print(result.text)
     for path, render in ((config.srt, result.to_srt), (config.vtt, result.to_vtt)):
         if path:
-            _write_text(path, render())
+            atomic_write_text(path, render())
     print(
         f"[{result.model} | {result.backend} | language {result.language or '?'} | "
         f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
@@ -319,8 +258,13 @@ def main(argv: list[str] | None = None) -> Transcription:
     return result
 
 
-if __name__ == "__main__":
-    from .cli import run
+def main(argv: list[str] | None = None) -> Transcription:
+    from .cli import invoke_verb
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    run(main)
+    return invoke_verb(("transcribe",), argv)
+
+
+if __name__ == "__main__":
+    from .cli import door
+
+    door("transcribe", prog="python -m whisper_gl.transcribe")

@@ -1,0 +1,102 @@
+"""The backend registry: a new decoder plugs in by registering itself; options travel down."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from whisper_gl import WhisperGLError, backends
+from whisper_gl.backends import BACKENDS, Decoded, load_backend, register_backend
+from whisper_gl.config import DecodingOptions, ModelOptions
+from whisper_gl.subtitles import Segment
+from whisper_gl.transcribe import Transcriber
+from whisper_gl.window import PRETRAINED_WINDOW
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A private copy of the registry (the real one is restored afterwards)."""
+    monkeypatch.setattr(backends, "BACKENDS", dict(BACKENDS))
+    return backends.BACKENDS
+
+
+@pytest.fixture
+def model_folder(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    return tmp_path
+
+
+def echo_backend(registry, backend_name="echo", fails=False, suits=True):
+    """A backend that decodes nothing: it reports the options it was given."""
+
+    @register_backend
+    class Echo:
+        name = backend_name
+        window = PRETRAINED_WINDOW
+        seen: list = []
+
+        def __init__(self, folder, options: ModelOptions):
+            if fails:
+                raise WhisperGLError(f"{backend_name} cannot load {folder}")
+            self.options = options
+
+        @classmethod
+        def suits(cls, folder, options):
+            return suits
+
+        def decode(self, audio, options: DecodingOptions) -> Decoded:
+            Echo.seen.append(options)
+            text = f"{options.forced_language} {options.task} beam {options.beam_size}"
+            return Decoded([Segment(0.0, len(audio) / 16000, text)], options.forced_language or "xx", True)
+
+        def decode_chunks(self, chunks, options):
+            return [f"chunk {i}" for i, _ in enumerate(chunks)], options.forced_language or "xx"
+
+    assert registry[backend_name] is Echo
+    return Echo
+
+
+def speech() -> np.ndarray:
+    return (0.3 * np.sin(np.linspace(0, 2 * np.pi * 440, 16000))).astype(np.float32)
+
+
+def test_a_registered_backend_is_chosen_by_name_and_gets_the_options(registry, model_folder):
+    echo = echo_backend(registry)
+    engine = Transcriber(model_folder, backend="echo", beam_size=3, language="es", device="cuda")
+    assert engine.backend == "echo" and engine._backend.options.device == "cuda"
+    assert engine.transcribe(speech()).text == "es transcribe beam 3"
+    # per call: another language and task, the engine's own options unchanged
+    assert engine.transcribe(speech(), language="auto", task="translate").text == "None translate beam 3"
+    assert engine.decoding.language == "es" and echo.seen[-1].temperatures == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert engine.transcribe(speech(), timestamps="vad").segments == []  # a tone has no speech for the VAD
+
+
+def test_auto_takes_the_first_that_suits_and_falls_back_when_it_cannot_load(registry, model_folder, caplog):
+    registry.clear()
+    echo_backend(registry, "broken", fails=True)
+    echo_backend(registry, "picky", suits=False)
+    echo_backend(registry, "works")
+    assert load_backend(model_folder, ModelOptions()).name == "works"
+    assert "broken cannot load" in caplog.text and "using the works backend instead" in caplog.text
+    assert load_backend(model_folder, ModelOptions(backend="picky")).name == "picky"  # named: tried first
+
+
+def test_unknown_backends_and_bad_options_are_refused_before_loading(registry, model_folder):
+    with pytest.raises(WhisperGLError, match="unknown backend 'onnx': choose one of auto, ctranslate2, transformers"):
+        Transcriber(model_folder, backend="onnx")
+    with pytest.raises(WhisperGLError, match="unknown task 'summarise'"):
+        Transcriber(model_folder, task="summarise")
+    with pytest.raises(TypeError, match="unknown engine settings: beams"):
+        Transcriber(model_folder, beams=3)
+    registry.clear()
+    with pytest.raises(WhisperGLError, match="holds no model that a backend can load"):
+        load_backend(model_folder, ModelOptions())
+
+
+def test_decoding_options_are_checked_and_normalised():
+    options = DecodingOptions(temperatures=[0, 1], language="auto")
+    assert options.temperatures == (0.0, 1.0) and options.forced_language is None
+    with pytest.raises(WhisperGLError):
+        DecodingOptions(beam_size=0)
+    with pytest.raises(WhisperGLError, match="timestamps mode"):
+        dataclasses.replace(options, timestamps="never")

@@ -1,0 +1,104 @@
+"""The `whisper-gl` command: one verb per stage, flags built from the config dataclasses."""
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from whisper_gl import WhisperGLError, __version__
+from whisper_gl.cli import COMMANDS, Group, config_parser, find_verb, invoke, parse_config
+from whisper_gl.config import AppConfig, DecodingOptions, ModelOptions, TrainConfig, TranscribeConfig
+
+REPO = Path(__file__).resolve().parents[1]
+WHISPER_GL = Path(sys.executable).parent / "whisper-gl"  # the console script setup.sh installs
+VERB_PATHS = [(command.name,) for command in COMMANDS if not isinstance(command, Group)] + [
+    (command.name, verb.name) for command in COMMANDS if isinstance(command, Group) for verb in command.verbs]
+
+
+def help_text(*path: str) -> str:
+    run = subprocess.run([str(WHISPER_GL), *path, "--help"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_the_console_script_lists_every_verb_with_one_line():
+    assert WHISPER_GL.is_file(), "run scripts/setup.sh: it installs the project (pip install -e .[dev])"
+    text = help_text()
+    for verb in ("corpus", "offline-model", "features", "train", "export", "transcribe", "app", "deploy"):
+        assert re.search(rf"^    {re.escape(verb)}\b", text, re.M), verb
+    version = subprocess.run([str(WHISPER_GL), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == f"whisper-gl {__version__}" and __version__ != "0+unknown"
+
+
+@pytest.mark.parametrize("path", VERB_PATHS, ids=" ".join)
+def test_every_verb_help_has_dashed_flags_only_with_their_defaults(path):
+    text = " ".join(help_text(*path).split())  # undo the line wrapping
+    flags = set(re.findall(r"--[\w-]+", text))
+    assert flags and not [flag for flag in flags if "_" in flag], flags
+    metavars = set(re.findall(r"--[\w-]+ ([A-Z][A-Z0-9_-]*)\b", text))
+    assert not [metavar for metavar in metavars if "_" in metavar], metavars
+    verb = find_verb(*path)
+    parser = config_parser(verb.config, verb.summary)
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert all(flag in flags for flag in action.option_strings), action.option_strings
+        if action.default is not None:
+            assert "default" in action.help.lower(), (action.option_strings, action.help)
+    fields = {field.name for field in dataclasses.fields(verb.config) if field.metadata.get("cli") is not False}
+    assert fields == {action.dest for action in parser._actions if action.dest != "help"}
+
+
+def test_booleans_are_flag_and_no_flag():
+    assert parse_config(TrainConfig, "t", ["--lora"]).lora is True
+    assert parse_config(TrainConfig, "t", ["--no-gradient-checkpointing"]).gradient_checkpointing is False
+    assert parse_config(TrainConfig, "t", []).gradient_checkpointing is None  # the preset decides
+    with pytest.raises(WhisperGLError, match="(see .* --help)"):
+        parse_config(TrainConfig, "t", ["--lora", "true"])
+
+
+def test_tuples_choices_and_positionals():
+    config = parse_config(TranscribeConfig, "t", ["talk.mp3", "--temperatures", "0", "0.4", "--timestamps", "vad"])
+    assert (config.audio, config.temperatures, config.timestamps) == ("talk.mp3", (0.0, 0.4), "vad")
+    with pytest.raises(WhisperGLError, match="invalid choice: 'never'"):
+        parse_config(TranscribeConfig, "t", ["talk.mp3", "--timestamps", "never"])
+    with pytest.raises(WhisperGLError, match="required: AUDIO"):
+        parse_config(TranscribeConfig, "t", [])
+
+
+def test_the_app_flags_are_the_engine_options_plus_the_limits():
+    engine = {f.name for f in dataclasses.fields(ModelOptions)} | {f.name for f in dataclasses.fields(DecodingOptions)}
+    app = {f.name for f in dataclasses.fields(AppConfig)}
+    assert engine <= app and app - engine == {"max_minutes", "max_mb", "concurrency", "queue_size"}
+
+
+def test_env_limits_are_defaults_that_flags_override(monkeypatch):
+    monkeypatch.setenv("WHISPER_GL_MAX_MINUTES", "2")
+    assert parse_config(AppConfig, "a", []).max_minutes == 2
+    assert parse_config(AppConfig, "a", ["--max-minutes", "3"]).max_minutes == 3
+    monkeypatch.setenv("WHISPER_GL_MAX_MINUTES", "lots")
+    with pytest.raises(WhisperGLError, match="WHISPER_GL_MAX_MINUTES must be a number"):
+        parse_config(AppConfig, "a", [])
+
+
+def test_a_verb_runs_its_handler_and_bad_input_is_one_line(tmp_path):
+    with pytest.raises(WhisperGLError, match="invalid choice: 'sing'"):
+        invoke(["sing"])
+    run = subprocess.run([str(WHISPER_GL), "train", "--preset", "smoke", "--features", str(tmp_path / "none"),
+                          "--model", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().splitlines() == [
+        f"error: features '{tmp_path / 'none'}' not found: expected a folder written by feature_extraction.py "
+        "or a Hub dataset id"]
+
+
+@pytest.mark.parametrize("door, path", [("train.py", ("train",)), ("feature_extraction.py", ("features",)),
+                                        ("app_file.py", ("app", "file")), ("app_youtube.py", ("app", "youtube")),
+                                        ("app_microphone.py", ("app", "microphone"))])
+def test_the_doors_are_the_same_verbs(door, path):
+    run = subprocess.run([sys.executable, door, "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert run.returncode == 0 and run.stdout.startswith(f"usage: {door} ")
+    flags = lambda text: sorted(set(re.findall(r"--[\w-]+", text)))  # noqa: E731
+    assert flags(run.stdout) == flags(help_text(*path))

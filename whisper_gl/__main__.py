@@ -1,0 +1,5 @@
+"""`python -m whisper_gl` is the `whisper-gl` command."""
+
+from .cli import main
+
+main()
