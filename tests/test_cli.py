@@ -1,6 +1,7 @@
 """The `whisper-gl` command: one verb per stage, flags built from the config dataclasses."""
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -18,8 +19,14 @@ VERB_PATHS = [(command.name,) for command in COMMANDS if not isinstance(command,
     (command.name, verb.name) for command in COMMANDS if isinstance(command, Group) for verb in command.verbs]
 
 
+def whisper_gl(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The installed console script, importing this checkout's package (as in a fresh clone)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([str(WHISPER_GL), *args], capture_output=True, text=True, timeout=120, env=env, **kwargs)
+
+
 def help_text(*path: str) -> str:
-    run = subprocess.run([str(WHISPER_GL), *path, "--help"], capture_output=True, text=True, timeout=60)
+    run = whisper_gl(*path, "--help")
     assert run.returncode == 0, run.stderr
     return run.stdout
 
@@ -29,7 +36,7 @@ def test_the_console_script_lists_every_verb_with_one_line():
     text = help_text()
     for verb in ("corpus", "offline-model", "features", "train", "export", "transcribe", "app", "deploy"):
         assert re.search(rf"^    {re.escape(verb)}\b", text, re.M), verb
-    version = subprocess.run([str(WHISPER_GL), "--version"], capture_output=True, text=True, timeout=60)
+    version = whisper_gl("--version")
     assert version.stdout.strip() == f"whisper-gl {__version__}" and __version__ != "0+unknown"
 
 
@@ -87,8 +94,8 @@ def test_env_limits_are_defaults_that_flags_override(monkeypatch):
 def test_a_verb_runs_its_handler_and_bad_input_is_one_line(tmp_path):
     with pytest.raises(WhisperGLError, match="invalid choice: 'sing'"):
         invoke(["sing"])
-    run = subprocess.run([str(WHISPER_GL), "train", "--preset", "smoke", "--features", str(tmp_path / "none"),
-                          "--model", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    run = whisper_gl("train", "--preset", "smoke", "--features", str(tmp_path / "none"),
+                     "--model", str(tmp_path / "none"), cwd=REPO)
     assert run.returncode == 2 and run.stderr.strip().splitlines() == [
         f"error: features '{tmp_path / 'none'}' not found: expected a folder written by feature_extraction.py "
         "or a Hub dataset id"]
