@@ -385,7 +385,7 @@ def test_finetuned_base_still_predicts_timestamps(tmp_path, sample_corpus_dir, b
     model = WhisperForConditionalGeneration.from_pretrained(output)
     processor = WhisperProcessor.from_pretrained(output)
     dataset, config = load_features(features)
-    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], config["window_frames"]))[None]
+    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], config.window_frames))[None]
     with torch.no_grad():
         plain = model.generate(clip, language="gl")
         timed = model.generate(clip, language="gl", return_timestamps=True)
