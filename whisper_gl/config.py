@@ -272,6 +272,11 @@ class DecodingOptions:
         default=False,
         metadata={"help": "CTranslate2 only: skip non-speech with faster-whisper's Silero voice activity detector."},
     )
+    require_speech: bool = field(
+        default=True,
+        metadata={"help": "Give no text for audio in which the voice-activity detector hears no speech at all "
+                          "(noise, tones: Whisper would invent words there); --no-require-speech decodes it anyway."},
+    )
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
