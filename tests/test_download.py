@@ -1,16 +1,23 @@
-"""The URL guard and yt-dlp download of the YouTube app (no model needed: fast)."""
+"""The URL guard and yt-dlp download of the YouTube app (no model needed: fast), and the
+guarded download facing hostile sites: endless, trickling and slow bodies, redirects and HLS
+playlists pointing at private addresses, DNS rebinding."""
 
 import socket
 import subprocess
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import serve_folder
-from whisper_gl import WhisperGLError, download
+from tests.support import redirect_to, send_media, serve_folder, serve_routes, stream_media
+from whisper_gl import download, shutdown
+from whisper_gl.config import MediaLimits
 from whisper_gl.download import ALLOW_PRIVATE_ENV, COOKIES_ENV, DownloadError, check_url, downloaded_audio
 
 MB = 1_000_000
+LIMITS = MediaLimits(max_seconds=60, max_bytes=MB)
 
 
 @pytest.fixture(scope="module")
@@ -94,46 +101,47 @@ def test_allow_flag_lifts_the_private_guard(private_allowed):
     assert check_url("http://127.0.0.1:9/a.mp3")
 
 
+def test_allow_list_lifts_it_for_the_addresses_it_names(monkeypatch):
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "127.0.0.1:9, 10.0.0.5")
+    assert check_url("http://127.0.0.1:9/a.mp3") and check_url("http://10.0.0.5:8080/a.mp3")
+    with pytest.raises(DownloadError, match="private or local addresses"):
+        check_url("http://127.0.0.1:10/a.mp3")
+
+
 # --- the download -----------------------------------------------------------------------
 
 def test_downloads_audio_with_yt_dlp_and_removes_it(media_server, private_allowed):
-    with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=60, max_bytes=MB) as audio:
+    with downloaded_audio(f"{media_server}/tone.mp3", LIMITS) as audio:
         assert audio.is_file() and audio.stat().st_size > 10_000
         folder = audio.parent
         assert folder.name.startswith("whisper-gl-download-")
     assert not folder.exists()
 
 
-def test_duration_cap_is_enforced_after_download(media_server, private_allowed):
-    # A plain media URL has no duration in its metadata: ffprobe measures the download.
-    with pytest.raises(WhisperGLError, match=r"lasts 3 s; the limit is 2 s"):
-        with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=2, max_bytes=MB):
-            pass
-
-
 def test_size_cap_stops_the_download(media_server, private_allowed):
     with pytest.raises(DownloadError, match="larger than"):
-        with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=60, max_bytes=1000):
+        with downloaded_audio(f"{media_server}/tone.mp3", MediaLimits(max_bytes=1000)):
             pass
 
 
 @pytest.mark.parametrize("path, message", [("missing.mp3", "HTTP 404"), ("page.html", "no video or audio")])
 def test_site_errors_become_one_line(path, message, media_server, private_allowed):
     with pytest.raises(DownloadError, match=message) as refused:
-        with downloaded_audio(f"{media_server}/{path}", max_seconds=60, max_bytes=MB):
+        with downloaded_audio(f"{media_server}/{path}", LIMITS):
             pass
     assert "\n" not in str(refused.value) and "ERROR" not in str(refused.value)
 
 
 def test_metadata_caps_refuse_before_downloading():
+    limits = MediaLimits(max_seconds=1800, max_bytes=MB)
     with pytest.raises(DownloadError, match="lasts 45 min; the limit is 30 min"):
-        download._check_info({"duration": 2700}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"duration": 2700}, limits)
     with pytest.raises(DownloadError, match="is 5 MB; the limit is 1 MB"):
-        download._check_info({"filesize_approx": 5 * MB}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"filesize_approx": 5 * MB}, limits)
     with pytest.raises(DownloadError, match="several videos"):
-        download._check_info({"_type": "playlist", "entries": []}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"_type": "playlist", "entries": []}, limits)
     with pytest.raises(DownloadError, match="live"):
-        download._check_info({"is_live": True}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"is_live": True}, limits)
 
 
 def test_youtube_bot_check_points_to_the_cookies_secret():
@@ -166,3 +174,107 @@ def test_yt_dlp_gets_the_deno_runtime():
 
     runtime = download._deno_config()
     assert os.access(runtime["path"], os.X_OK)
+
+
+# --- hostile sites: every byte counted, every connection checked ------------------------------
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch):
+    """The system temporary folder, empty, for this test: what a download leaves is visible."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@pytest.fixture
+def internal_service():
+    """An internal service on 127.0.0.1 that must never be reached: it records every request."""
+    with serve_routes({"/exists.ts": lambda h: send_media(h, b"\x47" * 188 * 10, "video/mp2t"),
+                       "/secret.mp3": lambda h: send_media(h, b"secret")}) as (url, hits):
+        yield url, hits
+
+
+def hls_playlist(segment_urls) -> bytes:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for url in segment_urls:
+        lines += ["#EXTINF:2.0,", url]
+    return ("\n".join(lines + ["#EXT-X-ENDLIST", ""])).encode()
+
+
+@pytest.fixture
+def hostile_site(internal_service, monkeypatch):
+    """A site on 127.0.0.1 standing in for a public host (the only private address allowed):
+    endless, trickling and steady bodies, a redirect and HLS playlists into the internal service."""
+    service, _ = internal_service
+    routes = {
+        "/endless.mp3": stream_media(0, b"\xff" * 65536),
+        "/trickle.mp3": stream_media(0.5, b"\xff"),
+        "/steady.mp3": stream_media(0.05, b"\xff" * 2048),  # 40 kB/s: above the minimum rate
+        "/redirect.mp3": redirect_to(f"{service}/secret.mp3"),
+        "/exists.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/exists.ts"]), "application/x-mpegURL"),
+        "/missing.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/missing.ts"]), "application/x-mpegURL"),
+    }
+    with serve_routes(routes) as (url, hits):
+        monkeypatch.setenv(ALLOW_PRIVATE_ENV, url.removeprefix("http://"))
+        yield url
+
+
+def refused(url: str, limits: MediaLimits = LIMITS) -> tuple[str, float]:
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as error:
+        with downloaded_audio(url, limits):
+            pytest.fail("the download was not refused")
+    return str(error.value), time.monotonic() - started
+
+
+def test_a_body_without_length_is_cut_at_the_size_cap(hostile_site, temp_root):
+    message, seconds = refused(f"{hostile_site}/endless.mp3")
+    assert message == "this media is more than 1 MB; the limit is 1 MB"
+    assert seconds < 10 and list(temp_root.iterdir()) == []  # the partial file went with its folder
+
+
+def test_a_trickling_server_is_dropped_after_the_grace_period(hostile_site, temp_root):
+    limits = MediaLimits(max_bytes=MB, rate_grace_seconds=2, min_download_rate=8000)
+    message, seconds = refused(f"{hostile_site}/trickle.mp3", limits)
+    assert message == "the site sends too slowly (under 8 kB/s)"
+    assert 2 <= seconds < 6 and list(temp_root.iterdir()) == []
+
+
+def test_a_download_has_an_overall_deadline(hostile_site, temp_root):
+    limits = MediaLimits(max_bytes=100 * MB, download_seconds=3, rate_grace_seconds=1, min_download_rate=8000)
+    message, seconds = refused(f"{hostile_site}/steady.mp3", limits)
+    assert message == "the download took longer than 3 s: the site is too slow"
+    assert 3 <= seconds < 7 and list(temp_root.iterdir()) == []
+
+
+def test_shutdown_stops_a_download_in_flight(hostile_site, temp_root):
+    threading.Timer(1.0, shutdown.stopping.set).start()
+    try:
+        message, seconds = refused(f"{hostile_site}/steady.mp3")
+    finally:
+        shutdown.stopping.clear()
+    assert "shutting down" in message and seconds < 4 and list(temp_root.iterdir()) == []
+
+
+@pytest.mark.parametrize("link", ["/redirect.mp3", "/exists.m3u8", "/missing.m3u8"])
+def test_redirects_and_playlists_never_reach_a_private_address(link, hostile_site, internal_service, temp_root):
+    message, seconds = refused(f"{hostile_site}{link}")
+    # The same words whether the private URL exists or not: nothing to probe an internal network with.
+    assert message == "links to private or local addresses are not allowed"
+    assert internal_service[1] == [] and seconds < 10 and list(temp_root.iterdir()) == []
+
+
+def test_dns_rebinding_cannot_reach_a_private_address(internal_service, monkeypatch, temp_root):
+    service, hits = internal_service
+    port = int(service.rsplit(":", 1)[1])
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "127.0.0.1:9")  # any address but the internal service
+    answers = iter(["93.184.215.14"])  # public for the check, then the internal service
+
+    def resolve(host, *args, **kwargs):
+        address = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    message, _ = refused(f"http://rebind.example:{port}/secret.mp3")
+    assert message == "links to private or local addresses are not allowed" and hits == []
