@@ -207,3 +207,32 @@ def memory_mb(pid: int | str = "self") -> tuple[float, float]:
 def reset_peak_memory(pid: int | str = "self") -> None:
     """Start measuring a process's peak resident memory again from now (Linux clear_refs)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def hls_playlist(segment_urls) -> bytes:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for url in segment_urls:
+        lines += ["#EXTINF:2.0,", url]
+    return ("\n".join(lines + ["#EXT-X-ENDLIST", ""])).encode()
+
+
+@contextlib.contextmanager
+def internal_and_hostile_sites():
+    """Two HTTP servers on 127.0.0.1. The internal service stands for what a Space's network
+    holds (metadata endpoint, admin pages): it must never be reached, and records every
+    request. The hostile site stands for a public host: endless, trickling and steady bodies
+    without length, a redirect and HLS playlists into the internal service.
+    Yields (hostile_url, internal_url, internal_hits)."""
+    internal = {"/exists.ts": lambda h: send_media(h, b"\x47" * 188 * 10, "video/mp2t"),
+                "/secret.mp3": lambda h: send_media(h, b"secret")}
+    with serve_routes(internal) as (service, hits):
+        hostile = {
+            "/endless.mp3": stream_media(0, b"\xff" * 65536),
+            "/trickle.mp3": stream_media(0.5, b"\xff"),
+            "/steady.mp3": stream_media(0.05, b"\xff" * 2048),  # 40 kB/s: above the minimum rate
+            "/redirect.mp3": redirect_to(f"{service}/secret.mp3"),
+            "/exists.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/exists.ts"]), "application/x-mpegURL"),
+            "/missing.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/missing.ts"]), "application/x-mpegURL"),
+        }
+        with serve_routes(hostile) as (site, _):
+            yield site, service, hits

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import redirect_to, send_media, serve_folder, serve_routes, stream_media
+from tests.support import internal_and_hostile_sites, serve_folder
 from whisper_gl import download, shutdown
 from whisper_gl.config import MediaLimits
 from whisper_gl.download import ALLOW_PRIVATE_ENV, COOKIES_ENV, DownloadError, check_url, downloaded_audio
@@ -188,36 +188,17 @@ def temp_root(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def internal_service():
-    """An internal service on 127.0.0.1 that must never be reached: it records every request."""
-    with serve_routes({"/exists.ts": lambda h: send_media(h, b"\x47" * 188 * 10, "video/mp2t"),
-                       "/secret.mp3": lambda h: send_media(h, b"secret")}) as (url, hits):
-        yield url, hits
-
-
-def hls_playlist(segment_urls) -> bytes:
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
-    for url in segment_urls:
-        lines += ["#EXTINF:2.0,", url]
-    return ("\n".join(lines + ["#EXT-X-ENDLIST", ""])).encode()
+def sites(monkeypatch):
+    """(hostile site, internal service, its hits): tests.support.internal_and_hostile_sites, with
+    the hostile site's address the only private one allowed (it stands for a public host)."""
+    with internal_and_hostile_sites() as (site, service, hits):
+        monkeypatch.setenv(ALLOW_PRIVATE_ENV, site.removeprefix("http://"))
+        yield site, service, hits
 
 
 @pytest.fixture
-def hostile_site(internal_service, monkeypatch):
-    """A site on 127.0.0.1 standing in for a public host (the only private address allowed):
-    endless, trickling and steady bodies, a redirect and HLS playlists into the internal service."""
-    service, _ = internal_service
-    routes = {
-        "/endless.mp3": stream_media(0, b"\xff" * 65536),
-        "/trickle.mp3": stream_media(0.5, b"\xff"),
-        "/steady.mp3": stream_media(0.05, b"\xff" * 2048),  # 40 kB/s: above the minimum rate
-        "/redirect.mp3": redirect_to(f"{service}/secret.mp3"),
-        "/exists.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/exists.ts"]), "application/x-mpegURL"),
-        "/missing.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/missing.ts"]), "application/x-mpegURL"),
-    }
-    with serve_routes(routes) as (url, hits):
-        monkeypatch.setenv(ALLOW_PRIVATE_ENV, url.removeprefix("http://"))
-        yield url
+def hostile_site(sites):
+    return sites[0]
 
 
 def refused(url: str, limits: MediaLimits = LIMITS) -> tuple[str, float]:
@@ -258,15 +239,16 @@ def test_shutdown_stops_a_download_in_flight(hostile_site, temp_root):
 
 
 @pytest.mark.parametrize("link", ["/redirect.mp3", "/exists.m3u8", "/missing.m3u8"])
-def test_redirects_and_playlists_never_reach_a_private_address(link, hostile_site, internal_service, temp_root):
-    message, seconds = refused(f"{hostile_site}{link}")
+def test_redirects_and_playlists_never_reach_a_private_address(link, sites, temp_root):
+    site, _, hits = sites
+    message, seconds = refused(f"{site}{link}")
     # The same words whether the private URL exists or not: nothing to probe an internal network with.
     assert message == "links to private or local addresses are not allowed"
-    assert internal_service[1] == [] and seconds < 10 and list(temp_root.iterdir()) == []
+    assert hits == [] and seconds < 10 and list(temp_root.iterdir()) == []
 
 
-def test_dns_rebinding_cannot_reach_a_private_address(internal_service, monkeypatch, temp_root):
-    service, hits = internal_service
+def test_dns_rebinding_cannot_reach_a_private_address(sites, monkeypatch, temp_root):
+    _, service, hits = sites
     port = int(service.rsplit(":", 1)[1])
     monkeypatch.setenv(ALLOW_PRIVATE_ENV, "127.0.0.1:9")  # any address but the internal service
     answers = iter(["93.184.215.14"])  # public for the check, then the internal service
