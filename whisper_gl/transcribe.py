@@ -35,7 +35,7 @@ from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR, WhisperGLError
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
 from .config import MODEL_ENV, DecodingOptions, ModelOptions, TranscribeConfig, subset
-from .runtime import passive_openmp_waits
+from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
 from .subtitles import Segment, to_srt, to_vtt
 from .window import SAMPLING_RATE
 
@@ -154,6 +154,7 @@ class Transcriber:
         from .store import resolve_model
 
         passive_openmp_waits()  # before torch or CTranslate2 load, when nothing has loaded them yet
+        no_onnxruntime_telemetry()  # before the VAD loads onnxruntime
         model_settings, decoding_settings = _split_settings(settings)
         if model is not None:
             model_settings["model"] = str(model)
@@ -236,6 +237,7 @@ class Transcriber:
 def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
     """(start, end) sample indices of the speech in `waveform`, split at pauses, each at most
     `max_seconds` long (faster-whisper's Silero voice-activity detector)."""
+    no_onnxruntime_telemetry()
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=VAD_MIN_SILENCE_MS)
