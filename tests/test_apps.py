@@ -225,7 +225,7 @@ HOSTILE_LINKS = {
 
 @pytest.mark.parametrize("link", HOSTILE_LINKS)
 def test_youtube_app_refuses_hostile_links_within_bounds(link, youtube_app, sites, media_server, short_clip,
-                                                         assert_heard):
+                                                         monkeypatch, assert_heard):
     site, _, internal_hits = sites
     downloads = set(Path(tempfile.gettempdir()).glob("whisper-gl-download-*"))
     reset_peak_memory()
@@ -238,7 +238,7 @@ def test_youtube_app_refuses_hostile_links_within_bounds(link, youtube_app, site
     assert internal_hits == []  # nothing was fetched from the private address, not even a HEAD
     assert set(Path(tempfile.gettempdir()).glob("whisper-gl-download-*")) == downloads  # no partial file left
 
-    os.environ[ALLOW_PRIVATE_ENV] = "1"  # the media server is on 127.0.0.1 too (monkeypatch restores it)
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "1")  # the media server is on 127.0.0.1 too
     check_good_request(youtube_app, f"{media_server}/short.mp3", short_clip[1], assert_heard)
 
 
