@@ -3,6 +3,7 @@
 and hostile input as a public Space meets it (files that lie about their length, links into
 private networks, endless or trickling downloads, floods of uploads, SIGTERM)."""
 
+import contextlib
 import os
 import re
 import signal
@@ -30,8 +31,9 @@ YOUTUBE_APP = dict(max_mb=5.0, max_minutes=1.0, max_download_seconds=8.0)
 # What one hostile request may add to the server's peak memory, at the 1-minute cap (decoding
 # the hostile files whole took a process peak of 0.4 to 2.5 GB).
 MEMORY_BOUND_MB = 200
-# How long a hostile request may take to be answered.
-ANSWER_SECONDS = 20
+# How long a hostile request may take to be answered (they take 0.2 to 3.4 s, and the trickling
+# link 8 s: its download deadline; the margin is for a machine shared with other jobs).
+ANSWER_SECONDS = 30
 
 
 def client(url: str, tmp: Path) -> Client:
@@ -204,6 +206,20 @@ def test_youtube_app_refuses_bad_links_and_keeps_serving(case, youtube_app, medi
 
 # --- hostile links: into private networks, endless, trickling ---------------------------------
 
+@contextlib.contextmanager
+def answered_within_bounds(case: str, pid: int | str = "self"):
+    """The block (one hostile request) ends within ANSWER_SECONDS, and the server's peak memory
+    grows by less than MEMORY_BOUND_MB meanwhile (the server runs in this process, or as `pid`)."""
+    reset_peak_memory(pid)
+    resident, _ = memory_mb(pid)
+    started = time.monotonic()
+    yield
+    seconds, (_, peak) = time.monotonic() - started, memory_mb(pid)
+    print(f"{case}: answered in {seconds:.1f} s, server peak memory +{peak - resident:.0f} MB")
+    assert seconds < ANSWER_SECONDS
+    assert peak - resident < MEMORY_BOUND_MB, f"{case}: server peak memory grew by {peak - resident:.0f} MB"
+
+
 @pytest.fixture
 def sites(monkeypatch):
     """tests.support.internal_and_hostile_sites, the hostile site's address the only private one
@@ -228,13 +244,9 @@ def test_youtube_app_refuses_hostile_links_within_bounds(link, youtube_app, site
                                                          monkeypatch, assert_heard):
     site, _, internal_hits = sites
     downloads = set(Path(tempfile.gettempdir()).glob("whisper-gl-download-*"))
-    reset_peak_memory()
-    resident, _ = memory_mb()
-    started = time.monotonic()
-    with pytest.raises(AppError, match=HOSTILE_LINKS[link]):
-        youtube_app.predict(f"{site}{link}", api_name="/transcribe")
-    assert time.monotonic() - started < ANSWER_SECONDS
-    assert memory_mb()[1] - resident < MEMORY_BOUND_MB
+    with answered_within_bounds(link):
+        with pytest.raises(AppError, match=HOSTILE_LINKS[link]):
+            youtube_app.predict(f"{site}{link}", api_name="/transcribe")
     assert internal_hits == []  # nothing was fetched from the private address, not even a HEAD
     assert set(Path(tempfile.gettempdir()).glob("whisper-gl-download-*")) == downloads  # no partial file left
 
@@ -245,17 +257,9 @@ def test_youtube_app_refuses_hostile_links_within_bounds(link, youtube_app, site
 # --- hostile files: they lie about their length, or are not speech ----------------------------
 
 def check_hostile_file(app: Client, path: Path, message: str, pid: int | str = "self") -> None:
-    """The file is refused with `message`, within ANSWER_SECONDS, and the server's peak memory
-    grows by less than MEMORY_BOUND_MB while it is handled."""
-    reset_peak_memory(pid)
-    resident, _ = memory_mb(pid)
-    started = time.monotonic()
-    with pytest.raises(AppError, match=message):
-        app.predict(handle_file(path), api_name="/transcribe")
-    seconds, (_, peak) = time.monotonic() - started, memory_mb(pid)
-    print(f"{path.name}: refused in {seconds:.1f} s, server peak memory +{peak - resident:.0f} MB")
-    assert seconds < ANSWER_SECONDS
-    assert peak - resident < MEMORY_BOUND_MB, f"server peak memory grew by {peak - resident:.0f} MB"
+    with answered_within_bounds(path.name, pid):
+        with pytest.raises(AppError, match=message):
+            app.predict(handle_file(path), api_name="/transcribe")
 
 
 def test_microphone_app_refuses_a_2_hour_recording_without_duration(serve_app, hostile_media, short_clip, tmp_path,
