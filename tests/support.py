@@ -192,7 +192,7 @@ def make_hostile_media(folder: Path) -> dict[str, Path]:
         ffmpeg("-f", "lavfi", "-i", source, "-t", seconds, "-c:a", "libmp3lame", "-b:a", rate, "-write_xing", "0",
                "-id3v2_version", "0", str(folder / name))
     files["vbr.mp3"] = joined("vbr.mp3", folder / "head.mp3", folder / "tail.mp3")
-    for name, source in (("noise.wav", "anoisesrc=a=0.3:d=20"), ("tone.wav", "sine=frequency=440:d=20")):
+    for name, source in (("noise.wav", "anoisesrc=a=0.3:d=20:seed=7"), ("tone.wav", "sine=frequency=440:d=20")):
         ffmpeg("-f", "lavfi", "-i", f"{source}:r=16000", str(folder / name))
         files[name] = folder / name
     return files

@@ -50,6 +50,7 @@ TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
 # (DecodingOptions.require_speech), there is nothing to transcribe: Whisper would only
 # hallucinate on it ("Mónido de Vígrima." on a 20 s tone), so the engine returns no text.
 MIN_SPEECH_SECONDS = 0.2
+MIN_VOICE_SECONDS = 0.25  # speech the detector must hear before the engine decodes (require_speech)
 SILENCE_PEAK = 1e-3
 VAD_LISTEN_SECONDS = 30.0  # has_speech: the voice-activity detector's window
 
@@ -249,8 +250,12 @@ def has_speech(waveform: np.ndarray) -> bool:
     tone or music without voice: no). It listens one window at a time and stops at the first
     speech, so a recording that talks costs one window of VAD (~0.1 s on a 2-core CPU)."""
     step = int(VAD_LISTEN_SECONDS * SAMPLING_RATE)
-    return any(speech_spans(waveform[start:start + step], VAD_LISTEN_SECONDS)
-               for start in range(0, len(waveform), step))
+    for start in range(0, len(waveform), step):
+        spans = speech_spans(waveform[start:start + step], VAD_LISTEN_SECONDS)
+        # A blip shorter than a syllable is the detector's noise, not a voice.
+        if sum(end - begin for begin, end in spans) >= MIN_VOICE_SECONDS * SAMPLING_RATE:
+            return True
+    return False
 
 
 def run(config: TranscribeConfig) -> Transcription:
