@@ -46,6 +46,7 @@ from whisper_gl.training import (  # noqa: E402
     load_training_features,
     resolve_config,
     shorten_window,
+    training_arguments,
 )
 from whisper_gl.store import resolve_model  # noqa: E402
 from whisper_gl.window import Window  # noqa: E402
@@ -70,8 +71,9 @@ def window_trainer(config: TrainConfig, dataset, manifest: FeaturesManifest, win
     if window.frames < Window.of(model.config).frames:
         shorten_window(model, processor, window)
     manifest = dataclasses.replace(manifest, window_frames=window.frames)
-    return build_trainer(config, model, processor, dataset, manifest, scratch, eval_on_start=False,
-                         report=False)
+    args = training_arguments(config, scratch, report=False)
+    args.eval_on_start = False
+    return build_trainer(config, model, processor, dataset, manifest, args)
 
 
 def timed_steps(trainer, batch_size: int) -> tuple[float, float]:

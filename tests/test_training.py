@@ -130,7 +130,21 @@ def test_auto_precision_follows_the_hardware_when_training_starts(monkeypatch, c
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     assert resolve_config(TrainConfig(preset="smoke")).precision == "auto"  # the same config on any machine
     assert training.hardware_precision("auto") == expected
-    assert training.hardware_precision("bf16") == "bf16"  # a choice is kept
+    assert training.hardware_precision("fp32") == "fp32"  # a choice the hardware has is kept
+    assert training.hardware_precision(expected) == expected
+
+
+@pytest.mark.parametrize("cuda, bf16, precision, message", [
+    (False, False, "fp16", "--precision fp16 needs CUDA GPUs, and this process runs on the CPU"),
+    (True, False, "bf16", "--precision bf16 needs a GPU that supports it"),
+])
+def test_a_precision_the_hardware_lacks_is_refused(monkeypatch, cuda, bf16, precision, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    with pytest.raises(WhisperGLError, match=message):
+        training.hardware_precision(precision)
 
 
 def test_push_without_token_fails_before_loading_anything(tmp_path):
