@@ -264,9 +264,9 @@ def plain_model(model):
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
-def training_arguments(config: TrainConfig, output_dir: str, *, report: bool = True):
-    """The Trainer's arguments. Under torchrun / accelerate, reading `.device` or `.world_size`
-    joins the process group (gloo on CPUs, nccl on GPUs)."""
+def training_arguments(config: TrainConfig, output_dir: str, *, report: bool = True, **overrides):
+    """The Trainer's arguments (`overrides` replace any of them, for benchmarks). Under torchrun /
+    accelerate, reading `.device` or `.world_size` joins the process group (gloo on CPUs, nccl on GPUs)."""
     import torch
     from transformers import Seq2SeqTrainingArguments
 
@@ -275,7 +275,7 @@ def training_arguments(config: TrainConfig, output_dir: str, *, report: bool = T
     # transformers 5.x renamed gradient checkpointing to activation checkpointing.
     names = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return Seq2SeqTrainingArguments(
+    settings = dict(
         output_dir=output_dir,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
@@ -314,6 +314,7 @@ def training_arguments(config: TrainConfig, output_dir: str, *, report: bool = T
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=config.seed,
     )
+    return Seq2SeqTrainingArguments(**{**settings, **overrides})
 
 
 class StepTimer(TrainerCallback):
