@@ -7,16 +7,14 @@ The runs use the tiny random Whisper (conftest.py) on features of the bundled sa
 
 import json
 import multiprocessing
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from support import free_port
+from support import free_port, kill_once_exists
 from whisper_gl import WhisperGLError
 from whisper_gl.distributed import (SHARED_MARK, agreed_start, batch_text, check_launcher, check_world_size,
                                     describe_layout, is_main_process, launcher_precision)
@@ -223,31 +221,13 @@ def test_accelerate_launch_trains_the_same_way(tmp_path, corpus_features, tiny_w
     two_process_results(run, output, corpus_features)
 
 
-def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL a launcher and its workers (torchrun starts them in sessions of their own)."""
-    import psutil
-
-    parent = psutil.Process(process.pid)
-    for member in [parent, *parent.children(recursive=True)]:
-        member.kill()
-    process.wait()
-
-
 @pytest.mark.slow
 def test_torchrun_resumes_every_process_from_the_checkpoint_of_the_killed_run(tmp_path, corpus_features,
                                                                             tiny_whisper_dir):
     output = tmp_path / "model"
     flags = train_flags(corpus_features, tiny_whisper_dir, output, "--max-steps", "6")
     command = [*TORCHRUN, "--standalone", "--nproc-per-node", "2", *flags]
-    first_checkpoint = Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json"
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert first_checkpoint.exists() and process.poll() is None, "no checkpoint before the run ended"
-    finally:
-        kill_tree(process)
+    kill_once_exists(command, REPO, Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json")
     assert not output.exists()
 
     resumed = launch([*command, "--resume"])

@@ -7,15 +7,14 @@ offline base for two steps to show the checkpoint still predicts timestamps.
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from support import kill_once_exists
 from whisper_gl import WhisperGLError, training
 from whisper_gl.cli import door, parse_config
 from whisper_gl.config import TrainConfig
@@ -350,17 +349,8 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, tiny_whisper_dir, t
     output = tmp_path / "model"
     flags = tiny_flags(tiny_features, tiny_whisper_dir, output, "--max-steps", "10", "--eval-steps", "2",
                        "--max-eval-samples", "4")
-    first_checkpoint = Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json"
-    process = subprocess.Popen([sys.executable, "train.py", *flags], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert first_checkpoint.exists() and process.poll() is None, "no checkpoint before the run ended"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    kill_once_exists([sys.executable, "train.py", *flags], REPO,
+                     Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json", timeout=240)
     assert not output.exists()  # a killed run leaves nothing that looks like a finished model
 
     resumed = subprocess.run([sys.executable, "train.py", *flags, "--resume"], cwd=REPO, capture_output=True,
@@ -398,8 +388,8 @@ def test_finetuned_base_still_predicts_timestamps(tmp_path, sample_corpus_dir, b
 
     model = WhisperForConditionalGeneration.from_pretrained(output)
     processor = WhisperProcessor.from_pretrained(output)
-    dataset, config = load_features(features)
-    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], config["window_frames"]))[None]
+    dataset, manifest = load_features(features)
+    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], manifest.window_frames))[None]
     with torch.no_grad():
         plain = model.generate(clip, language="gl")
         timed = model.generate(clip, language="gl", return_timestamps=True)
