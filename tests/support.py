@@ -236,3 +236,23 @@ def internal_and_hostile_sites():
         }
         with serve_routes(hostile) as (site, _):
             yield site, service, hits
+
+
+def kill_once_exists(command: list[str], cwd: Path, ready: Path, *, timeout: float = 300) -> None:
+    """Start `command`, wait until `ready` exists, then SIGKILL it and every process it started
+    (torchrun starts its workers in sessions of their own): a crash in the middle of its work."""
+    import psutil
+
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists() and process.poll() is None, f"{ready} did not appear before the run ended"
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(process.pid)
+            for member in [*parent.children(recursive=True), parent]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.kill()
+        process.wait()

@@ -124,13 +124,16 @@ class TrainConfig:
     )
     work_dir: Optional[str] = field(
         default=None,
-        metadata={"help": "Working folder for checkpoints and TensorBoard logs. Default: <output-dir>.work"},
+        metadata={"help": "Working folder for checkpoints and TensorBoard logs; on several machines, one folder "
+                          "they all share. Default: <output-dir>.work"},
     )
     max_steps: Optional[int] = field(default=None, metadata={"help": "Optimizer steps to train for."})
     eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate (WER/CER on the test split) every N steps."})
     save_steps: Optional[int] = field(
         default=None, metadata={"help": "Save a checkpoint every N steps (a multiple of --eval-steps). Default: --eval-steps."})
-    batch_size: Optional[int] = field(default=None, metadata={"help": "Training batch size per device."})
+    batch_size: Optional[int] = field(
+        default=None, metadata={"help": "Training batch size per device (process): under torchrun / accelerate a step "
+                                        "sees processes x this x --grad-accum clips."})
     eval_batch_size: Optional[int] = field(default=None, metadata={"help": "Evaluation batch size per device."})
     grad_accum: Optional[int] = field(default=None, metadata={"help": "Gradient accumulation steps."})
     learning_rate: Optional[float] = field(default=None, metadata={"help": "Peak learning rate (AdamW)."})

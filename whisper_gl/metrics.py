@@ -48,7 +48,8 @@ def compute_metrics(predictions: Sequence[str], references: Sequence[str]) -> di
 
 
 def token_metrics(tokenizer) -> Callable[[object], dict[str, float]]:
-    """A Trainer `compute_metrics`: decode generated and label ids, then score them."""
+    """A Trainer `compute_metrics`: decode generated and label ids, then score them; `clips` says
+    how many were scored (under several processes: the gathered set, padding samples removed)."""
 
     # The Trainer pads with -100, which cannot be decoded; any special token can stand in.
     filler = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -58,6 +59,6 @@ def token_metrics(tokenizer) -> Callable[[object], dict[str, float]]:
         label_ids = np.where(np.asarray(prediction.label_ids) < 0, filler, prediction.label_ids)
         predictions = tokenizer.batch_decode(pred_ids, skip_special_tokens=True)
         references = tokenizer.batch_decode(label_ids, skip_special_tokens=True)
-        return compute_metrics(predictions, references)
+        return {**compute_metrics(predictions, references), "clips": len(references)}
 
     return score
