@@ -59,6 +59,7 @@ def test_token_metrics_decodes_ids_padded_with_minus_100(base_model_dir):
     scores = token_metrics(tokenizer)(EvalPrediction(predictions=predictions, label_ids=labels))
     # One of 8 normalised words differs ("días" -> "noites").
     assert scores["wer"] == pytest.approx(100 / 8)
+    assert scores["clips"] == 2  # how many clips were scored (checked under several processes)
 
 
 def test_intervals_come_with_every_score_and_hold_the_score():

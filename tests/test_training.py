@@ -7,15 +7,14 @@ offline base for two steps to show the checkpoint still predicts timestamps.
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from support import kill_once_exists
 from whisper_gl import WhisperGLError, training
 from whisper_gl.cli import door, parse_config
 from whisper_gl.config import TrainConfig
@@ -130,7 +129,21 @@ def test_auto_precision_follows_the_hardware_when_training_starts(monkeypatch, c
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     assert resolve_config(TrainConfig(preset="smoke")).precision == "auto"  # the same config on any machine
     assert training.hardware_precision("auto") == expected
-    assert training.hardware_precision("bf16") == "bf16"  # a choice is kept
+    assert training.hardware_precision("fp32") == "fp32"  # a choice the hardware has is kept
+    assert training.hardware_precision(expected) == expected
+
+
+@pytest.mark.parametrize("cuda, bf16, precision, message", [
+    (False, False, "fp16", "--precision fp16 needs CUDA GPUs, and this process runs on the CPU"),
+    (True, False, "bf16", "--precision bf16 needs a GPU that supports it"),
+])
+def test_a_precision_the_hardware_lacks_is_refused(monkeypatch, cuda, bf16, precision, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    with pytest.raises(WhisperGLError, match=message):
+        training.hardware_precision(precision)
 
 
 def test_push_without_token_fails_before_loading_anything(tmp_path):
@@ -336,17 +349,8 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, tiny_whisper_dir, t
     output = tmp_path / "model"
     flags = tiny_flags(tiny_features, tiny_whisper_dir, output, "--max-steps", "10", "--eval-steps", "2",
                        "--max-eval-samples", "4")
-    first_checkpoint = Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json"
-    process = subprocess.Popen([sys.executable, "train.py", *flags], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert first_checkpoint.exists() and process.poll() is None, "no checkpoint before the run ended"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    kill_once_exists([sys.executable, "train.py", *flags], REPO,
+                     Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json", timeout=240)
     assert not output.exists()  # a killed run leaves nothing that looks like a finished model
 
     resumed = subprocess.run([sys.executable, "train.py", *flags, "--resume"], cwd=REPO, capture_output=True,
@@ -384,8 +388,8 @@ def test_finetuned_base_still_predicts_timestamps(tmp_path, sample_corpus_dir, b
 
     model = WhisperForConditionalGeneration.from_pretrained(output)
     processor = WhisperProcessor.from_pretrained(output)
-    dataset, config = load_features(features)
-    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], config["window_frames"]))[None]
+    dataset, manifest = load_features(features)
+    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], manifest.window_frames))[None]
     with torch.no_grad():
         plain = model.generate(clip, language="gl")
         timed = model.generate(clip, language="gl", return_timestamps=True)

@@ -124,13 +124,16 @@ class TrainConfig:
     )
     work_dir: Optional[str] = field(
         default=None,
-        metadata={"help": "Working folder for checkpoints and TensorBoard logs. Default: <output-dir>.work"},
+        metadata={"help": "Working folder for checkpoints and TensorBoard logs; on several machines, one folder "
+                          "they all share. Default: <output-dir>.work"},
     )
     max_steps: Optional[int] = field(default=None, metadata={"help": "Optimizer steps to train for."})
     eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate (WER/CER on the test split) every N steps."})
     save_steps: Optional[int] = field(
         default=None, metadata={"help": "Save a checkpoint every N steps (a multiple of --eval-steps). Default: --eval-steps."})
-    batch_size: Optional[int] = field(default=None, metadata={"help": "Training batch size per device."})
+    batch_size: Optional[int] = field(
+        default=None, metadata={"help": "Training batch size per device (process): under torchrun / accelerate a step "
+                                        "sees processes x this x --grad-accum clips."})
     eval_batch_size: Optional[int] = field(default=None, metadata={"help": "Evaluation batch size per device."})
     grad_accum: Optional[int] = field(default=None, metadata={"help": "Gradient accumulation steps."})
     learning_rate: Optional[float] = field(default=None, metadata={"help": "Peak learning rate (AdamW)."})
@@ -272,6 +275,11 @@ class DecodingOptions:
         default=False,
         metadata={"help": "CTranslate2 only: skip non-speech with faster-whisper's Silero voice activity detector."},
     )
+    require_speech: bool = field(
+        default=True,
+        metadata={"help": "Give no text for audio in which the voice-activity detector hears no speech at all "
+                          "(noise, tones: Whisper would invent words there); --no-require-speech decodes it anyway."},
+    )
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
@@ -327,6 +335,37 @@ def _env_number(name: str, default: float):
     return read
 
 
+@dataclass(frozen=True)
+class MediaLimits:
+    """What a public server accepts from a stranger (the apps, and any other door that serves
+    the engine). Every cap is enforced on what actually arrives or is decoded, never on what a
+    file or a site claims."""
+
+    max_seconds: float = 1800.0  # longest audio decoded; decoding stops just past it
+    max_bytes: int = 200_000_000  # largest upload, and largest download (counted as bytes arrive)
+    download_seconds: float = 300.0  # a download's deadline, metadata and media together
+    # A download that averages less than this (bytes/s) once the grace period is over is dropped.
+    min_download_rate: float = 8_000.0
+    rate_grace_seconds: float = 20.0
+    # Uploads waiting on disk, claimed by a transcription or not: total size and count.
+    upload_store_bytes: int = 1_000_000_000
+    upload_store_files: int = 500
+
+    def too_long(self, seconds: Optional[float] = None) -> str:
+        """The refusal of media longer than max_seconds (`seconds`: its length, when known)."""
+        length = f"{_span(seconds)}" if seconds is not None else f"more than {_span(self.max_seconds)}"
+        return f"this media lasts {length}; the limit is {_span(self.max_seconds)}"
+
+    def too_big(self, size: Optional[float] = None) -> str:
+        """The refusal of media larger than max_bytes (`size`: its size, when known)."""
+        amount = f"{size / 1e6:.3g} MB" if size is not None else f"more than {self.max_bytes / 1e6:.3g} MB"
+        return f"this media is {amount}; the limit is {self.max_bytes / 1e6:.3g} MB"
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{round(seconds / 60, 1):g} min"
+
+
 @dataclass
 class AppConfig(DecodingOptions, ModelOptions):
     """`whisper-gl app microphone|file|youtube` (or `python app_file.py` ...): serve one transcription app.
@@ -342,6 +381,16 @@ class AppConfig(DecodingOptions, ModelOptions):
         default_factory=_env_number("WHISPER_GL_MAX_MB", 200.0),
         metadata={"help": "Largest upload or download accepted, in MB (default: $WHISPER_GL_MAX_MB, else 200)."},
     )
+    max_download_seconds: float = field(
+        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", 300.0),
+        metadata={"help": "YouTube app: deadline of one download, metadata included, in seconds (default: "
+                          "$WHISPER_GL_MAX_DOWNLOAD_SECONDS, else 300)."},
+    )
+    upload_store_mb: float = field(
+        default_factory=_env_number("WHISPER_GL_UPLOAD_STORE_MB", 1000.0),
+        metadata={"help": "Uploads kept on disk at once, in MB (default: $WHISPER_GL_UPLOAD_STORE_MB, else 1000); "
+                          "beyond it new uploads are refused until old ones expire."},
+    )
     concurrency: int = field(
         default=2,
         metadata={"help": "Transcriptions run at the same time (about one per CPU core); later requests wait in the queue."},
@@ -350,6 +399,13 @@ class AppConfig(DecodingOptions, ModelOptions):
         default=64,
         metadata={"help": "Requests allowed to wait; beyond that a new request is told the app is busy."},
     )
+
+    @property
+    def limits(self) -> MediaLimits:
+        """The caps above, in the units the code counts (seconds, bytes)."""
+        return MediaLimits(max_seconds=self.max_minutes * 60, max_bytes=int(self.max_mb * 1e6),
+                           download_seconds=self.max_download_seconds,
+                           upload_store_bytes=int(self.upload_store_mb * 1e6))
 
 
 @dataclass

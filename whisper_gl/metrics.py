@@ -163,7 +163,9 @@ def word_confusions(utterances: Sequence[Utterance], top: int = 10) -> list[tupl
 
 
 def token_metrics(tokenizer, *, intervals: bool = True) -> Callable[[object], dict[str, float]]:
-    """A Trainer `compute_metrics`: decode generated and label ids, then score them (with CIs)."""
+    """A Trainer `compute_metrics`: decode generated and label ids, then score them (with CIs);
+    `clips` says how many were scored (under several processes: the gathered set, padding
+    samples removed)."""
 
     # The Trainer pads with -100, which cannot be decoded; any special token can stand in.
     filler = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -173,6 +175,6 @@ def token_metrics(tokenizer, *, intervals: bool = True) -> Callable[[object], di
         label_ids = np.where(np.asarray(prediction.label_ids) < 0, filler, prediction.label_ids)
         predictions = tokenizer.batch_decode(pred_ids, skip_special_tokens=True)
         references = tokenizer.batch_decode(label_ids, skip_special_tokens=True)
-        return compute_metrics(predictions, references, intervals=intervals)
+        return {**compute_metrics(predictions, references, intervals=intervals), "clips": len(references)}
 
     return score

@@ -26,7 +26,8 @@ COLUMNS = {"wer": "WER", "cer": "CER", "wer_ortho": "WER ortho", "cer_ortho": "C
 
 def evaluation_rows(log_history: list[dict]) -> list[dict]:
     """One row per evaluation: step, train loss (mean of the losses logged since the previous
-    evaluation; none at step 0), eval loss, WER/CER normalised and orthographic, eval time."""
+    evaluation; none at step 0), eval loss, WER/CER normalised and orthographic, clips scored,
+    eval time."""
     rows, losses = [], []
     for entry in sorted(log_history, key=lambda e: (e.get("step", 0), "eval_wer" in e)):
         if "loss" in entry:
@@ -35,15 +36,17 @@ def evaluation_rows(log_history: list[dict]) -> list[dict]:
             row = {"step": entry["step"], "train_loss": sum(losses) / len(losses) if losses else None,
                    "eval_loss": entry.get("eval_loss")}
             row.update({name: entry[f"eval_{name}"] for name in METRIC_NAMES})
+            row["clips"] = entry.get("eval_clips")
             row["eval_seconds"] = entry.get("eval_runtime")
             rows.append(row)
             losses = []
     return rows
 
 
-def build_results(state, config, manifest, *, train_clips: int, test_clips: int,
+def build_results(state, config, manifest, *, layout: dict[str, Any], train_clips: int, test_clips: int,
                   wall_seconds: float, step_seconds: list[float]) -> dict[str, Any]:
-    """The run's numbers: every evaluation, the best step, before (step 0) and after (best)."""
+    """The run's numbers: every evaluation, the best step, before (step 0) and after (best), and
+    what the processes added up to (`layout`: world size, per-device and global batch)."""
     rows = evaluation_rows(state.log_history)
     best_step = state.best_global_step
     if best_step is None and state.best_model_checkpoint:
@@ -60,6 +63,8 @@ def build_results(state, config, manifest, *, train_clips: int, test_clips: int,
         "hyperparameters": {name: settings[name] for name in HYPERPARAMETERS},
         "train_clips": train_clips,
         "test_clips": test_clips,
+        "processes": {**layout, "samples_seen": state.global_step * layout["global_batch"],
+                      "epochs": state.epoch},
         "evaluations": rows,
         "best_step": best_step,
         "before": by_step.get(0),
@@ -144,6 +149,16 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def batch_line(results: dict) -> str:
+    """How big a step was, on how many processes, and how much data went through."""
+    from .distributed import batch_text
+
+    processes = results.get("processes")
+    if not processes:
+        return ""
+    return f"{batch_text(processes)}; {processes['samples_seen']} samples seen ({processes['epochs']:.2f} epochs)"
+
+
 def hub_base_model(location: str) -> str | None:
     """The base model's Hub id (for the card's metadata), when it has one."""
     if is_hub_id(location):
@@ -218,6 +233,8 @@ kept here is the one with the lowest normalised WER (step {results['best_step']}
 Preset `{results['preset']}`:
 
 {settings}
+
+Steps: {batch_line(results) or "see the settings above"}.
 
 A share of the training clips (`timestamp_share`) carries timestamp labels so the model
 keeps predicting timestamps for long-form transcription.
