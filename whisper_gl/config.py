@@ -24,6 +24,7 @@ TIMESTAMP_MODES = ("auto", "model", "vad")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 APP_KINDS = ("microphone", "file", "youtube")
+SELECTION_SPLITS = ("validation", "test")  # where training picks its checkpoint (test: the seed's optimistic recipe)
 # Whisper's temperature fallback: tried in order while a window's output is too repetitive or unlikely.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MODEL_ENV = "WHISPER_GL_MODEL"  # the model an app or the engine serves when none is named
@@ -160,8 +161,16 @@ class TrainConfig:
         metadata={"help": "auto (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.",
                   "choices": PRECISIONS},
     )
+    select_on: str = field(
+        default="validation",
+        metadata={"help": "The split whose WER picks the best checkpoint; the chosen one is then scored once on "
+                          "test, which training never saw. test is the seed's recipe: selected and reported on "
+                          "the same split, so the reported WER is optimistic (every report says so).",
+                  "choices": SELECTION_SPLITS},
+    )
     max_eval_samples: Optional[int] = field(
-        default=None, metadata={"help": "Evaluate on the first N test clips only (faster evaluations)."})
+        default=None, metadata={"help": "Evaluate on the first N clips of the selection split only (faster "
+                                        "evaluations during training; the final test score uses every clip)."})
     save_total_limit: int = field(
         default=2, metadata={"help": "Checkpoints kept in the working folder (the best one is always kept)."})
     seed: int = field(default=42, metadata={"help": "Random seed (data order, timestamp choice, initialisation)."})
