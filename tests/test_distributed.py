@@ -137,8 +137,8 @@ def test_a_working_folder_some_process_cannot_see_is_refused_by_all(tmp_path):
 
 @pytest.fixture(scope="module")
 def corpus_features(tmp_path_factory, sample_corpus_dir, base_model_dir) -> Path:
-    """Features of the bundled sample corpus: 9 train and 9 test clips (9 test clips on 2 processes with
-    evaluation batches of 4: the last round is padded, which must not count any clip twice)."""
+    """Features of the bundled sample corpus: 9 train, 8 validation and 9 test clips (9 test clips on 2
+    processes with evaluation batches of 4: the last round is padded, which must not count any clip twice)."""
     from whisper_gl.config import FeatureConfig
     from whisper_gl.features import extract_features
 
@@ -185,9 +185,11 @@ def two_process_results(run: subprocess.CompletedProcess, output: Path, features
     processes = results["processes"]
     assert (processes["world_size"], processes["nodes"], processes["global_batch"]) == (2, 1, 4)
     assert processes["samples_seen"] == 8 and processes["epochs"] == pytest.approx(2 / 3)
-    # Evaluation scored each test clip once (9 clips in rounds of 2 x 4: the padding was dropped).
-    clips = split_size(features, "test")
-    assert results["test_clips"] == clips and [row["clips"] for row in results["evaluations"]] == [clips, clips]
+    # Evaluation scored each clip once: validation at every evaluation, test before and after
+    # (9 clips in rounds of 2 x 4: the padding was dropped).
+    validation, test = split_size(features, "validation"), split_size(features, "test")
+    assert [row["clips"] for row in results["evaluations"]] == [validation, validation]
+    assert results["test_clips"] == results["before"]["clips"] == results["after"]["clips"] == test == 9
     return results
 
 

@@ -35,8 +35,8 @@ def tokenizer(base_model_dir):
     return tokenizer
 
 
-def write_features(folder: Path, tokenizer, *, n_train=12, n_test=4, n_mels=80, window_frames=3000,
-                   stored_mels=None, splits=("train", "test"), seed=0) -> Path:
+def write_features(folder: Path, tokenizer, *, n_train=12, n_test=4, n_validation=4, n_mels=80,
+                   window_frames=3000, stored_mels=None, splits=("train", "validation", "test"), seed=0) -> Path:
     """Synthetic features in the agreed format (features_config.json + DatasetDict on disk)."""
     from datasets import Dataset, DatasetDict
 
@@ -54,7 +54,7 @@ def write_features(folder: Path, tokenizer, *, n_train=12, n_test=4, n_mels=80, 
             rows["sentence"].append(sentence)
         return Dataset.from_dict(rows)
 
-    sizes = {"train": (n_train, 0), "test": (n_test, n_train)}
+    sizes = {"train": (n_train, 0), "test": (n_test, n_train), "validation": (n_validation, n_train + n_test)}
     DatasetDict({name: split(*sizes[name]) for name in splits}).save_to_disk(str(folder))
     FeaturesManifest(model="tiny", language="gl", task="transcribe", n_mels=n_mels,
                      window_frames=window_frames).save(folder)
@@ -252,12 +252,23 @@ def tiny_run(tmp_path_factory, tiny_whisper_dir, tiny_features):
     patch = pytest.MonkeyPatch()
     patch.setenv("HF_TOKEN", FAKE_TOKEN)
     patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    test_evaluations.clear()
+    original = training._test_scores
+
+    def spy(trainer, inputs):  # when the test split is scored, and what the selection split is
+        test_evaluations.append((trainer.state.global_step, sorted(trainer.eval_dataset["sentence"])))
+        return original(trainer, inputs)
+
+    patch.setattr(training, "_test_scores", spy)
     try:
         with pytest.raises(WhisperGLError) as push_error:
             training.train(tiny_config(tiny_features, tiny_whisper_dir, output, push_to_hub="someone/whisper-gl"))
     finally:
         patch.undo()
     return output, push_error.value
+
+
+test_evaluations: list = []  # (step, selection split's sentences) of each test scoring in tiny_run
 
 
 def test_run_writes_a_loadable_checkpoint_with_its_reports(tiny_run):
@@ -280,17 +291,42 @@ def test_run_writes_a_loadable_checkpoint_with_its_reports(tiny_run):
     assert 1 <= ids.shape[-1] and isinstance(processor.batch_decode(ids, skip_special_tokens=True)[0], str)
 
 
-def test_results_start_at_the_base_model_and_keep_the_best_wer(tiny_run):
+def test_the_best_is_chosen_on_validation_and_test_is_scored_once_at_the_end(tiny_run, tiny_features):
+    from whisper_gl.features import load_features
+
     output, _ = tiny_run
     results = json.loads((output / "results.json").read_text())
-    rows = results["evaluations"]
-    assert [row["step"] for row in rows] == [0, 2, 4]
-    assert results["before"] == rows[0] and rows[0]["train_loss"] is None
-    assert all(row["train_loss"] is not None for row in rows[1:])
+    rows = results["evaluations"]  # the selection split's curve
+    assert [row["step"] for row in rows] == [0, 2, 4] and all(row["clips"] == 4 for row in rows)
+    assert rows[0]["train_loss"] is None and all(row["train_loss"] is not None for row in rows[1:])
     trained = rows[1:]  # step 0 has no checkpoint: the best is a trained one
     best = min(trained, key=lambda row: row["wer"])
-    assert results["best_step"] == best["step"] and results["after"] == best
+    assert results["best_step"] == best["step"]
+    assert results["selection"] == {"split": "validation", "clips": 4, "from": "validation", "optimistic": False}
+    dataset, _ = load_features(tiny_features)
+    # Test was scored twice: the untuned model before step 1, the chosen checkpoint after the last step;
+    # every selection evaluation ran on validation, whose clips are not test's.
+    assert [step for step, _ in test_evaluations] == [0, 4]
+    assert all(sentences == sorted(dataset["validation"]["sentence"]) for _, sentences in test_evaluations)
+    assert not set(dataset["validation"]["sentence"]) & set(dataset["test"]["sentence"])
+    for scores in (results["before"], results["after"]):
+        assert scores["clips"] == results["test_clips"] == 4
+        assert scores["wer_low"] <= scores["wer"] <= scores["wer_high"]
+    assert results["before"] != rows[0]  # test, not validation
     assert results["timing"]["steps"] == 4 and results["timing"]["seconds_per_step"] > 0
+
+
+def test_the_seed_recipe_selects_on_test_and_says_it_is_optimistic(tmp_path, tiny_whisper_dir, tokenizer, capsys):
+    features = write_features(tmp_path / "features", tokenizer, n_train=4, n_test=2, splits=("train", "test"))
+    with pytest.raises(WhisperGLError, match="no validation split .* --select-on test"):
+        training.train(tiny_config(features, tiny_whisper_dir, tmp_path / "refused", max_steps=2))
+    results = training.train(tiny_config(features, tiny_whisper_dir, tmp_path / "seed", max_steps=2,
+                                         select_on="test"))
+    assert results["selection"]["optimistic"] and results["selection"]["split"] == "test"
+    assert results["before"] == results["evaluations"][0] and results["after"]["wer"] == min(
+        row["wer"] for row in results["evaluations"][1:])
+    assert "selected and reported on the same split: optimistic" in capsys.readouterr().out
+    assert "optimistic" in (tmp_path / "seed" / "README.md").read_text()
 
 
 def test_best_checkpoint_scores_what_results_json_says(tiny_run, tiny_features):

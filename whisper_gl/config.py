@@ -24,6 +24,7 @@ TIMESTAMP_MODES = ("auto", "model", "vad")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 APP_KINDS = ("microphone", "file", "youtube")
+SELECTION_SPLITS = ("validation", "test")  # where training picks its checkpoint (test: the seed's optimistic recipe)
 # Whisper's temperature fallback: tried in order while a window's output is too repetitive or unlikely.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MODEL_ENV = "WHISPER_GL_MODEL"  # the model an app or the engine serves when none is named
@@ -160,8 +161,16 @@ class TrainConfig:
         metadata={"help": "auto (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.",
                   "choices": PRECISIONS},
     )
+    select_on: str = field(
+        default="validation",
+        metadata={"help": "The split whose WER picks the best checkpoint; the chosen one is then scored once on "
+                          "test, which training never saw. test is the seed's recipe: selected and reported on "
+                          "the same split, so the reported WER is optimistic (every report says so).",
+                  "choices": SELECTION_SPLITS},
+    )
     max_eval_samples: Optional[int] = field(
-        default=None, metadata={"help": "Evaluate on the first N test clips only (faster evaluations)."})
+        default=None, metadata={"help": "Evaluate on the first N clips of the selection split only (faster "
+                                        "evaluations during training; the final test score uses every clip)."})
     save_total_limit: int = field(
         default=2, metadata={"help": "Checkpoints kept in the working folder (the best one is always kept)."})
     seed: int = field(default=42, metadata={"help": "Random seed (data order, timestamp choice, initialisation)."})
@@ -458,8 +467,8 @@ class DeployConfig:
 
 
 @dataclass
-class FeatureConfig:
-    """`whisper-gl features` (or `python feature_extraction.py`): an audio dataset -> stored Whisper training features."""
+class SourceOptions:
+    """Where a speech dataset is, and which of its columns hold the audio and the transcript."""
 
     dataset: str = field(
         default="Resources/cv-corpus-sample/gl",
@@ -477,15 +486,6 @@ class FeatureConfig:
         default=None,
         metadata={"help": "Hub dataset revision, e.g. refs/convert/parquet for script-based datasets."},
     )
-    train_split: str = field(
-        default="train+validation",
-        metadata={"help": "Source splits joined into the output 'train' split ('+'-separated; Common Voice's "
-                          "dev.tsv is 'validation'). Splits the source lacks are skipped with a note."},
-    )
-    test_split: str = field(
-        default="test",
-        metadata={"help": "Source splits joined into the output 'test' split ('+'-separated)."},
-    )
     audio_column: str = field(
         default="audio",
         metadata={"help": "Audio column of a Hub dataset or audiofolder (Common Voice TSVs use 'path')."},
@@ -494,6 +494,34 @@ class FeatureConfig:
         default=None,
         metadata={"help": "Transcript column (default: the first of sentence, text, transcription)."},
     )
+
+
+@dataclass
+class FeatureConfig(SourceOptions):
+    """`whisper-gl features` (or `python feature_extraction.py`): an audio dataset -> stored Whisper training features."""
+
+    train_split: str = field(
+        default="train",
+        metadata={"help": "Source splits joined into the output 'train' split ('+'-separated; Common Voice's "
+                          "dev.tsv is 'validation'). Splits the source lacks are skipped with a note."},
+    )
+    validation_split: str = field(
+        default="validation",
+        metadata={"help": "Source splits joined into the output 'validation' split, on which training picks its "
+                          "best checkpoint; 'none' makes none (the seed's recipe: --train-split train+validation "
+                          "--validation-split none, then train.py --select-on test). A source without it: "
+                          "--validation-share of train, drawn with --seed, with a note."},
+    )
+    test_split: str = field(
+        default="test",
+        metadata={"help": "Source splits joined into the output 'test' split ('+'-separated): scored once, "
+                          "at the end of training."},
+    )
+    validation_share: float = field(
+        default=0.1,
+        metadata={"help": "When the source has no validation split: the share of train held out as validation."},
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of the validation slice drawn from train (see above)."})
     model: str = field(
         default="openai/whisper-small",
         metadata={"help": f"Whisper checkpoint whose processor computes the features: Hub id or local folder "
@@ -533,4 +561,35 @@ class OfflineModelConfig:
     force: bool = field(
         default=False,
         metadata={"help": "Rebuild even when the folder already holds a complete checkpoint."},
+    )
+
+
+@dataclass
+class EvaluateConfig(DecodingOptions, ModelOptions, SourceOptions):
+    """`whisper-gl evaluate`: models x test sets through the engine the apps use.
+
+    Writes report.md (WER/CER with 95 % bootstrap intervals, clips, hours, real-time factor,
+    frequent word confusions), metrics.json, wer.png and errors.csv (one row per clip and model,
+    worst first) into --output-dir.
+    """
+
+    dataset: list[str] = field(
+        default_factory=lambda: ["Resources/cv-corpus-sample/gl"],
+        metadata={"help": "A test set; repeat the flag for several. Any source of `whisper-gl features` (a Common "
+                          "Voice folder, an audiofolder, a Hub parquet id, a Data Collective id), a features "
+                          "folder (its source's split is evaluated), or one audio/video file with its transcript "
+                          "beside it as .txt (a long recording, transcribed whole).", "repeat": True},
+    )
+    model: list[str] = field(
+        default_factory=list,
+        metadata={"help": f"A model: folder, Hub id or CTranslate2 export; repeat the flag for several "
+                          f"(default: ${MODEL_ENV}, else artifacts/model when trained, else {OFFLINE_BASE_DIR}).",
+                  "repeat": True},
+    )
+    split: str = field(default="test", metadata={"help": "The split of each dataset to evaluate."})
+    max_samples: Optional[int] = field(
+        default=None, metadata={"help": "Evaluate only the first N clips of each dataset (quick runs)."})
+    output_dir: str = field(
+        default="artifacts/evaluation",
+        metadata={"help": "Where report.md, metrics.json, wer.png and errors.csv go (written atomically)."},
     )

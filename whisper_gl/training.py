@@ -34,6 +34,7 @@ from .window import Window
 
 REQUIRED_COLUMNS = ("input_features", "labels", "duration")
 TIMESTAMP_COLUMN = "with_timestamps"
+BEFORE_FILE = "test_before.json"  # the untuned model on test, kept in the working folder for --resume
 
 
 # --- configuration ------------------------------------------------------------------
@@ -97,7 +98,7 @@ def load_training_features(location: str):
 
 
 def _features_problem(dataset, manifest: FeaturesManifest) -> str | None:
-    for split in ("train", "test"):
+    for split in ("train", *(["validation"] if "validation" in dataset else []), "test"):
         if split not in dataset:
             return f"no '{split}' split"
         missing = [column for column in REQUIRED_COLUMNS if column not in dataset[split].column_names]
@@ -350,10 +351,20 @@ def _whisper_trainer_class():
     return WhisperTrainer
 
 
-def build_trainer(config: TrainConfig, model, processor, dataset, manifest: FeaturesManifest, args):
+def check_selection_split(config: TrainConfig, dataset, location: str) -> None:
+    if config.select_on not in dataset:
+        raise WhisperGLError(
+            f"'{location}' has no {config.select_on} split to pick the best checkpoint on: make the features "
+            "again (feature_extraction.py keeps the source's validation split, or draws one from train), or "
+            "train with --select-on test (the seed's recipe: selected and reported on the same split, optimistic)")
+
+
+def build_trainer(config: TrainConfig, model, processor, dataset, manifest: FeaturesManifest, args, *,
+                  eval_split: str | None = None):
+    """The Trainer; it evaluates `eval_split` (default: the selection split), --max-eval-samples of it."""
     train = dataset["train"]
     train = train.add_column(TIMESTAMP_COLUMN, timestamp_flags(len(train), config.timestamp_share, config.seed))
-    test = dataset["test"]
+    test = dataset[eval_split or config.select_on]
     if config.max_eval_samples:
         test = test.select(range(min(config.max_eval_samples, len(test))))
     generation = model.generation_config
@@ -387,6 +398,8 @@ def check_inputs(config: TrainConfig, *, training: bool) -> Inputs:
     dataset, manifest = load_training_features(config.features)
     model_path = resolve_model(config.model)
     shorten = check_window(WhisperConfig.from_pretrained(model_path), manifest, config.model, training=training)
+    if training:
+        check_selection_split(config, dataset, config.features)
     return Inputs(dataset, manifest, model_path, shorten)
 
 
@@ -454,20 +467,46 @@ def _train(config: TrainConfig, inputs: Inputs) -> dict:
     timer = StepTimer()
     trainer.add_callback(timer)
     started = time.perf_counter()
+    before = _test_before(trainer, config, inputs, work_dir, fresh=checkpoint is None)
     trainer.train(resume_from_checkpoint=checkpoint)
+    after = None if config.select_on == "test" else _test_scores(trainer, inputs)  # the chosen checkpoint, once
     if not trainer.is_world_process_zero():
         return {}
-    return _publish(config, inputs, trainer, processor, layout=layout, timer=timer,
+    return _publish(config, inputs, trainer, processor, layout=layout, timer=timer, test=(before, after),
                     wall_seconds=time.perf_counter() - started)
 
 
+def _test_scores(trainer, inputs: Inputs) -> dict:
+    """The model as it is now, on the whole test split (every process takes part)."""
+    from .reports import scores_from
+
+    return scores_from(trainer.evaluate(eval_dataset=inputs.dataset["test"].with_format("numpy"),
+                                        metric_key_prefix="test"), "test")
+
+
+def _test_before(trainer, config: TrainConfig, inputs: Inputs, work_dir: Path, *, fresh: bool) -> dict | None:
+    """The untuned model on test, measured before the first step (and read back on --resume)."""
+    import json
+
+    if config.select_on == "test":
+        return None  # the step-0 evaluation already is on test
+    saved = work_dir / BEFORE_FILE
+    if not fresh:
+        return json.loads(saved.read_text()) if saved.is_file() else None
+    before = _test_scores(trainer, inputs)
+    if trainer.is_world_process_zero():
+        saved.write_text(json.dumps(before, indent=2) + "\n")
+    return before
+
+
 def _publish(config: TrainConfig, inputs: Inputs, trainer, processor, *, layout: dict, timer: StepTimer,
-             wall_seconds: float) -> dict:
+             test: tuple[dict | None, dict | None], wall_seconds: float) -> dict:
     """The main process's part after training: the final folder, its reports, the table, the push."""
     from . import reports
 
-    results = reports.build_results(trainer.state, config, inputs.manifest, layout=layout,
-                                    train_clips=len(inputs.dataset["train"]), test_clips=len(trainer.eval_dataset),
+    results = reports.build_results(trainer.state, config, inputs.manifest, layout=layout, test=test,
+                                    train_clips=len(inputs.dataset["train"]), test_clips=len(inputs.dataset["test"]),
+                                    selection_clips=len(trainer.eval_dataset),
                                     wall_seconds=wall_seconds, step_seconds=timer.seconds)
     with atomic_dir(config.output_dir) as folder:
         save_checkpoint(plain_model(trainer.model), processor, folder)
@@ -498,7 +537,8 @@ def evaluate_only(config: TrainConfig) -> dict[str, float]:
     try:
         with tempfile.TemporaryDirectory(prefix="whisper-gl-eval-") as scratch:
             args = training_arguments(config, scratch, report=False)
-            trainer = build_trainer(config, model, processor, inputs.dataset, inputs.manifest, args)
+            trainer = build_trainer(config, model, processor, inputs.dataset, inputs.manifest, args,
+                                    eval_split="test")
             metrics = trainer.evaluate()
     finally:
         end_processes()
