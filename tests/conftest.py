@@ -74,7 +74,12 @@ def assert_heard():
 
     Whisper base gets few espeak-ng Galician words exactly right (about 15% measured), but
     its characters follow the sound: the transcript must be nearer (CER) to the sentence
-    spoken than to any other of Resources/sentences.tsv, and within 50% CER of it.
+    spoken than to any other of Resources/sentences.tsv, and within 60% CER of it.
+
+    Which words it mangles depends on the CPU (int8 kernels): on this CPU and four emulated ones the apps'
+    transcripts of short.mp3 and the corpus clip scored 30-37% CER, greedy ones of lossy copies
+    24-32%, while the next-nearest sentence stayed at 62-67%. The bound leaves room for a word
+    or two flipping elsewhere; the nearest-sentence check is what tells the clips apart.
     """
     import csv
 
@@ -87,7 +92,7 @@ def assert_heard():
         cer = {s: compute_metrics([transcript], [s])["cer"] for s in sentences | {reference}}
         nearest = min(cer, key=cer.get)
         assert nearest == reference, f"{transcript!r} is nearer to {nearest!r} than to {reference!r}"
-        assert cer[reference] < 50, f"{transcript!r} vs {reference!r}: CER {cer[reference]:.0f}%"
+        assert cer[reference] < 60, f"{transcript!r} vs {reference!r}: CER {cer[reference]:.0f}%"
 
     return check
 

@@ -73,15 +73,20 @@ def test_int8_export_is_used_by_the_engine_and_keeps_accuracy(base_model_dir, te
     clips, sentences = test_clips
     int8 = compute_metrics([fast.transcribe(clip).text for clip in clips], sentences)["cer"]
     float32 = compute_metrics([reference.transcribe(clip).text for clip in clips], sentences)["cer"]
-    # Measured on 12 clips: 45.4 % against 44.9 % CER. The transcripts themselves differ more
-    # (espeak audio puts Whisper base on a knife edge: int8 rounding or faster-whisper's own
-    # log-mel flip words), so the check is on accuracy, and on exactness below.
-    assert abs(int8 - float32) < 8, (int8, float32)
+    # The transcripts themselves differ (espeak audio puts Whisper base on a knife edge: int8
+    # rounding or faster-whisper's own log-mel flip words, and which words depends on the CPU's
+    # int8 kernels), so the check is on accuracy, and on exactness below. Measured on these 6
+    # clips, here and on five emulated CPUs: int8 47.3-48.9 % against 44.1 % CER (3.2-4.8 points
+    # worse). One clip collapsing to a word costs ~12 points; a broken export scores ~90-100 %.
+    assert int8 - float32 < 15, (int8, float32)
 
 
 @pytest.mark.slow
 def test_float32_export_is_the_same_model(base_model_dir, test_clips, tmp_path):
-    """Same log-mel input, greedy: the converted model writes exactly the transformers tokens."""
+    """Same log-mel input, greedy: the converted model writes exactly the transformers tokens.
+
+    Exact across CPUs too: float32 on both sides (6/6 here and on five emulated CPUs), and the
+    closest call on transformers' greedy path is a 0.039 logit gap (the encoders differ by ~1e-3)."""
     import ctranslate2
     import numpy as np
     import torch

@@ -145,12 +145,12 @@ def as_waveform(audio: Audio) -> np.ndarray:
     if not isinstance(audio, np.ndarray):
         return load_audio(audio if isinstance(audio, (bytes, bytearray)) else os.fspath(audio))
     waveform = audio
+    if np.issubdtype(waveform.dtype, np.integer):  # before any averaging, which would make it float
+        waveform = waveform / float(np.iinfo(waveform.dtype).max)
     if waveform.ndim == 2:  # (samples, channels) or (channels, samples)
         waveform = waveform.mean(axis=int(np.argmin(waveform.shape)))
     if waveform.ndim != 1:
         raise WhisperGLError(f"expected a mono waveform, got an array of shape {audio.shape}")
-    if np.issubdtype(waveform.dtype, np.integer):
-        waveform = waveform / float(np.iinfo(waveform.dtype).max)
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 

@@ -206,8 +206,9 @@ class CTranslate2Backend:
         for piece in pieces:  # a generator: decoding happens while iterating
             predicted = predicted or (len(piece.tokens) > 1 and piece.tokens[-1] >= self.timestamp_begin)
             text = piece.text.strip()
-            if text:
-                segments.append(Segment(round(piece.start, 3), round(min(piece.end, info.duration), 3), text))
+            end = min(piece.end, info.duration)
+            if text and end > piece.start:  # a timestamp past the end of the audio closes nothing
+                segments.append(Segment(round(piece.start, 3), round(end, 3), text))
         return Decoded(segments, info.language, predicted)
 
     def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions) -> tuple[list[str], str]:
