@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,8 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
 passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before torch loads)
-
-from transformers import TrainerCallback  # noqa: E402
 
 import dataclasses  # noqa: E402
 
@@ -46,21 +43,12 @@ from whisper_gl.training import (  # noqa: E402
     load_training_features,
     resolve_config,
     shorten_window,
+    training_arguments,
 )
 from whisper_gl.store import resolve_model  # noqa: E402
 from whisper_gl.window import Window  # noqa: E402
 
-
-class StepClock(TrainerCallback):
-    """The time at the end of each optimizer step; cancels the evaluation and checkpoint that
-    the Trainer schedules at the last step (only the training steps are measured)."""
-
-    def __init__(self):
-        self.ends: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(time.perf_counter())
-        control.should_evaluate = control.should_save = False
+from step_clock import timed_steps  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 
 def window_trainer(config: TrainConfig, dataset, manifest: FeaturesManifest, window_seconds: int, scratch: str):
@@ -70,21 +58,9 @@ def window_trainer(config: TrainConfig, dataset, manifest: FeaturesManifest, win
     if window.frames < Window.of(model.config).frames:
         shorten_window(model, processor, window)
     manifest = dataclasses.replace(manifest, window_frames=window.frames)
-    return build_trainer(config, model, processor, dataset, manifest, scratch, eval_on_start=False,
-                         report=False)
-
-
-def timed_steps(trainer, batch_size: int) -> tuple[float, float]:
-    """One train() call: (samples/s, s/step) over the steps after the first."""
-    clock = StepClock()
-    trainer.add_callback(clock)
-    try:
-        trainer.train()
-    finally:
-        trainer.remove_callback(clock)
-    seconds = clock.ends[-1] - clock.ends[0]
-    steps = len(clock.ends) - 1
-    return steps * batch_size / seconds, seconds / steps
+    args = training_arguments(config, scratch, report=False)
+    args.eval_on_start = False
+    return build_trainer(config, model, processor, dataset, manifest, args)
 
 
 def long_form_table(models: list[str], audio_path: str) -> None:

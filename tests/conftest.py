@@ -149,3 +149,12 @@ def tiny_whisper_dir(base_model_dir, tmp_path_factory) -> Path:
     processor.save_pretrained(folder)
     processor.feature_extractor.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def hostile_media(tmp_path_factory) -> dict:
+    """Hostile media made by ffmpeg once per run (tests.support.make_hostile_media): files that
+    announce far less than they last, hours of audio in a few MB, noise and a tone."""
+    from tests.support import make_hostile_media
+
+    return make_hostile_media(tmp_path_factory.mktemp("hostile"))

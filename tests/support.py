@@ -69,3 +69,190 @@ def launched_app(script: str, cwd: Path, env: dict, log: Path, *, startup_second
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class _RouteHandler(http.server.BaseHTTPRequestHandler):
+    """Answers each path with its route function; records every request."""
+
+    protocol_version = "HTTP/1.1"
+    routes: dict = {}
+    hits: list = []
+
+    def do_GET(self):
+        self.hits.append(self.path)
+        route = self.routes.get(self.path.split("?", 1)[0])
+        if route is None:
+            self.send_error(404)
+            return
+        with contextlib.suppress(OSError):  # the client may hang up: that is the point of some routes
+            route(self)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_routes(routes: dict):
+    """An HTTP server on 127.0.0.1 answering each path with `routes[path](handler)` (a stand-in
+    for a hostile site, or for an internal service that must never be reached). Yields
+    (url, hits): hits lists every path requested, in order."""
+    hits: list = []
+    handler = type("Handler", (_RouteHandler,), {"routes": routes, "hits": hits})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def send_media(handler, body: bytes, content_type: str = "audio/mpeg", status: int = 200) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
+def stream_media(seconds_per_piece: float, piece: bytes, content_type: str = "audio/mpeg"):
+    """A route that streams `piece` every `seconds_per_piece`, forever, with no Content-Length."""
+
+    def route(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        if handler.command == "HEAD":
+            return
+        while True:
+            handler.wfile.write(piece)
+            handler.wfile.flush()
+            time.sleep(seconds_per_piece)
+
+    return route
+
+
+def redirect_to(location: str):
+    def route(handler):
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+def make_hostile_media(folder: Path) -> dict[str, Path]:
+    """Files that lie about their length or cost far more to decode than their size
+    (a few MB each, made in seconds by copying packets, not encoding hours):
+
+    chained.ogg     60 min of Opus noise, then a 1 s stream (`cat a.ogg b.ogg`): announces 1 s
+    vbr.mp3         20 frames at 320 kb/s, then 120 s at 32 kb/s, no Xing header: announces 29 s
+    silence.ogg     4 h of Opus silence + 1 s of tone, 5.4 MB: announces 1 s, decodes to 0.9 GB
+    recording.webm  2 h of Opus in a WebM without duration (a browser's MediaRecorder writes that)
+    noise.wav, tone.wav   20 s of white noise, 20 s of a 440 Hz sine
+    """
+    def opus(source: str, seconds: int, name: str) -> Path:
+        ffmpeg("-f", "lavfi", "-i", source, "-t", str(seconds), "-ac", "1", "-c:a", "libopus",
+               "-b:a", "6k", str(folder / name))
+        return folder / name
+
+    def looped(piece: Path, times: int, name: str, *options: str) -> Path:
+        ffmpeg("-stream_loop", str(times - 1), "-i", str(piece), "-c", "copy", *options, str(folder / name))
+        return folder / name
+
+    def joined(name: str, *parts: Path) -> Path:
+        (folder / name).write_bytes(b"".join(part.read_bytes() for part in parts))
+        return folder / name
+
+    noise = opus("anoisesrc=a=0.05:r=48000", 60, "noise60.ogg")
+    silence = opus("anullsrc=r=48000", 60, "silence60.ogg")
+    beep = opus("sine=frequency=440:r=48000", 1, "beep.ogg")
+    files = {
+        "chained.ogg": joined("chained.ogg", looped(noise, 60, "noise60min.ogg"), beep),
+        "silence.ogg": joined("silence.ogg", looped(silence, 240, "silence4h.ogg"), beep),
+    }
+    with (folder / "recording.webm").open("wb") as webm:  # written to a pipe: no duration, no cues
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "119", "-i", str(noise),
+                        "-c", "copy", "-f", "webm", "pipe:1"], stdout=webm, check=True)
+    files["recording.webm"] = folder / "recording.webm"
+    frames = [("sine=frequency=440:r=44100", str(20 * 1152 / 44100), "320k", "head.mp3"),
+              ("anoisesrc=a=0.1:r=44100", "120", "32k", "tail.mp3")]
+    for source, seconds, rate, name in frames:
+        ffmpeg("-f", "lavfi", "-i", source, "-t", seconds, "-c:a", "libmp3lame", "-b:a", rate, "-write_xing", "0",
+               "-id3v2_version", "0", str(folder / name))
+    files["vbr.mp3"] = joined("vbr.mp3", folder / "head.mp3", folder / "tail.mp3")
+    for name, source in (("noise.wav", "anoisesrc=a=0.3:d=20:seed=7"), ("tone.wav", "sine=frequency=440:d=20")):
+        ffmpeg("-f", "lavfi", "-i", f"{source}:r=16000", str(folder / name))
+        files[name] = folder / name
+    return files
+
+
+def memory_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(resident, peak resident) memory of a process, in MB, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def reset_peak_memory(pid: int | str = "self") -> None:
+    """Start measuring a process's peak resident memory again from now (Linux clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def hls_playlist(segment_urls) -> bytes:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for url in segment_urls:
+        lines += ["#EXTINF:2.0,", url]
+    return ("\n".join(lines + ["#EXT-X-ENDLIST", ""])).encode()
+
+
+@contextlib.contextmanager
+def internal_and_hostile_sites():
+    """Two HTTP servers on 127.0.0.1. The internal service stands for what a Space's network
+    holds (metadata endpoint, admin pages): it must never be reached, and records every
+    request. The hostile site stands for a public host: endless, trickling and steady bodies
+    without length, a redirect and HLS playlists into the internal service.
+    Yields (hostile_url, internal_url, internal_hits)."""
+    internal = {"/exists.ts": lambda h: send_media(h, b"\x47" * 188 * 10, "video/mp2t"),
+                "/secret.mp3": lambda h: send_media(h, b"secret")}
+    with serve_routes(internal) as (service, hits):
+        hostile = {
+            "/endless.mp3": stream_media(0, b"\xff" * 65536),
+            "/trickle.mp3": stream_media(0.5, b"\xff"),
+            "/steady.mp3": stream_media(0.05, b"\xff" * 2048),  # 40 kB/s: above the minimum rate
+            "/redirect.mp3": redirect_to(f"{service}/secret.mp3"),
+            "/exists.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/exists.ts"]), "application/x-mpegURL"),
+            "/missing.m3u8": lambda h: send_media(h, hls_playlist([f"{service}/missing.ts"]), "application/x-mpegURL"),
+        }
+        with serve_routes(hostile) as (site, _):
+            yield site, service, hits
+
+
+def kill_once_exists(command: list[str], cwd: Path, ready: Path, *, timeout: float = 300) -> None:
+    """Start `command`, wait until `ready` exists, then SIGKILL it and every process it started
+    (torchrun starts its workers in sessions of their own): a crash in the middle of its work."""
+    import psutil
+
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists() and process.poll() is None, f"{ready} did not appear before the run ended"
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(process.pid)
+            for member in [*parent.children(recursive=True), parent]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.kill()
+        process.wait()

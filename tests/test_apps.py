@@ -1,19 +1,25 @@
 """The three Gradio apps, launched and called through gradio_client with the real engine
-(offline Whisper base): transcripts, subtitles, bad input of every kind, load and cleanup."""
+(offline Whisper base): transcripts, subtitles, bad input of every kind, load and cleanup,
+and hostile input as a public Space meets it (files that lie about their length, links into
+private networks, endless or trickling downloads, floods of uploads, SIGTERM)."""
 
+import contextlib
 import os
 import re
 import signal
-import subprocess
+import socket
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import requests
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from tests.support import launched_app, serve_folder
+from tests.support import (ffmpeg, free_port, internal_and_hostile_sites, launched_app, memory_mb, reset_peak_memory,
+                           serve_folder)
+from whisper_gl.config import MediaLimits
 from whisper_gl.download import ALLOW_PRIVATE_ENV
 
 pytestmark = pytest.mark.slow
@@ -21,15 +27,17 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Small caps so that ordinary example files exceed them.
 FILE_APP = dict(max_mb=0.5, max_minutes=1.0)
-YOUTUBE_APP = dict(max_mb=5.0, max_minutes=1.0)
+YOUTUBE_APP = dict(max_mb=5.0, max_minutes=1.0, max_download_seconds=8.0)
+# What one hostile request may add to the server's peak memory, at the 1-minute cap (decoding
+# the hostile files whole took a process peak of 0.4 to 2.5 GB).
+MEMORY_BOUND_MB = 200
+# How long a hostile request may take to be answered (they take 0.2 to 3.4 s, and the trickling
+# link 8 s: its download deadline; the margin is for a machine shared with other jobs).
+ANSWER_SECONDS = 30
 
 
 def client(url: str, tmp: Path) -> Client:
     return Client(url, verbose=False, download_files=str(tmp))
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +148,16 @@ def test_file_app_refuses_bad_input_and_keeps_serving(case, file_app, short_clip
     check_good_request(file_app, handle_file(short_clip[0]), short_clip[1], assert_heard)
 
 
-def test_file_app_transcribes_what_a_cut_mp3_holds(file_app, short_clip, tmp_path):
+def test_file_app_transcribes_what_a_cut_mp3_holds_and_says_it_was_cut(file_app, short_clip, tmp_path):
     cut = tmp_path / "cut.mp3"
-    _truncated(short_clip[0], cut, short_clip[0].stat().st_size // 2)
+    _truncated(short_clip[0], cut, short_clip[0].stat().st_size * 3 // 10)  # the first 30 % of its bytes
 
     text, _, timing = file_app.predict(handle_file(cut), api_name="/transcribe")
 
     assert text.strip()
     seconds = float(re.search(r"Audio (\d+\.\d) s", timing).group(1))
     assert 0.5 < seconds < 3.0  # the part that arrived, not the 3.6 s the header announces
+    assert re.search(rf"only {seconds:.1f} s of the 3\.\d s this file announces could be decoded", timing), timing
 
 
 def test_an_internal_failure_is_a_generic_message_and_logged(file_app, base_transcriber, short_clip, monkeypatch,
@@ -195,51 +204,227 @@ def test_youtube_app_refuses_bad_links_and_keeps_serving(case, youtube_app, medi
     check_good_request(youtube_app, f"{media_server}/short.mp3", short_clip[1], assert_heard)
 
 
-# --- the real door under load ---------------------------------------------------------
+# --- hostile links: into private networks, endless, trickling ---------------------------------
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+@contextlib.contextmanager
+def answered_within_bounds(case: str, pid: int | str = "self"):
+    """The block (one hostile request) ends within ANSWER_SECONDS, and the server's peak memory
+    grows by less than MEMORY_BOUND_MB meanwhile (the server runs in this process, or as `pid`)."""
+    reset_peak_memory(pid)
+    resident, _ = memory_mb(pid)
+    started = time.monotonic()
+    yield
+    seconds, (_, peak) = time.monotonic() - started, memory_mb(pid)
+    print(f"{case}: answered in {seconds:.1f} s, server peak memory +{peak - resident:.0f} MB")
+    assert seconds < ANSWER_SECONDS
+    assert peak - resident < MEMORY_BOUND_MB, f"{case}: server peak memory grew by {peak - resident:.0f} MB"
 
 
-def _files_under(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()]
+@pytest.fixture
+def sites(monkeypatch):
+    """tests.support.internal_and_hostile_sites, the hostile site's address the only private one
+    allowed (it stands for a public host); the apps run in this process, so they see the variable."""
+    with internal_and_hostile_sites() as (site, service, hits):
+        monkeypatch.setenv(ALLOW_PRIVATE_ENV, site.removeprefix("http://"))
+        yield site, service, hits
+
+
+HOSTILE_LINKS = {
+    # link on the hostile site: the message (the same for a private URL that exists and one that does not)
+    "/redirect.mp3": "^links to private or local addresses are not allowed$",
+    "/exists.m3u8": "^links to private or local addresses are not allowed$",
+    "/missing.m3u8": "^links to private or local addresses are not allowed$",
+    "/endless.mp3": r"^this media is more than 5 MB; the limit is 5 MB$",
+    "/trickle.mp3": r"^the download took longer than 8 s: the site is too slow$",
+}
+
+
+@pytest.mark.parametrize("link", HOSTILE_LINKS)
+def test_youtube_app_refuses_hostile_links_within_bounds(link, youtube_app, sites, media_server, short_clip,
+                                                         monkeypatch, assert_heard):
+    site, _, internal_hits = sites
+    downloads = set(Path(tempfile.gettempdir()).glob("whisper-gl-download-*"))
+    with answered_within_bounds(link):
+        with pytest.raises(AppError, match=HOSTILE_LINKS[link]):
+            youtube_app.predict(f"{site}{link}", api_name="/transcribe")
+    assert internal_hits == []  # nothing was fetched from the private address, not even a HEAD
+    assert set(Path(tempfile.gettempdir()).glob("whisper-gl-download-*")) == downloads  # no partial file left
+
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "1")  # the media server is on 127.0.0.1 too
+    check_good_request(youtube_app, f"{media_server}/short.mp3", short_clip[1], assert_heard)
+
+
+# --- hostile files: they lie about their length, or are not speech ----------------------------
+
+def check_hostile_file(app: Client, path: Path, message: str, pid: int | str = "self") -> None:
+    with answered_within_bounds(path.name, pid):
+        with pytest.raises(AppError, match=message):
+            app.predict(handle_file(path), api_name="/transcribe")
+
+
+def test_microphone_app_refuses_a_2_hour_recording_without_duration(serve_app, hostile_media, short_clip, tmp_path,
+                                                                     assert_heard):
+    """A WebM as browsers record it (no duration field): refused once the cap is decoded,
+    not decoded whole to measure it."""
+    microphone_app = client(serve_app("microphone", max_minutes=1.0, max_mb=8.0), tmp_path)
+    check_hostile_file(microphone_app, hostile_media["recording.webm"], "lasts more than 1 min; the limit is 1 min")
+    check_good_request(microphone_app, handle_file(short_clip[0]), short_clip[1], assert_heard)
+
+
+class Door:
+    """`python app_file.py` as a Space runs it (1-minute cap, 8 MB uploads), in temporary folders
+    of its own, next to files of another process that must survive its shutdown."""
+
+    def __init__(self, url: str, server, folders: list[Path], foreign: list[Path], downloads: Path):
+        self.url, self.server, self.folders, self.foreign = url, server, folders, foreign
+        self.app = client(url, downloads)
+
+    def leftovers(self) -> list[Path]:
+        return sorted(p for folder in self.folders for p in folder.rglob("*") if p.is_file() and p not in self.foreign)
+
+
+@pytest.fixture(scope="module")
+def door(base_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("door")
+    folders = [root / "gradio", root / "tmp"]
+    foreign = [folders[0] / "another-app-upload.wav", folders[1] / "another-process.tmp"]
+    for path in foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not ours")
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(folders[0]), "TMPDIR": str(folders[1]),
+           "GRADIO_ANALYTICS_ENABLED": "False", "WHISPER_GL_MODEL": str(base_model_dir),
+           "WHISPER_GL_MAX_MB": "8", "WHISPER_GL_MAX_MINUTES": "1"}
+    with launched_app("app_file.py", REPO_ROOT, env, root / "server.log", startup_seconds=120) as (url, server):
+        yield Door(url, server, folders, foreign, root / "downloads")
 
 
 @pytest.mark.timeout(300)
-def test_file_app_door_under_load_stays_bounded_and_leaves_no_files(base_model_dir, short_clip, tmp_path,
-                                                                    assert_heard):
-    """`python app_file.py` as a Space runs it: 20 concurrent uploads all answered, memory
-    bounded, oversized uploads refused at the door, and no file left after shutdown."""
-    gradio_tmp, tmp = tmp_path / "gradio", tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(gradio_tmp), "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False",
-           "WHISPER_GL_MODEL": str(base_model_dir), "WHISPER_GL_MAX_MB": "1"}
-    # SIGINT: Gradio's clean shutdown deletes its cached files.
-    with launched_app("app_file.py", REPO_ROOT, env, tmp_path / "server.log", startup_seconds=120,
-                      stop_signal=signal.SIGINT) as (url, server):
-        app = client(url, tmp_path / "downloads")
-        clip, sentence = short_clip
-        check_good_request(app, handle_file(clip), sentence, assert_heard)  # warm up
-        rss_before = _rss_mb(server.pid)
+def test_file_app_door_under_load_stays_bounded(door, short_clip, tmp_path, assert_heard):
+    """20 concurrent uploads all answered, memory bounded, oversized uploads refused at the door."""
+    clip, sentence = short_clip
+    check_good_request(door.app, handle_file(clip), sentence, assert_heard)  # warm up
+    rss_before, _ = memory_mb(door.server.pid)
 
-        started = time.monotonic()
-        jobs = [app.submit(handle_file(clip), api_name="/transcribe") for _ in range(20)]
-        results = [job.result(timeout=240) for job in jobs]
+    started = time.monotonic()
+    jobs = [door.app.submit(handle_file(clip), api_name="/transcribe") for _ in range(20)]
+    results = [job.result(timeout=240) for job in jobs]
 
-        rss_after = _rss_mb(server.pid)
-        print(f"20 concurrent requests in {time.monotonic() - started:.1f} s; "
-              f"server RSS {rss_before:.0f} -> {rss_after:.0f} MB")
-        for text, srt_path, _ in results:  # every request answered, and answered right
-            assert_heard(text, sentence)
-            assert Path(srt_path).read_text(encoding="utf-8").startswith("1\n00:00:")
-        assert rss_after < rss_before + 250, f"RSS grew from {rss_before:.0f} to {rss_after:.0f} MB"
+    rss_after, _ = memory_mb(door.server.pid)
+    print(f"20 concurrent requests in {time.monotonic() - started:.1f} s; "
+          f"server RSS {rss_before:.0f} -> {rss_after:.0f} MB")
+    for text, srt_path, _ in results:  # every request answered, and answered right
+        assert_heard(text, sentence)
+        assert Path(srt_path).read_text(encoding="utf-8").startswith("1\n00:00:")
+    assert rss_after < rss_before + 250, f"RSS grew from {rss_before:.0f} to {rss_after:.0f} MB"
 
-        too_big = tmp_path / "big.mp3"
-        too_big.write_bytes(os.urandom(1_200_000))
-        with pytest.raises(ValueError, match="exceeds the maximum file size"):
-            app.predict(handle_file(too_big), api_name="/transcribe")
-    assert _files_under(gradio_tmp) == []
-    assert _files_under(tmp) == []
+    too_big = tmp_path / "big.mp3"
+    too_big.write_bytes(os.urandom(8_500_000))
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        door.app.predict(handle_file(too_big), api_name="/transcribe")
+
+
+HOSTILE_FILES = {
+    "chained.ogg": "lasts more than 1 min; the limit is 1 min",  # 60 min announcing 1 s
+    "vbr.mp3": "lasts more than 1 min; the limit is 1 min",  # 120 s announcing 29 s
+    "silence.ogg": "lasts more than 1 min; the limit is 1 min",  # 4 h of silence in 5.4 MB
+    "recording.webm": "lasts more than 1 min; the limit is 1 min",  # 2 h without a duration field
+    "noise.wav": "^no speech was heard in this audio$",
+    "tone.wav": "^no speech was heard in this audio$",
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_FILES)
+def test_file_app_door_refuses_hostile_files_within_bounds(name, door, hostile_media, short_clip, assert_heard):
+    check_hostile_file(door.app, hostile_media[name], HOSTILE_FILES[name], door.server.pid)
+    check_good_request(door.app, handle_file(short_clip[0]), short_clip[1], assert_heard)
+
+
+@pytest.mark.timeout(120)
+def test_file_app_door_stops_on_sigterm_and_leaves_no_file(door, short_clip):
+    """What Docker, systemd and Spaces send: every file of the app goes (uploads, .srt files,
+    a transcription in flight), the other process's files stay."""
+    door.app.predict(handle_file(short_clip[0]), api_name="/transcribe")
+    door.app.submit(handle_file(short_clip[0]), api_name="/transcribe")  # in flight at the signal
+    assert door.leftovers()  # uploads and .srt files are there, until shutdown
+    time.sleep(0.5)
+
+    door.server.send_signal(signal.SIGTERM)
+    assert door.server.wait(timeout=60) == 0
+    assert door.leftovers() == []
+    assert all(path.read_bytes() == b"not ours" for path in door.foreign)
+
+
+# --- uploads no transcription claims -----------------------------------------------------------
+
+def _store(folder: Path) -> tuple[int, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+@pytest.fixture
+def guarded_file_app(base_transcriber, tmp_path, monkeypatch):
+    """The file app in this process with the upload bounds of a real launch, on a cache folder of
+    its own: 1 MB per upload, room for 3.5 MB and 6 files besides the examples copied at start."""
+    from whisper_gl.apps import build_app, launch_options
+    from whisper_gl.config import AppConfig
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    app = build_app("file", base_transcriber, AppConfig(max_mb=1.0, max_minutes=1.0))
+    files, size = _store(cache)
+    limits = MediaLimits(max_seconds=60, max_bytes=1_000_000, upload_store_bytes=size + 3_500_000,
+                         upload_store_files=files + 6)
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                           **launch_options(limits, cache))
+    yield url, cache, limits
+    app.close()
+
+
+def _post(url: str, body: bytes, **headers) -> requests.Response:
+    return requests.post(f"{url}gradio_api/upload", files={"files": ("upload.bin", body)}, headers=headers, timeout=30)
+
+
+def _chunked_post(url: str, body: bytes) -> requests.Response:
+    """An upload without Content-Length: its size is known only as it arrives."""
+    head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="upload.bin"\r\n\r\n'
+    return requests.post(f"{url}gradio_api/upload", data=iter([head, body, b"\r\n--b--\r\n"]), timeout=30,
+                         headers={"Content-Type": "multipart/form-data; boundary=b"})
+
+
+def test_uploads_are_bounded_in_size_count_and_total(guarded_file_app, short_clip, tmp_path, monkeypatch,
+                                                     assert_heard):
+    from whisper_gl import uploads
+
+    url, cache, limits = guarded_file_app
+    monkeypatch.setattr(uploads, "ORPHAN_AGE_S", 0.5)  # the leftover of a refused upload goes fast here
+    # Over the size cap: refused before a byte is read when declared, as the cap is passed when not.
+    assert _post(url, os.urandom(1_100_000)).status_code == 413
+    assert _chunked_post(url, os.urandom(1_200_000)).status_code == 413
+    time.sleep(0.6)
+    # A flood of 0.99 MB uploads that no transcription claims: accepted while the store has room.
+    assert [_post(url, os.urandom(990_000)).status_code for _ in range(4)] == [200, 200, 200, 503]
+    assert _store(cache)[1] <= limits.upload_store_bytes
+    # A real request still fits; then small uploads run into the count cap.
+    check_good_request(client(url, tmp_path), handle_file(short_clip[0]), short_clip[1], assert_heard)
+    room = limits.upload_store_files - _store(cache)[0]
+    assert [_post(url, os.urandom(100)).status_code for _ in range(room + 2)] == [200] * room + [503, 503]
+    assert _store(cache)[0] == limits.upload_store_files
+
+
+def test_a_cut_upload_leaves_nothing_once_idle(guarded_file_app, monkeypatch):
+    from whisper_gl import uploads
+
+    url, cache, _ = guarded_file_app
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    with socket.create_connection((host, int(port))) as connection:  # declares 500 kB, sends 100 kB, hangs up
+        connection.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n"
+                           b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\nContent-Disposition: "
+                           b"form-data; name=\"files\"; filename=\"a\"\r\n\r\n" + os.urandom(100_000))
+        time.sleep(0.5)
+    time.sleep(0.5)
+    orphans = [p for p in cache.iterdir() if p.is_file()]
+    assert orphans  # Gradio keeps the half-written file
+    monkeypatch.setattr(uploads, "ORPHAN_AGE_S", 0.1)
+    time.sleep(0.2)
+    assert _post(url, b"x" * 100).status_code == 200  # the next upload sweeps it away
+    assert not any(p.exists() for p in orphans)

@@ -2,13 +2,15 @@
 
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
 
-from whisper_gl import WhisperGLError
-from whisper_gl.audio import (EMPTY_FILE, MISSING_FILE, NO_AUDIO_STREAM, NOT_AUDIO, AudioError,
-                              load_audio, probe_duration)
+from tests.support import memory_mb, reset_peak_memory, send_media, serve_routes
+from whisper_gl import WhisperGLError, audio
+from whisper_gl.audio import (EMPTY_FILE, MISSING_FILE, NO_AUDIO_STREAM, NOT_AUDIO, TOO_SLOW, AudioError, AudioTooLong,
+                              load_audio, read_audio)
 
 BACKENDS = ["torchcodec", "ffmpeg"]
 
@@ -95,18 +97,75 @@ def test_empty_bytes():
         load_audio(b"")
 
 
-def test_probe_duration_matches_the_decoded_length(clips):
-    assert probe_duration(clips / "speech.flac") == pytest.approx(_seconds(clips), abs=0.01)
-    assert probe_duration(clips / "webm_named.wav") == pytest.approx(_seconds(clips), abs=0.05)
-    with pytest.raises(AudioError, match=NOT_AUDIO):
-        probe_duration(clips / "text.wav")
-    with pytest.raises(AudioError, match=MISSING_FILE):
-        probe_duration(clips / "missing.mp3")
-
-
 def test_falls_back_to_ffmpeg_without_torchcodec(clips, monkeypatch):
     import whisper_gl.audio as audio
 
     monkeypatch.setattr(audio, "_torchcodec_available", lambda: False)
     monkeypatch.setattr(audio, "_decode_torchcodec", lambda *a: pytest.fail("torchcodec used"))
     assert len(load_audio(clips / "speech.mp3")) / 16000 == pytest.approx(_seconds(clips), abs=0.05)
+
+
+# --- a stranger's file: decoded under a cap, whatever it claims ------------------------------
+
+@pytest.mark.parametrize("name", [*GOOD_FORMATS, "webm_named.wav", "video.mp4"])
+def test_a_capped_decode_gives_the_same_samples(clips, name):
+    decoded = read_audio(clips / name, max_seconds=60)
+    assert len(decoded.waveform) == pytest.approx(len(load_audio(clips / name, backend="ffmpeg")), abs=2)
+    assert decoded.partial_note == ""  # whole files say nothing
+    from_bytes = load_audio((clips / name).read_bytes(), max_seconds=60)
+    assert len(from_bytes) == pytest.approx(len(decoded.waveform), abs=160)  # a pipe hides an mp3's padding info
+    np.testing.assert_allclose(from_bytes[:16000], decoded.waveform[:16000], atol=1e-5)
+
+
+@pytest.mark.parametrize("name, announced", [("chained.ogg", 1.0), ("vbr.mp3", 28.7), ("silence.ogg", 1.0),
+                                             ("recording.webm", None)])
+def test_a_capped_decode_stops_at_the_cap_whatever_the_file_announces(hostile_media, name, announced):
+    """60 min that announce 1 s, 120 s that announce 29 s, 4 h of silence in 5.4 MB, 2 h of WebM
+    without duration: decoding stops just past the cap, in bounded time and memory."""
+    started = time.monotonic()
+    reset_peak_memory()
+    resident, _ = memory_mb()
+    with pytest.raises(AudioTooLong, match="this media lasts more than 1 min; the limit is 1 min"):
+        read_audio(hostile_media[name], max_seconds=60)
+    _, peak = memory_mb()
+    assert time.monotonic() - started < 10
+    # 61 s at 16 kHz is 3.9 MB of float32; decoding the whole file would take 0.2 to 0.9 GB.
+    assert peak - resident < 50, f"peak memory grew by {peak - resident:.0f} MB"
+
+
+def test_a_cut_file_says_how_much_of_it_was_decoded(clips):
+    whole = clips / "speech.mp3"
+    cut = clips / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 10])
+    decoded = read_audio(cut, max_seconds=60)
+    assert 0 < decoded.seconds < 0.5 * read_audio(whole, max_seconds=60).seconds
+    assert decoded.partial_note.startswith(f"only {decoded.seconds:.1f} s of the ")
+    assert "may be cut or damaged" in decoded.partial_note
+
+
+def test_an_uploaded_playlist_cannot_make_the_decoder_fetch_urls(clips, tmp_path):
+    with serve_routes({"/a.mp3": lambda h: send_media(h, (clips / "speech.mp3").read_bytes())}) as (url, hits):
+        playlist = tmp_path / "upload.m3u8"
+        playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\n{url}/a.mp3\n#EXT-X-ENDLIST\n")
+        with pytest.raises(AudioError, match=NOT_AUDIO):
+            read_audio(playlist, max_seconds=60)
+        with pytest.raises(AudioError, match=NOT_AUDIO):
+            read_audio(playlist.read_bytes(), max_seconds=60)
+    assert hits == []
+
+
+def test_a_decode_that_runs_past_its_deadline_is_stopped(hostile_media, monkeypatch):
+    monkeypatch.setattr(audio, "DECODE_SECONDS_MIN", 0.05)
+    monkeypatch.setattr(audio, "DECODE_SECONDS_PER_SECOND", 0.0)
+    started = time.monotonic()
+    with pytest.raises(AudioError, match=TOO_SLOW):
+        read_audio(hostile_media["chained.ogg"], max_seconds=3600)  # an hour: far more than 0.05 s of work
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("name, reason", [("empty.mp3", EMPTY_FILE), ("text.wav", NOT_AUDIO),
+                                          ("silent_video.mp4", NO_AUDIO_STREAM), ("missing.mp3", MISSING_FILE)])
+def test_a_capped_decode_has_the_same_short_reasons(clips, name, reason):
+    with pytest.raises(AudioError) as caught:
+        read_audio(clips / name, max_seconds=60)
+    assert caught.value.reason == reason

@@ -62,13 +62,17 @@ def speech() -> np.ndarray:
 
 def test_a_registered_backend_is_chosen_by_name_and_gets_the_options(registry, model_folder):
     echo = echo_backend(registry)
-    engine = Transcriber(model_folder, backend="echo", beam_size=3, language="es", device="cuda")
+    # require_speech off: the echo backend must see the tone (the VAD hears no speech in it)
+    engine = Transcriber(model_folder, backend="echo", beam_size=3, language="es", device="cuda", require_speech=False)
     assert engine.backend == "echo" and engine._backend.options.device == "cuda"
     assert engine.transcribe(speech()).text == "es transcribe beam 3"
     # per call: another language and task, the engine's own options unchanged
     assert engine.transcribe(speech(), language="auto", task="translate").text == "None translate beam 3"
     assert engine.decoding.language == "es" and echo.seen[-1].temperatures == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     assert engine.transcribe(speech(), timestamps="vad").segments == []  # a tone has no speech for the VAD
+    decoded = len(echo.seen)
+    assert Transcriber(model_folder, backend="echo").transcribe(speech()).text == ""  # require_speech: on
+    assert len(echo.seen) == decoded  # the tone never reached the backend
 
 
 def test_auto_takes_the_first_that_suits_and_falls_back_when_it_cannot_load(registry, model_folder, caplog):

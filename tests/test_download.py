@@ -1,16 +1,23 @@
-"""The URL guard and yt-dlp download of the YouTube app (no model needed: fast)."""
+"""The URL guard and yt-dlp download of the YouTube app (no model needed: fast), and the
+guarded download facing hostile sites: endless, trickling and slow bodies, redirects and HLS
+playlists pointing at private addresses, DNS rebinding."""
 
 import socket
 import subprocess
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import serve_folder
-from whisper_gl import WhisperGLError, download
+from tests.support import internal_and_hostile_sites, serve_folder
+from whisper_gl import download, shutdown
+from whisper_gl.config import MediaLimits
 from whisper_gl.download import ALLOW_PRIVATE_ENV, COOKIES_ENV, DownloadError, check_url, downloaded_audio
 
 MB = 1_000_000
+LIMITS = MediaLimits(max_seconds=60, max_bytes=MB)
 
 
 @pytest.fixture(scope="module")
@@ -94,46 +101,47 @@ def test_allow_flag_lifts_the_private_guard(private_allowed):
     assert check_url("http://127.0.0.1:9/a.mp3")
 
 
+def test_allow_list_lifts_it_for_the_addresses_it_names(monkeypatch):
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "127.0.0.1:9, 10.0.0.5")
+    assert check_url("http://127.0.0.1:9/a.mp3") and check_url("http://10.0.0.5:8080/a.mp3")
+    with pytest.raises(DownloadError, match="private or local addresses"):
+        check_url("http://127.0.0.1:10/a.mp3")
+
+
 # --- the download -----------------------------------------------------------------------
 
 def test_downloads_audio_with_yt_dlp_and_removes_it(media_server, private_allowed):
-    with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=60, max_bytes=MB) as audio:
+    with downloaded_audio(f"{media_server}/tone.mp3", LIMITS) as audio:
         assert audio.is_file() and audio.stat().st_size > 10_000
         folder = audio.parent
         assert folder.name.startswith("whisper-gl-download-")
     assert not folder.exists()
 
 
-def test_duration_cap_is_enforced_after_download(media_server, private_allowed):
-    # A plain media URL has no duration in its metadata: ffprobe measures the download.
-    with pytest.raises(WhisperGLError, match=r"lasts 3 s; the limit is 2 s"):
-        with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=2, max_bytes=MB):
-            pass
-
-
 def test_size_cap_stops_the_download(media_server, private_allowed):
     with pytest.raises(DownloadError, match="larger than"):
-        with downloaded_audio(f"{media_server}/tone.mp3", max_seconds=60, max_bytes=1000):
+        with downloaded_audio(f"{media_server}/tone.mp3", MediaLimits(max_bytes=1000)):
             pass
 
 
 @pytest.mark.parametrize("path, message", [("missing.mp3", "HTTP 404"), ("page.html", "no video or audio")])
 def test_site_errors_become_one_line(path, message, media_server, private_allowed):
     with pytest.raises(DownloadError, match=message) as refused:
-        with downloaded_audio(f"{media_server}/{path}", max_seconds=60, max_bytes=MB):
+        with downloaded_audio(f"{media_server}/{path}", LIMITS):
             pass
     assert "\n" not in str(refused.value) and "ERROR" not in str(refused.value)
 
 
 def test_metadata_caps_refuse_before_downloading():
+    limits = MediaLimits(max_seconds=1800, max_bytes=MB)
     with pytest.raises(DownloadError, match="lasts 45 min; the limit is 30 min"):
-        download._check_info({"duration": 2700}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"duration": 2700}, limits)
     with pytest.raises(DownloadError, match="is 5 MB; the limit is 1 MB"):
-        download._check_info({"filesize_approx": 5 * MB}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"filesize_approx": 5 * MB}, limits)
     with pytest.raises(DownloadError, match="several videos"):
-        download._check_info({"_type": "playlist", "entries": []}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"_type": "playlist", "entries": []}, limits)
     with pytest.raises(DownloadError, match="live"):
-        download._check_info({"is_live": True}, max_seconds=1800, max_bytes=MB)
+        download._check_info({"is_live": True}, limits)
 
 
 def test_youtube_bot_check_points_to_the_cookies_secret():
@@ -166,3 +174,89 @@ def test_yt_dlp_gets_the_deno_runtime():
 
     runtime = download._deno_config()
     assert os.access(runtime["path"], os.X_OK)
+
+
+# --- hostile sites: every byte counted, every connection checked ------------------------------
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch):
+    """The system temporary folder, empty, for this test: what a download leaves is visible."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@pytest.fixture
+def sites(monkeypatch):
+    """(hostile site, internal service, its hits): tests.support.internal_and_hostile_sites, with
+    the hostile site's address the only private one allowed (it stands for a public host)."""
+    with internal_and_hostile_sites() as (site, service, hits):
+        monkeypatch.setenv(ALLOW_PRIVATE_ENV, site.removeprefix("http://"))
+        yield site, service, hits
+
+
+@pytest.fixture
+def hostile_site(sites):
+    return sites[0]
+
+
+def refused(url: str, limits: MediaLimits = LIMITS) -> tuple[str, float]:
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as error:
+        with downloaded_audio(url, limits):
+            pytest.fail("the download was not refused")
+    return str(error.value), time.monotonic() - started
+
+
+def test_a_body_without_length_is_cut_at_the_size_cap(hostile_site, temp_root):
+    message, seconds = refused(f"{hostile_site}/endless.mp3")
+    assert message == "this media is more than 1 MB; the limit is 1 MB"
+    assert seconds < 10 and list(temp_root.iterdir()) == []  # the partial file went with its folder
+
+
+def test_a_trickling_server_is_dropped_after_the_grace_period(hostile_site, temp_root):
+    limits = MediaLimits(max_bytes=MB, rate_grace_seconds=2, min_download_rate=8000)
+    message, seconds = refused(f"{hostile_site}/trickle.mp3", limits)
+    assert message == "the site sends too slowly (under 8 kB/s)"
+    assert 2 <= seconds < 6 and list(temp_root.iterdir()) == []
+
+
+def test_a_download_has_an_overall_deadline(hostile_site, temp_root):
+    limits = MediaLimits(max_bytes=100 * MB, download_seconds=3, rate_grace_seconds=1, min_download_rate=8000)
+    message, seconds = refused(f"{hostile_site}/steady.mp3", limits)
+    assert message == "the download took longer than 3 s: the site is too slow"
+    assert 3 <= seconds < 7 and list(temp_root.iterdir()) == []
+
+
+def test_shutdown_stops_a_download_in_flight(hostile_site, temp_root):
+    threading.Timer(1.0, shutdown.stopping.set).start()
+    try:
+        message, seconds = refused(f"{hostile_site}/steady.mp3")
+    finally:
+        shutdown.stopping.clear()
+    assert "shutting down" in message and seconds < 4 and list(temp_root.iterdir()) == []
+
+
+@pytest.mark.parametrize("link", ["/redirect.mp3", "/exists.m3u8", "/missing.m3u8"])
+def test_redirects_and_playlists_never_reach_a_private_address(link, sites, temp_root):
+    site, _, hits = sites
+    message, seconds = refused(f"{site}{link}")
+    # The same words whether the private URL exists or not: nothing to probe an internal network with.
+    assert message == "links to private or local addresses are not allowed"
+    assert hits == [] and seconds < 10 and list(temp_root.iterdir()) == []
+
+
+def test_dns_rebinding_cannot_reach_a_private_address(sites, monkeypatch, temp_root):
+    _, service, hits = sites
+    port = int(service.rsplit(":", 1)[1])
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "127.0.0.1:9")  # any address but the internal service
+    answers = iter(["93.184.215.14"])  # public for the check, then the internal service
+
+    def resolve(host, *args, **kwargs):
+        address = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    message, _ = refused(f"http://rebind.example:{port}/secret.mp3")
+    assert message == "links to private or local addresses are not allowed" and hits == []

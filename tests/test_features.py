@@ -104,10 +104,11 @@ def test_rejects_and_output(messy_corpus, tmp_path, base_model_dir, capsys):
         ("train", "corrupt.mp3", "not an audio file / could not decode"),
         ("train", "long.mp3", "too long"),
         ("train", "missing.mp3", "missing file"),
-        ("train", "empty_text.mp3", "empty sentence"),
+        ("validation", "empty_text.mp3", "empty sentence"),
         ("test", "wordy.mp3", "label too long"),
     }
-    assert summary.kept == {"train": 3, "test": 1} and summary.rejected == {"train": 4, "test": 1}
+    assert summary.kept == {"train": 2, "validation": 1, "test": 1}
+    assert summary.rejected == {"train": 3, "validation": 1, "test": 1}
     printed = capsys.readouterr().out
     assert "too long: 1" in printed and "missing file: 1" in printed and "clips/s" in printed
 
@@ -115,15 +116,17 @@ def test_rejects_and_output(messy_corpus, tmp_path, base_model_dir, capsys):
     assert (config.model, config.language, config.task, config.sampling_rate, config.n_mels, config.chunk_length,
             config.window_frames) == (str(base_model_dir), "gl", "transcribe", 16000, 80, 10, 1000)
     assert json.loads((output / "features_config.json").read_text())["chunk_length"] == 10  # for people too
-    assert set(features) == {"train", "test"}
+    assert set(features) == {"train", "validation", "test"}
+    assert config.splits == {"train": "train", "validation": "validation", "test": "test"}
     assert features["train"].column_names == ["input_features", "labels", "duration", "sentence"]
     assert features["train"].features["input_features"].feature.feature.dtype == "float16"
-    assert features["train"]["sentence"] == ["Hoxe fai frío.", "Mañá chove.", "Boas tardes."]
+    assert features["train"]["sentence"] == ["Hoxe fai frío.", "Mañá chove."]
+    assert features["validation"]["sentence"] == ["Boas tardes."]
 
     tokenizer = load_processor(str(base_model_dir), language="gl", task="transcribe", window_seconds=10).tokenizer
     extractor = _extractor(base_model_dir, 10)
     prefix = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|gl|>", "<|transcribe|>", "<|notimestamps|>"])
-    for row, clip in zip(features["train"], ["good1.mp3", "good2.mp3", "good3.mp3"]):
+    for row, clip in zip([*features["train"], *features["validation"]], ["good1.mp3", "good2.mp3", "good3.mp3"]):
         assert row["labels"][:4] == prefix and row["labels"][-1] == tokenizer.eos_token_id
         assert tokenizer.decode(row["labels"], skip_special_tokens=True) == row["sentence"]
         waveform = load_audio(messy_corpus / "clips" / clip)
@@ -141,7 +144,7 @@ def test_rejects_and_output(messy_corpus, tmp_path, base_model_dir, capsys):
 
 def test_max_samples(sample_corpus_dir, tmp_path, base_model_dir):
     summary = extract_features(_config(sample_corpus_dir, tmp_path / "f", base_model_dir, max_samples=3))
-    assert summary.kept == {"train": 3, "test": 3}
+    assert summary.kept == {"train": 3, "validation": 3, "test": 3}
 
 
 def _crash_after_writing(monkeypatch):
@@ -218,7 +221,7 @@ def test_push_to_hub_sends_the_same_dataset_and_its_config(sample_corpus_dir, tm
     monkeypatch.setattr(HfApi, "upload_file", lambda self, **kw: uploaded.append((kw["path_in_repo"], kw["repo_id"])))
     extract_features(_config(sample_corpus_dir, tmp_path / "f", base_model_dir, max_samples=2,
                              push_to_hub="someone/gl-features"))
-    assert pushed == [("someone/gl-features", "hf_test_token", {"train": 2, "test": 2})]
+    assert pushed == [("someone/gl-features", "hf_test_token", {"train": 2, "validation": 2, "test": 2})]
     assert ("features_config.json", "someone/gl-features") in uploaded
 
 
@@ -275,4 +278,24 @@ def test_cli_on_the_sample_corpus(sample_corpus_dir, base_model_dir, tmp_path):
     sizes = [np.asarray(f).shape[1] for f in features["train"][:10]["input_features"]]
     assert max(sizes) < 1000  # seconds-long clips stored at their length, not 3000 frames
     assert sorted(p.name for p in output.iterdir()) == ["audio_lengths.json", "audio_lengths.png", "dataset_dict.json",
-                                                        "features_config.json", "rejected.csv", "test", "train"]
+                                                        "features_config.json", "rejected.csv", "test", "train", "validation"]
+
+
+def test_a_source_without_validation_gets_a_seeded_slice_of_train_said_aloud(tmp_path, sample_corpus_dir,
+                                                                             write_common_voice, base_model_dir,
+                                                                             capsys):
+    clips = sample_corpus_dir / "clips"
+    rows = [(f"c{i}.mp3", f"Frase número {i}.") for i in range(1, 11)]
+    corpus = write_common_voice(tmp_path / "gl", {"train": rows[:8], "test": rows[8:]},
+                                {name: clips / f"common_voice_gl_{i}.mp3" for i, (name, _) in enumerate(rows, 1)})
+    runs = [extract_features(_config(corpus, tmp_path / f"f{n}", base_model_dir, validation_share=0.25))
+            for n in (1, 2)]
+    assert runs[0].kept == {"train": 6, "validation": 2, "test": 2}
+    assert "validation is 25% of train (seed 42) (2 clips)" in capsys.readouterr().out
+    first, second = (load_features(tmp_path / f"f{n}") for n in (1, 2))
+    assert first[1].splits["validation"] == "25% of train (seed 42)"
+    assert first[0]["validation"]["sentence"] == second[0]["validation"]["sentence"]  # the seed fixes it
+    assert not set(first[0]["validation"]["sentence"]) & set(first[0]["train"]["sentence"])
+
+    seed_recipe = extract_features(_config(corpus, tmp_path / "seed", base_model_dir, validation_split="none"))
+    assert seed_recipe.kept == {"train": 8, "test": 2}

@@ -60,3 +60,14 @@ def test_model_card_carries_hub_metadata_and_the_results():
     metrics = data["model-index"][0]["results"][0]["metrics"]
     assert {"type": "wer", "value": 50.0, "name": "WER (normalised)"} in metrics
     assert "best step 2" in card.text and "| 4 | 0.4000 |" in card.text
+
+
+def test_the_table_names_the_selection_split_and_warns_when_it_is_test():
+    honest = {**_results(), "selection": {"split": "validation", "clips": 8, "from": "validation",
+                                          "optimistic": False}}
+    assert "chosen on 8 validation clips; test scored once, at the end" in before_after_table(honest)
+    seed = {**_results(), "selection": {"split": "test", "clips": 4, "from": "test", "optimistic": True}}
+    assert "selected and reported on the same split: optimistic" in before_after_table(seed)
+    scores = {"wer": 45.6, "wer_low": 38.9, "wer_high": 52.7, "cer": 20.0, "cer_low": 15.0, "cer_high": 25.0,
+              "wer_ortho": 50.0, "cer_ortho": 22.0}
+    assert "45.60 (38.90–52.70)" in before_after_table({**honest, "after": scores})

@@ -1,4 +1,4 @@
-"""whisper_gl.sources: every source kind reads into train/test with `audio` + `sentence`."""
+"""whisper_gl.sources: every source kind reads into its output splits with `audio` + `sentence`."""
 
 import sys
 import time
@@ -24,18 +24,22 @@ def _rows(dataset):
     return [(row["audio"]["path"].rsplit("/", 1)[-1], row["sentence"]) for row in dataset]
 
 
-def _check_shape(loaded):
-    assert isinstance(loaded, datasets.DatasetDict) and set(loaded) == {"train", "test"}
+SEED_SPLITS = {"train": "train+validation", "test": "test"}  # the seed's recipe
+
+
+def _check_shape(loaded, splits=("train", "test")):
+    assert isinstance(loaded, datasets.DatasetDict) and set(loaded) == set(splits)
     for split in loaded.values():
         assert split.column_names == ["audio", "sentence"]
         assert split.features["audio"] == datasets.Audio(decode=False)
 
 
-def test_common_voice_release_uses_the_seed_split(release):
+def test_common_voice_release_keeps_its_three_splits(release):
     loaded = load_source(str(release))
-    _check_shape(loaded)
-    assert _rows(loaded["train"]) == TRAIN + DEV  # train + dev (validation)
-    assert _rows(loaded["test"]) == TEST
+    _check_shape(loaded, ("train", "validation", "test"))
+    assert (_rows(loaded["train"]), _rows(loaded["validation"]), _rows(loaded["test"])) == (TRAIN, DEV, TEST)
+    seed = load_source(str(release), SEED_SPLITS)
+    assert _rows(seed["train"]) == TRAIN + DEV and set(seed) == {"train", "test"}  # train + dev (validation)
     path = loaded["train"][0]["audio"]["path"]
     assert path == str((release / "clips" / "a.mp3").resolve())
 
@@ -43,25 +47,29 @@ def test_common_voice_release_uses_the_seed_split(release):
 def test_common_voice_parent_folder_and_custom_splits(release):
     parent = release.parent
     assert _rows(load_source(str(parent))["test"]) == TEST
-    loaded = load_source(str(parent), train_split="train", test_split="validation+test")
+    loaded = load_source(str(parent), {"train": "train", "test": "validation+test"})
     assert _rows(loaded["train"]) == TRAIN and _rows(loaded["test"]) == DEV + TEST
+    with pytest.raises(WhisperGLError, match="'validation' cannot go into both train and test"):
+        load_source(str(parent), {"train": "train+validation", "test": "validation+test"})
 
 
 def test_common_voice_parent_with_several_locales(release, write_common_voice):
     write_common_voice(release.parent / "es", {"train": TRAIN, "test": TEST})
     with pytest.raises(WhisperGLError, match="several Common Voice locales .*--config"):
         load_source(str(release.parent))
-    assert _rows(load_source(str(release.parent), config="gl")["train"]) == TRAIN + DEV
+    assert _rows(load_source(str(release.parent), SEED_SPLITS, config="gl")["train"]) == TRAIN + DEV
     with pytest.raises(WhisperGLError, match="no Common Voice locale folder 'pt'"):
         load_source(str(release.parent), config="pt")
 
 
 def test_missing_split_is_skipped_but_not_all(release, capsys):
     (release / "dev.tsv").unlink()
-    assert _rows(load_source(str(release))["train"]) == TRAIN
+    assert _rows(load_source(str(release), SEED_SPLITS)["train"]) == TRAIN
     assert "no 'validation' split" in capsys.readouterr().out
+    assert set(load_source(str(release))) == {"train", "test"}  # validation is optional: said, not fatal
+    assert "no validation split for validation" in capsys.readouterr().out
     with pytest.raises(WhisperGLError, match="none of the splits other for test .*--test-split"):
-        load_source(str(release), test_split="other")
+        load_source(str(release), {"train": "train", "test": "other"})
 
 
 def test_tsv_missing_columns(release):
@@ -74,14 +82,14 @@ def test_audiofolder(tmp_path):
     (tmp_path / "one.wav").write_bytes(b"RIFF")  # sources do not decode: any bytes do
     (tmp_path / "two.wav").write_bytes(b"RIFF")
     (tmp_path / "metadata.csv").write_text("file_name,transcription,speaker\none.wav,Ola.,x\ntwo.wav,Adeus.,y\n")
-    loaded = load_source(str(tmp_path), test_split="train")
-    _check_shape(loaded)
-    assert _rows(loaded["train"]) == [("one.wav", "Ola."), ("two.wav", "Adeus.")]
+    loaded = load_source(str(tmp_path), {"test": "train"})
+    _check_shape(loaded, ("test",))
+    assert _rows(loaded["test"]) == [("one.wav", "Ola."), ("two.wav", "Adeus.")]
 
     (tmp_path / "metadata.csv").write_text("file_name,frase\none.wav,Ola.\ntwo.wav,Adeus.\n")
-    assert _rows(load_source(str(tmp_path), test_split="train", text_column="frase")["train"])[0] == ("one.wav", "Ola.")
+    assert _rows(load_source(str(tmp_path), {"test": "train"}, text_column="frase")["test"])[0] == ("one.wav", "Ola.")
     with pytest.raises(WhisperGLError, match="no text column .*--text-column"):
-        load_source(str(tmp_path), test_split="train")
+        load_source(str(tmp_path), {"test": "train"})
 
 
 def test_audiofolder_with_split_folders(tmp_path):
@@ -132,7 +140,7 @@ def test_hub_dataset_is_read_with_its_columns_mapped(monkeypatch):
                         lambda repo_id, config, revision=None: ["train", "validation", "test"])
     monkeypatch.setattr(datasets, "load_dataset", lambda repo_id, config, split, revision:
                         loaded_splits.append((repo_id, config, split, revision)) or fleurs_split(split))
-    loaded = load_source("google/fleurs", config="gl_es", revision="refs/convert/parquet",
+    loaded = load_source("google/fleurs", SEED_SPLITS, config="gl_es", revision="refs/convert/parquet",
                          text_column="raw_transcription")
     _check_shape(loaded)
     assert [row["sentence"] for row in loaded["train"]] == ["Train: Ola.", "Validation: Ola."]
@@ -171,4 +179,4 @@ def test_data_collective_download_is_read_as_common_voice(monkeypatch, tmp_path,
     monkeypatch.setattr(datacollective, "download_dataset", fake_download)
     loaded = load_source("common-voice-scripted-speech-23-0-galician")
     assert calls == [("common-voice-scripted-speech-23-0-galician", {"extract": True})]
-    assert _rows(loaded["train"]) == TRAIN + DEV and _rows(loaded["test"]) == TEST
+    assert _rows(loaded["train"]) == TRAIN and _rows(loaded["validation"]) == DEV and _rows(loaded["test"]) == TEST

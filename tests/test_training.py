@@ -7,15 +7,14 @@ offline base for two steps to show the checkpoint still predicts timestamps.
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from support import kill_once_exists
 from whisper_gl import WhisperGLError, training
 from whisper_gl.cli import door, parse_config
 from whisper_gl.config import TrainConfig
@@ -36,8 +35,8 @@ def tokenizer(base_model_dir):
     return tokenizer
 
 
-def write_features(folder: Path, tokenizer, *, n_train=12, n_test=4, n_mels=80, window_frames=3000,
-                   stored_mels=None, splits=("train", "test"), seed=0) -> Path:
+def write_features(folder: Path, tokenizer, *, n_train=12, n_test=4, n_validation=4, n_mels=80,
+                   window_frames=3000, stored_mels=None, splits=("train", "validation", "test"), seed=0) -> Path:
     """Synthetic features in the agreed format (features_config.json + DatasetDict on disk)."""
     from datasets import Dataset, DatasetDict
 
@@ -55,7 +54,7 @@ def write_features(folder: Path, tokenizer, *, n_train=12, n_test=4, n_mels=80, 
             rows["sentence"].append(sentence)
         return Dataset.from_dict(rows)
 
-    sizes = {"train": (n_train, 0), "test": (n_test, n_train)}
+    sizes = {"train": (n_train, 0), "test": (n_test, n_train), "validation": (n_validation, n_train + n_test)}
     DatasetDict({name: split(*sizes[name]) for name in splits}).save_to_disk(str(folder))
     FeaturesManifest(model="tiny", language="gl", task="transcribe", n_mels=n_mels,
                      window_frames=window_frames).save(folder)
@@ -130,7 +129,21 @@ def test_auto_precision_follows_the_hardware_when_training_starts(monkeypatch, c
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     assert resolve_config(TrainConfig(preset="smoke")).precision == "auto"  # the same config on any machine
     assert training.hardware_precision("auto") == expected
-    assert training.hardware_precision("bf16") == "bf16"  # a choice is kept
+    assert training.hardware_precision("fp32") == "fp32"  # a choice the hardware has is kept
+    assert training.hardware_precision(expected) == expected
+
+
+@pytest.mark.parametrize("cuda, bf16, precision, message", [
+    (False, False, "fp16", "--precision fp16 needs CUDA GPUs, and this process runs on the CPU"),
+    (True, False, "bf16", "--precision bf16 needs a GPU that supports it"),
+])
+def test_a_precision_the_hardware_lacks_is_refused(monkeypatch, cuda, bf16, precision, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    with pytest.raises(WhisperGLError, match=message):
+        training.hardware_precision(precision)
 
 
 def test_push_without_token_fails_before_loading_anything(tmp_path):
@@ -239,12 +252,23 @@ def tiny_run(tmp_path_factory, tiny_whisper_dir, tiny_features):
     patch = pytest.MonkeyPatch()
     patch.setenv("HF_TOKEN", FAKE_TOKEN)
     patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    test_evaluations.clear()
+    original = training._test_scores
+
+    def spy(trainer, inputs):  # when the test split is scored, and what the selection split is
+        test_evaluations.append((trainer.state.global_step, sorted(trainer.eval_dataset["sentence"])))
+        return original(trainer, inputs)
+
+    patch.setattr(training, "_test_scores", spy)
     try:
         with pytest.raises(WhisperGLError) as push_error:
             training.train(tiny_config(tiny_features, tiny_whisper_dir, output, push_to_hub="someone/whisper-gl"))
     finally:
         patch.undo()
     return output, push_error.value
+
+
+test_evaluations: list = []  # (step, selection split's sentences) of each test scoring in tiny_run
 
 
 def test_run_writes_a_loadable_checkpoint_with_its_reports(tiny_run):
@@ -267,17 +291,42 @@ def test_run_writes_a_loadable_checkpoint_with_its_reports(tiny_run):
     assert 1 <= ids.shape[-1] and isinstance(processor.batch_decode(ids, skip_special_tokens=True)[0], str)
 
 
-def test_results_start_at_the_base_model_and_keep_the_best_wer(tiny_run):
+def test_the_best_is_chosen_on_validation_and_test_is_scored_once_at_the_end(tiny_run, tiny_features):
+    from whisper_gl.features import load_features
+
     output, _ = tiny_run
     results = json.loads((output / "results.json").read_text())
-    rows = results["evaluations"]
-    assert [row["step"] for row in rows] == [0, 2, 4]
-    assert results["before"] == rows[0] and rows[0]["train_loss"] is None
-    assert all(row["train_loss"] is not None for row in rows[1:])
+    rows = results["evaluations"]  # the selection split's curve
+    assert [row["step"] for row in rows] == [0, 2, 4] and all(row["clips"] == 4 for row in rows)
+    assert rows[0]["train_loss"] is None and all(row["train_loss"] is not None for row in rows[1:])
     trained = rows[1:]  # step 0 has no checkpoint: the best is a trained one
     best = min(trained, key=lambda row: row["wer"])
-    assert results["best_step"] == best["step"] and results["after"] == best
+    assert results["best_step"] == best["step"]
+    assert results["selection"] == {"split": "validation", "clips": 4, "from": "validation", "optimistic": False}
+    dataset, _ = load_features(tiny_features)
+    # Test was scored twice: the untuned model before step 1, the chosen checkpoint after the last step;
+    # every selection evaluation ran on validation, whose clips are not test's.
+    assert [step for step, _ in test_evaluations] == [0, 4]
+    assert all(sentences == sorted(dataset["validation"]["sentence"]) for _, sentences in test_evaluations)
+    assert not set(dataset["validation"]["sentence"]) & set(dataset["test"]["sentence"])
+    for scores in (results["before"], results["after"]):
+        assert scores["clips"] == results["test_clips"] == 4
+        assert scores["wer_low"] <= scores["wer"] <= scores["wer_high"]
+    assert results["before"] != rows[0]  # test, not validation
     assert results["timing"]["steps"] == 4 and results["timing"]["seconds_per_step"] > 0
+
+
+def test_the_seed_recipe_selects_on_test_and_says_it_is_optimistic(tmp_path, tiny_whisper_dir, tokenizer, capsys):
+    features = write_features(tmp_path / "features", tokenizer, n_train=4, n_test=2, splits=("train", "test"))
+    with pytest.raises(WhisperGLError, match="no validation split .* --select-on test"):
+        training.train(tiny_config(features, tiny_whisper_dir, tmp_path / "refused", max_steps=2))
+    results = training.train(tiny_config(features, tiny_whisper_dir, tmp_path / "seed", max_steps=2,
+                                         select_on="test"))
+    assert results["selection"]["optimistic"] and results["selection"]["split"] == "test"
+    assert results["before"] == results["evaluations"][0] and results["after"]["wer"] == min(
+        row["wer"] for row in results["evaluations"][1:])
+    assert "selected and reported on the same split: optimistic" in capsys.readouterr().out
+    assert "optimistic" in (tmp_path / "seed" / "README.md").read_text()
 
 
 def test_best_checkpoint_scores_what_results_json_says(tiny_run, tiny_features):
@@ -336,17 +385,8 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, tiny_whisper_dir, t
     output = tmp_path / "model"
     flags = tiny_flags(tiny_features, tiny_whisper_dir, output, "--max-steps", "10", "--eval-steps", "2",
                        "--max-eval-samples", "4")
-    first_checkpoint = Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json"
-    process = subprocess.Popen([sys.executable, "train.py", *flags], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert first_checkpoint.exists() and process.poll() is None, "no checkpoint before the run ended"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    kill_once_exists([sys.executable, "train.py", *flags], REPO,
+                     Path(f"{output}.work") / "checkpoint-2" / "trainer_state.json", timeout=240)
     assert not output.exists()  # a killed run leaves nothing that looks like a finished model
 
     resumed = subprocess.run([sys.executable, "train.py", *flags, "--resume"], cwd=REPO, capture_output=True,
@@ -384,8 +424,8 @@ def test_finetuned_base_still_predicts_timestamps(tmp_path, sample_corpus_dir, b
 
     model = WhisperForConditionalGeneration.from_pretrained(output)
     processor = WhisperProcessor.from_pretrained(output)
-    dataset, config = load_features(features)
-    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], config.window_frames))[None]
+    dataset, manifest = load_features(features)
+    clip = torch.from_numpy(pad_features(dataset["test"][0]["input_features"], manifest.window_frames))[None]
     with torch.no_grad():
         plain = model.generate(clip, language="gl")
         timed = model.generate(clip, language="gl", return_timestamps=True)

@@ -17,7 +17,8 @@ from whisper_gl import WhisperGLError
 from whisper_gl.audio import load_audio
 from whisper_gl.metrics import compute_metrics
 from whisper_gl.subtitles import Segment
-from whisper_gl.transcribe import DecodingOptions, Transcriber, clean_segment, cut_repetition, default_model
+from whisper_gl.transcribe import (DecodingOptions, Transcriber, clean_segment, cut_repetition, default_model,
+                                   has_speech)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GREEDY = dict(beam_size=1, temperatures=(0.0,))
@@ -245,6 +246,23 @@ def test_silence_and_tiny_clips_give_an_empty_transcript(fast, reference, audio)
         assert (result.text, result.segments) == ("", [])
         assert result.duration == pytest.approx(len(audio) / 16000, abs=1e-3)
         assert result.to_srt() == ""
+
+
+def test_the_voice_activity_detector_hears_voices_not_noise_or_tones(hostile_media, short):
+    assert has_speech(load_audio(short[0]))
+    assert has_speech(np.concatenate([load_audio(hostile_media["tone.wav"]), load_audio(short[0])]))  # 2nd window
+    assert not has_speech(load_audio(hostile_media["noise.wav"]))
+    assert not has_speech(load_audio(hostile_media["tone.wav"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["noise.wav", "tone.wav"])
+def test_noise_and_tones_give_no_text(fast, reference, hostile_media, name):
+    # Whisper base invents words on them ("SOXA OXA OXA AMEINEEE...", "Mónido de Vígrima.").
+    audio = load_audio(hostile_media[name])
+    for engine in (fast, reference):
+        result = engine.transcribe(audio)
+        assert (result.text, result.segments) == ("", []) and result.duration == pytest.approx(20)
 
 
 @pytest.mark.slow

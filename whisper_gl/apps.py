@@ -6,6 +6,11 @@ transcript, a downloadable .srt, the timing line, examples from Resources/, the 
 that makes a busy app answer later instead of falling over, and the error policy: a
 short human message (gr.Error), never a stack trace.
 
+They are built to face strangers on a public Space (the caps are config.MediaLimits):
+audio is decoded under the duration cap whatever the file claims (audio.read_audio),
+links are fetched by the guarded downloader (download.py), uploads are bounded on disk
+(uploads.UploadGuard), and SIGTERM shuts the app down leaving no file (shutdown.py).
+
     python app_file.py            # or app_microphone.py / app_youtube.py
     build_app("file")             # the gr.Blocks, for tests or mounting elsewhere
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +28,8 @@ from typing import Callable, ContextManager, Iterator
 
 import gradio as gr
 
-from . import WhisperGLError
-from .config import AppConfig, DecodingOptions, ModelOptions, subset
+from . import WhisperGLError, shutdown
+from .config import AppConfig, DecodingOptions, MediaLimits, ModelOptions, subset
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +37,8 @@ API_NAME = "transcribe"  # every app answers gradio_client's predict(..., api_na
 GENERIC_FAILURE = "could not transcribe this audio"
 NO_SPEECH = "no speech was heard in this audio"
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
-# Old uploads and .srt files are deleted every hour once an hour old, and all at shutdown.
-DELETE_CACHE = (3600, 3600)
+# Every 10 minutes, uploads and .srt files older than 30 minutes are deleted (and all at shutdown).
+DELETE_CACHE = (600, 1800)
 
 
 @dataclass(frozen=True)
@@ -94,17 +100,37 @@ def load_transcriber(config: AppConfig):
 
 
 def launch(kind: str, config: AppConfig) -> None:
-    """`whisper-gl app KIND` (and app_KIND.py): build the app and serve it until interrupted."""
-    app = build_app(kind, config=config)
-    # Uploads beyond the cap are refused by Gradio before they reach the disk.
-    app.launch(max_file_size=int(config.max_mb * 1e6))
+    """`whisper-gl app KIND` (and app_KIND.py): build the app and serve it until SIGINT or SIGTERM,
+    then leave no file behind."""
+    with shutdown.serving():
+        # Gradio's cache (uploads, .srt files) in a folder of this process only, removed whole
+        # at exit, with the half-written uploads Gradio itself never deletes.
+        cache = shutdown.kept_folder("whisper-gl-app-", root=os.environ.get("GRADIO_TEMP_DIR"))
+        os.environ["GRADIO_TEMP_DIR"] = str(cache)
+        app = build_app(kind, config=config)
+        app.launch(**launch_options(config.limits, cache))
+
+
+def launch_options(limits: MediaLimits, cache: Path) -> dict:
+    """The keyword arguments of gr.Blocks.launch that bound uploads into `cache` (Gradio's
+    folder): Gradio refuses a file over the size cap before it reaches the disk, UploadGuard
+    the rest (one file's worth per request, count and total size on disk)."""
+    from starlette.middleware import Middleware
+
+    from .uploads import UploadGuard
+
+    return dict(max_file_size=limits.max_bytes,
+                app_kwargs={"middleware": [Middleware(UploadGuard, folder=cache, limits=limits)]})
 
 
 def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder: Path):
     """The shared event handler: audio in, (transcript, .srt path, timing line) out."""
+    from .audio import read_audio
+
     try:
-        with spec.open_audio(value, config) as audio:
-            result = transcriber.transcribe(audio)
+        with spec.open_audio(value, config) as path:
+            audio = read_audio(path, max_seconds=config.limits.max_seconds)
+        result = transcriber.transcribe(audio.waveform)
     except WhisperGLError as error:
         raise gr.Error(html.escape(str(error)), print_exception=False) from None
     except Exception:
@@ -112,12 +138,15 @@ def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder
         raise gr.Error(GENERIC_FAILURE, print_exception=False) from None
     if not result.text.strip():
         raise gr.Error(NO_SPEECH, print_exception=False)
-    return result.text, _write_srt(result, srt_folder, _stem(value)), _timing_line(result)
+    timing = _timing_line(result) + (f" · **{audio.partial_note}**" if audio.partial_note else "")
+    return result.text, _write_srt(result, srt_folder, _stem(value)), timing
 
 
 def _write_srt(result, folder: Path, stem: str) -> str:
     # Written straight into Gradio's cache: served from there without another copy and
     # deleted with the app's other temporary files (delete_cache).
+    if shutdown.stopping.is_set():  # the cache is being removed: write nothing more into it
+        raise WhisperGLError("the server is shutting down: try again in a minute")
     path = folder / "srt" / uuid.uuid4().hex / f"{stem}.srt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.to_srt(), encoding="utf-8")
@@ -160,13 +189,14 @@ def _media_file_input() -> gr.File:
 
 @contextlib.contextmanager
 def _local_file(value, config: AppConfig, missing: str) -> Iterator[Path]:
-    """An uploaded or recorded file, checked against the caps before it is decoded."""
-    from .download import check_media_limits
-
+    """An uploaded or recorded file, checked against the size cap (the duration cap is
+    enforced as it is decoded)."""
     if not value:
         raise WhisperGLError(missing)
-    check_media_limits(Path(value), max_seconds=config.max_minutes * 60, max_bytes=config.max_mb * 1e6)
-    yield Path(value)
+    path = Path(value)
+    if path.is_file() and path.stat().st_size > config.limits.max_bytes:
+        raise WhisperGLError(config.limits.too_big(path.stat().st_size))
+    yield path
 
 
 def _uploaded(value, config: AppConfig) -> ContextManager[Path]:
@@ -180,7 +210,7 @@ def _recorded(value, config: AppConfig) -> ContextManager[Path]:
 def _linked(value, config: AppConfig) -> ContextManager[Path]:
     from .download import downloaded_audio
 
-    return downloaded_audio(str(value or ""), max_seconds=config.max_minutes * 60, max_bytes=int(config.max_mb * 1e6))
+    return downloaded_audio(str(value or ""), config.limits)
 
 
 def _resource_examples() -> list[str]:

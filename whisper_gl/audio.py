@@ -9,14 +9,23 @@ Decoding runs in-process with torchcodec (FFmpeg's libraries): a few ms per Comm
 mp3 against ~60-90 ms for an `ffmpeg` subprocess (bench/bench_features.py measures both),
 with identical samples (both use FFmpeg's resampler). The `ffmpeg` command line is the
 fallback when torchcodec cannot be imported (it is tied to specific torch/FFmpeg versions).
+
+A stranger's file (an upload, a recording, a download) is decoded by `read_audio` instead,
+under a cap: an `ffmpeg` child streams samples and is stopped once the cap (plus a second)
+is decoded, whatever duration the file claims, so memory and time follow the cap, not the
+file. A decoder crash or hang costs that child, never the server; the child reads local
+files and pipes only (an uploaded playlist cannot make it fetch a URL).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import IO, Optional, Union
 
 import numpy as np
 
@@ -33,6 +42,16 @@ EMPTY_FILE = "empty file"
 NOT_AUDIO = "not an audio file / could not decode"
 NO_AUDIO_STREAM = "no audio stream"
 NO_SAMPLES = "no audio samples"
+TOO_SLOW = "took too long to decode"
+
+# A capped decode runs this far past the cap, so codec padding never refuses a file that
+# lasts exactly the cap.
+DECODE_MARGIN_S = 1.0
+# A capped decode's deadline: FFmpeg decodes any audio codec far faster than 10x real time.
+DECODE_SECONDS_PER_SECOND = 0.1
+DECODE_SECONDS_MIN = 30.0
+_READ_BYTES = 1 << 20
+_DURATION_LINE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 class AudioError(WhisperGLError):
@@ -45,19 +64,72 @@ class AudioError(WhisperGLError):
         super().__init__(f"{source_name}: {reason}")
 
 
+@dataclass
+class DecodedAudio:
+    """A waveform decoded by `read_audio`, with what the file claimed about itself."""
+
+    waveform: np.ndarray
+    sampling_rate: int
+    # The container's duration field: None when it has none, or holds video (which may last longer).
+    announced_seconds: Optional[float]
+    decode_errors: int  # errors FFmpeg reported while decoding (damaged frames)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.waveform) / self.sampling_rate
+
+    @property
+    def partial_note(self) -> str:
+        """One line saying the file decoded only in part, or "" when it decoded whole."""
+        announced = self.announced_seconds
+        if announced and self.seconds < announced - max(1.0, 0.05 * announced):
+            return (f"only {self.seconds:.1f} s of the {announced:.1f} s this file announces could be "
+                    "decoded: it may be cut or damaged")
+        if self.decode_errors:
+            return "parts of this file could not be decoded: it may be damaged"
+        return ""
+
+
+class AudioTooLong(WhisperGLError):
+    """More audio than the cap: decoding stopped at the cap."""
+
+
+def read_audio(source: AudioSource, *, max_seconds: float, sampling_rate: int = SAMPLING_RATE) -> DecodedAudio:
+    """Decode at most `max_seconds` of a file path or in-memory file (any format FFmpeg reads).
+
+    Decoding stops once the cap plus DECODE_MARGIN_S is reached, whatever the container
+    claims, and then raises AudioTooLong ("this media lasts more than N min ..."); it also
+    stops after a deadline that follows the cap. Raises AudioError for unreadable input.
+    """
+    from .config import MediaLimits
+
+    data, name = _read_source(source)
+    budget = int((max_seconds + DECODE_MARGIN_S) * sampling_rate) + 1
+    deadline = DECODE_SECONDS_MIN + max_seconds * DECODE_SECONDS_PER_SECOND
+    decoded = _decode_ffmpeg(data, sampling_rate, name, max_samples=budget, timeout=deadline)
+    if len(decoded.waveform) >= budget:
+        raise AudioTooLong(MediaLimits(max_seconds=max_seconds).too_long())
+    if decoded.waveform.size == 0:
+        raise AudioError(NO_SAMPLES, name)
+    return decoded
+
+
 def load_audio(source: AudioSource, sampling_rate: int = SAMPLING_RATE, *,
-               backend: str = "auto") -> np.ndarray:
+               backend: str = "auto", max_seconds: Optional[float] = None) -> np.ndarray:
     """Decode a file path or in-memory file into a mono float32 waveform at `sampling_rate`.
 
     Any container/codec FFmpeg reads (mp3, m4a, ogg/opus, flac, wav of any bit depth,
     webm, video files) is accepted; stereo is mixed down and the audio resampled.
     `backend` is "auto" (torchcodec, else the ffmpeg command), "torchcodec" or "ffmpeg".
+    `max_seconds` caps the decode (`read_audio`: the ffmpeg command, stopped at the cap).
     Raises AudioError with a short reason for missing, empty or undecodable input.
     """
+    if max_seconds is not None:
+        return read_audio(source, max_seconds=max_seconds, sampling_rate=sampling_rate).waveform
     data, name = _read_source(source)
     if backend == "auto":
         backend = "torchcodec" if _torchcodec_available() else "ffmpeg"
-    decode = {"torchcodec": _decode_torchcodec, "ffmpeg": _decode_ffmpeg}.get(backend)
+    decode = {"torchcodec": _decode_torchcodec, "ffmpeg": _decode_ffmpeg_whole}.get(backend)
     if decode is None:
         raise ValueError(f"unknown audio backend {backend!r}: expected auto, torchcodec or ffmpeg")
     waveform = decode(data, sampling_rate, name)
@@ -80,26 +152,6 @@ def as_waveform(audio: Audio) -> np.ndarray:
     if np.issubdtype(waveform.dtype, np.integer):
         waveform = waveform / float(np.iinfo(waveform.dtype).max)
     return np.ascontiguousarray(waveform, dtype=np.float32)
-
-
-def probe_duration(path: str | os.PathLike) -> float:
-    """Duration of an audio/video file in seconds, read by ffprobe from the container.
-
-    Some containers do not record it (a browser's MediaRecorder WebM): the audio is then
-    decoded and its samples counted.
-    """
-    _, name = _read_source(path, read=False)
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration",
-         "-of", "default=noprint_wrappers=1:nokey=1", str(path)],
-        capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        raise AudioError(NOT_AUDIO, name, error_line(result.stderr))
-    try:
-        return float(result.stdout.strip())
-    except ValueError:  # "N/A": the container has no duration field
-        return len(load_audio(path)) / SAMPLING_RATE
 
 
 def _read_source(source: AudioSource, read: bool = True) -> tuple[bytes | str, str]:
@@ -144,20 +196,98 @@ def _decode_torchcodec(data: bytes | str, sampling_rate: int, name: str) -> np.n
     return samples.data[0].numpy().astype(np.float32, copy=False)
 
 
-def _decode_ffmpeg(data: bytes | str, sampling_rate: int, name: str) -> np.ndarray:
+def _decode_ffmpeg_whole(data: bytes | str, sampling_rate: int, name: str) -> np.ndarray:
+    return _decode_ffmpeg(data, sampling_rate, name).waveform
+
+
+def _decode_ffmpeg(data: bytes | str, sampling_rate: int, name: str, *, max_samples: Optional[int] = None,
+                   timeout: Optional[float] = None) -> DecodedAudio:
+    """Stream the samples of an `ffmpeg` child; stop it after `max_samples` or `timeout` seconds."""
     from_memory = isinstance(data, bytes)
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", "pipe:0" if from_memory else data,
-               "-map", "0:a:0", "-ac", "1", "-ar", str(sampling_rate), "-f", "f32le", "pipe:1"]
-    result = subprocess.run(command, input=data if from_memory else None,
-                            capture_output=True, check=False)
-    if result.returncode != 0:
-        message = result.stderr.decode(errors="replace")
-        if "matches no streams" in message:
-            raise AudioError(NO_AUDIO_STREAM, name)
-        raise AudioError(NOT_AUDIO, name, error_line(message))
-    return np.frombuffer(result.stdout, dtype=np.float32).copy()
+    command = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info",
+        # Local files and pipes only: a playlist (.m3u8) or concat file must not fetch URLs.
+        "-protocol_whitelist", "file,pipe", "-i", "pipe:0" if from_memory else f"file:{data}",
+        # asetpts: timestamps from the sample count, so odd input timestamps raise no muxer error.
+        "-map", "0:a:0", "-ac", "1", "-ar", str(sampling_rate), "-af", "asetpts=N/SR/TB", "-f", "f32le", "pipe:1",
+    ]
+    expired = threading.Event()
+    with subprocess.Popen(command, stdin=subprocess.PIPE if from_memory else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        log = _FfmpegLog(child.stderr)
+        watchdog = threading.Timer(timeout or 0, lambda: (expired.set(), child.kill()))
+        try:
+            if from_memory:
+                threading.Thread(target=_feed, args=(child.stdin, data), daemon=True).start()
+            if timeout:
+                watchdog.start()
+            samples = _read_samples(child.stdout, max_samples)
+            if max_samples is not None and len(samples) >= max_samples:
+                child.kill()  # stopped at the cap: what is left is never decoded
+            child.wait()
+        finally:
+            watchdog.cancel()
+            if child.poll() is None:
+                child.kill()
+            log.finish()
+    if expired.is_set():
+        raise AudioError(TOO_SLOW, name)
+    if child.returncode != 0 and not samples.size:
+        raise AudioError(NO_AUDIO_STREAM if log.no_audio_stream else NOT_AUDIO, name, log.first_error)
+    announced = None if log.has_video else log.announced_seconds
+    return DecodedAudio(samples, sampling_rate, announced, log.errors)
 
 
+def _read_samples(stream: IO[bytes], max_samples: Optional[int]) -> np.ndarray:
+    """float32 samples from a pipe, at most `max_samples` of them."""
+    limit = None if max_samples is None else max_samples * 4
+    received = bytearray()
+    while limit is None or len(received) < limit:
+        chunk = stream.read(_READ_BYTES if limit is None else min(_READ_BYTES, limit - len(received)))
+        if not chunk:
+            break
+        received += chunk
+    del received[len(received) - len(received) % 4:]
+    return np.frombuffer(received, dtype=np.float32)
+
+
+def _feed(stdin: IO[bytes], data: bytes) -> None:
+    try:
+        stdin.write(data)
+        stdin.close()
+    except (OSError, ValueError):  # the child stopped reading (done, or stopped at the cap)
+        pass
+
+
+class _FfmpegLog:
+    """What FFmpeg's log says, read while it runs (a full stderr pipe would stall it): the
+    duration the container announces, and how many errors decoding met. Lines are read in
+    bounded pieces, so a hostile file's huge metadata costs no memory."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.announced_seconds: Optional[float] = None
+        self.errors = 0
+        self.first_error = ""
+        self.no_audio_stream = False
+        self.has_video = False
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        self._thread.join()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        while line := stream.readline(4096):
+            text = line.decode(errors="replace").strip()
+            if "[error]" in text or "[fatal]" in text:
+                self.errors += 1
+                self.first_error = self.first_error or text.split("]", 2)[-1].strip()
+                self.no_audio_stream = self.no_audio_stream or "matches no streams" in text
+            elif self.announced_seconds is None and (match := _DURATION_LINE.search(text)):
+                hours, minutes, seconds = match.groups()
+                self.announced_seconds = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            elif text.startswith("[info]") and ": Video: " in text and "attached pic" not in text:  # not cover art
+                self.has_video = True
 def _ffmpeg_reason(message: str) -> str:
     """torchcodec prefixes FFmpeg's words with a C++ source location: drop it."""
     line = error_line(message)

@@ -1,6 +1,6 @@
 """The `whisper-gl` command: one verb per stage, its flags built from the config dataclasses.
 
-    whisper-gl corpus | offline-model | features | train | export | transcribe | app KIND | serve | deploy
+    whisper-gl corpus | offline-model | features | train | export | transcribe | evaluate | app KIND | serve | deploy
     whisper-gl VERB --help          every flag of the verb, with its default
 
 A field `max_steps` of a config dataclass (whisper_gl.config) is the flag `--max-steps`; its
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import logging
 import sys
 import typing
@@ -75,6 +76,8 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Verb("transcribe", "transcribe an audio or video file (text, SRT, WebVTT)",
          configs.TranscribeConfig, "whisper_gl.transcribe:run"),
     Group("app", "serve a Gradio app: microphone, file or youtube (app_*.py)", _app_verbs()),
+    Verb("evaluate", "score models on test sets through the engine: WER/CER with confidence intervals, errors",
+         configs.EvaluateConfig, "whisper_gl.evaluate:evaluate"),
     Verb("serve", "serve an OpenAI-compatible transcription API (and the apps) on one server",
          configs.ServeConfig, "whisper_gl.api:serve", server=True),
     Verb("deploy", "stage the apps as Hugging Face Spaces and upload them",
@@ -172,7 +175,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         if "choices" in field.metadata:
             options["choices"] = field.metadata["choices"]
         if typing.get_origin(kind) in (tuple, list):
-            options.update(nargs=field.metadata.get("nargs", "+"), type=typing.get_args(kind)[0])
+            options.update(nargs="+", type=typing.get_args(kind)[0])
+            if field.metadata.get("repeat"):  # --model A --model B (or --model A B); unset: the field's default
+                options.update(action="extend", default=None)
         elif kind is not bool:
             options["type"] = kind
         metavar = field.name.upper().replace("_", "-")
@@ -185,7 +190,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         if default is dataclasses.MISSING:
             options["required"] = True
         else:
-            options["default"] = default
+            options.setdefault("default", default)
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=_Switch, **options)
         else:
@@ -199,8 +204,10 @@ def config_parser(config_class: type, description: str, prog: Optional[str] = No
 
 
 def config_from(config_class: type[Config], namespace: argparse.Namespace) -> Config:
+    # None from the parser means "not given" for a repeated flag: the field's own default applies.
     names = {field.name for field in dataclasses.fields(config_class) if field.init}
-    return config_class(**{name: value for name, value in vars(namespace).items() if name in names})
+    return config_class(**{name: value for name, value in vars(namespace).items()
+                           if name in names and value is not None})
 
 
 def parse_config(config_class: type[Config], description: str, argv: Optional[list[str]] = None,
@@ -213,7 +220,7 @@ def parse_config(config_class: type[Config], description: str, argv: Optional[li
 # --- the command ---------------------------------------------------------------------------------
 
 def _description(verb: Verb) -> str:
-    doc = (verb.config.__doc__ or "").strip().split("\n\n", 1)
+    doc = inspect.cleandoc(verb.config.__doc__ or "").split("\n\n", 1)
     details = doc[1].strip() if len(doc) > 1 else ""
     return verb.summary[0].upper() + verb.summary[1:] + "." + (f"\n\n{details}" if details else "")
 

@@ -24,6 +24,7 @@ TIMESTAMP_MODES = ("auto", "model", "vad")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 APP_KINDS = ("microphone", "file", "youtube")
+SELECTION_SPLITS = ("validation", "test")  # where training picks its checkpoint (test: the seed's optimistic recipe)
 # Whisper's temperature fallback: tried in order while a window's output is too repetitive or unlikely.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MODEL_ENV = "WHISPER_GL_MODEL"  # the model an app or the engine serves when none is named
@@ -124,13 +125,16 @@ class TrainConfig:
     )
     work_dir: Optional[str] = field(
         default=None,
-        metadata={"help": "Working folder for checkpoints and TensorBoard logs. Default: <output-dir>.work"},
+        metadata={"help": "Working folder for checkpoints and TensorBoard logs; on several machines, one folder "
+                          "they all share. Default: <output-dir>.work"},
     )
     max_steps: Optional[int] = field(default=None, metadata={"help": "Optimizer steps to train for."})
     eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate (WER/CER on the test split) every N steps."})
     save_steps: Optional[int] = field(
         default=None, metadata={"help": "Save a checkpoint every N steps (a multiple of --eval-steps). Default: --eval-steps."})
-    batch_size: Optional[int] = field(default=None, metadata={"help": "Training batch size per device."})
+    batch_size: Optional[int] = field(
+        default=None, metadata={"help": "Training batch size per device (process): under torchrun / accelerate a step "
+                                        "sees processes x this x --grad-accum clips."})
     eval_batch_size: Optional[int] = field(default=None, metadata={"help": "Evaluation batch size per device."})
     grad_accum: Optional[int] = field(default=None, metadata={"help": "Gradient accumulation steps."})
     learning_rate: Optional[float] = field(default=None, metadata={"help": "Peak learning rate (AdamW)."})
@@ -157,8 +161,16 @@ class TrainConfig:
         metadata={"help": "auto (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.",
                   "choices": PRECISIONS},
     )
+    select_on: str = field(
+        default="validation",
+        metadata={"help": "The split whose WER picks the best checkpoint; the chosen one is then scored once on "
+                          "test, which training never saw. test is the seed's recipe: selected and reported on "
+                          "the same split, so the reported WER is optimistic (every report says so).",
+                  "choices": SELECTION_SPLITS},
+    )
     max_eval_samples: Optional[int] = field(
-        default=None, metadata={"help": "Evaluate on the first N test clips only (faster evaluations)."})
+        default=None, metadata={"help": "Evaluate on the first N clips of the selection split only (faster "
+                                        "evaluations during training; the final test score uses every clip)."})
     save_total_limit: int = field(
         default=2, metadata={"help": "Checkpoints kept in the working folder (the best one is always kept)."})
     seed: int = field(default=42, metadata={"help": "Random seed (data order, timestamp choice, initialisation)."})
@@ -277,6 +289,11 @@ class DecodingOptions:
         metadata={"help": "Text that comes before the audio (names, spellings, the style of the transcript); it "
                           "conditions the first window only."},
     )
+    require_speech: bool = field(
+        default=True,
+        metadata={"help": "Give no text for audio in which the voice-activity detector hears no speech at all "
+                          "(noise, tones: Whisper would invent words there); --no-require-speech decodes it anyway."},
+    )
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
@@ -332,6 +349,37 @@ def _env_number(name: str, default: float):
     return read
 
 
+@dataclass(frozen=True)
+class MediaLimits:
+    """What a public server accepts from a stranger (the apps, and any other door that serves
+    the engine). Every cap is enforced on what actually arrives or is decoded, never on what a
+    file or a site claims."""
+
+    max_seconds: float = 1800.0  # longest audio decoded; decoding stops just past it
+    max_bytes: int = 200_000_000  # largest upload, and largest download (counted as bytes arrive)
+    download_seconds: float = 300.0  # a download's deadline, metadata and media together
+    # A download that averages less than this (bytes/s) once the grace period is over is dropped.
+    min_download_rate: float = 8_000.0
+    rate_grace_seconds: float = 20.0
+    # Uploads waiting on disk, claimed by a transcription or not: total size and count.
+    upload_store_bytes: int = 1_000_000_000
+    upload_store_files: int = 500
+
+    def too_long(self, seconds: Optional[float] = None) -> str:
+        """The refusal of media longer than max_seconds (`seconds`: its length, when known)."""
+        length = f"{_span(seconds)}" if seconds is not None else f"more than {_span(self.max_seconds)}"
+        return f"this media lasts {length}; the limit is {_span(self.max_seconds)}"
+
+    def too_big(self, size: Optional[float] = None) -> str:
+        """The refusal of media larger than max_bytes (`size`: its size, when known)."""
+        amount = f"{size / 1e6:.3g} MB" if size is not None else f"more than {self.max_bytes / 1e6:.3g} MB"
+        return f"this media is {amount}; the limit is {self.max_bytes / 1e6:.3g} MB"
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{round(seconds / 60, 1):g} min"
+
+
 @dataclass
 class AppConfig(DecodingOptions, ModelOptions):
     """`whisper-gl app microphone|file|youtube` (or `python app_file.py` ...): serve one transcription app.
@@ -347,6 +395,16 @@ class AppConfig(DecodingOptions, ModelOptions):
         default_factory=_env_number("WHISPER_GL_MAX_MB", 200.0),
         metadata={"help": "Largest upload or download accepted, in MB (default: $WHISPER_GL_MAX_MB, else 200)."},
     )
+    max_download_seconds: float = field(
+        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", 300.0),
+        metadata={"help": "YouTube app: deadline of one download, metadata included, in seconds (default: "
+                          "$WHISPER_GL_MAX_DOWNLOAD_SECONDS, else 300)."},
+    )
+    upload_store_mb: float = field(
+        default_factory=_env_number("WHISPER_GL_UPLOAD_STORE_MB", 1000.0),
+        metadata={"help": "Uploads kept on disk at once, in MB (default: $WHISPER_GL_UPLOAD_STORE_MB, else 1000); "
+                          "beyond it new uploads are refused until old ones expire."},
+    )
     concurrency: int = field(
         default=2,
         metadata={"help": "Transcriptions run at the same time (about one per CPU core); later requests wait in the queue."},
@@ -355,6 +413,13 @@ class AppConfig(DecodingOptions, ModelOptions):
         default=64,
         metadata={"help": "Requests allowed to wait; beyond that a new request is told the app is busy."},
     )
+
+    @property
+    def limits(self) -> MediaLimits:
+        """The caps above, in the units the code counts (seconds, bytes)."""
+        return MediaLimits(max_seconds=self.max_minutes * 60, max_bytes=int(self.max_mb * 1e6),
+                           download_seconds=self.max_download_seconds,
+                           upload_store_bytes=int(self.upload_store_mb * 1e6))
 
 
 @dataclass
@@ -407,8 +472,8 @@ class DeployConfig:
 
 
 @dataclass
-class FeatureConfig:
-    """`whisper-gl features` (or `python feature_extraction.py`): an audio dataset -> stored Whisper training features."""
+class SourceOptions:
+    """Where a speech dataset is, and which of its columns hold the audio and the transcript."""
 
     dataset: str = field(
         default="Resources/cv-corpus-sample/gl",
@@ -426,15 +491,6 @@ class FeatureConfig:
         default=None,
         metadata={"help": "Hub dataset revision, e.g. refs/convert/parquet for script-based datasets."},
     )
-    train_split: str = field(
-        default="train+validation",
-        metadata={"help": "Source splits joined into the output 'train' split ('+'-separated; Common Voice's "
-                          "dev.tsv is 'validation'). Splits the source lacks are skipped with a note."},
-    )
-    test_split: str = field(
-        default="test",
-        metadata={"help": "Source splits joined into the output 'test' split ('+'-separated)."},
-    )
     audio_column: str = field(
         default="audio",
         metadata={"help": "Audio column of a Hub dataset or audiofolder (Common Voice TSVs use 'path')."},
@@ -443,6 +499,34 @@ class FeatureConfig:
         default=None,
         metadata={"help": "Transcript column (default: the first of sentence, text, transcription)."},
     )
+
+
+@dataclass
+class FeatureConfig(SourceOptions):
+    """`whisper-gl features` (or `python feature_extraction.py`): an audio dataset -> stored Whisper training features."""
+
+    train_split: str = field(
+        default="train",
+        metadata={"help": "Source splits joined into the output 'train' split ('+'-separated; Common Voice's "
+                          "dev.tsv is 'validation'). Splits the source lacks are skipped with a note."},
+    )
+    validation_split: str = field(
+        default="validation",
+        metadata={"help": "Source splits joined into the output 'validation' split, on which training picks its "
+                          "best checkpoint; 'none' makes none (the seed's recipe: --train-split train+validation "
+                          "--validation-split none, then train.py --select-on test). A source without it: "
+                          "--validation-share of train, drawn with --seed, with a note."},
+    )
+    test_split: str = field(
+        default="test",
+        metadata={"help": "Source splits joined into the output 'test' split ('+'-separated): scored once, "
+                          "at the end of training."},
+    )
+    validation_share: float = field(
+        default=0.1,
+        metadata={"help": "When the source has no validation split: the share of train held out as validation."},
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of the validation slice drawn from train (see above)."})
     model: str = field(
         default="openai/whisper-small",
         metadata={"help": f"Whisper checkpoint whose processor computes the features: Hub id or local folder "
@@ -505,4 +589,35 @@ class ServeConfig(AppConfig):
     served_model_name: Optional[str] = field(
         default=None,
         metadata={"help": "The model id clients send in `model` (default: the model folder's name, or its Hub id)."},
+    )
+
+
+@dataclass
+class EvaluateConfig(DecodingOptions, ModelOptions, SourceOptions):
+    """`whisper-gl evaluate`: models x test sets through the engine the apps use.
+
+    Writes report.md (WER/CER with 95 % bootstrap intervals, clips, hours, real-time factor,
+    frequent word confusions), metrics.json, wer.png and errors.csv (one row per clip and model,
+    worst first) into --output-dir.
+    """
+
+    dataset: list[str] = field(
+        default_factory=lambda: ["Resources/cv-corpus-sample/gl"],
+        metadata={"help": "A test set; repeat the flag for several. Any source of `whisper-gl features` (a Common "
+                          "Voice folder, an audiofolder, a Hub parquet id, a Data Collective id), a features "
+                          "folder (its source's split is evaluated), or one audio/video file with its transcript "
+                          "beside it as .txt (a long recording, transcribed whole).", "repeat": True},
+    )
+    model: list[str] = field(
+        default_factory=list,
+        metadata={"help": f"A model: folder, Hub id or CTranslate2 export; repeat the flag for several "
+                          f"(default: ${MODEL_ENV}, else artifacts/model when trained, else {OFFLINE_BASE_DIR}).",
+                  "repeat": True},
+    )
+    split: str = field(default="test", metadata={"help": "The split of each dataset to evaluate."})
+    max_samples: Optional[int] = field(
+        default=None, metadata={"help": "Evaluate only the first N clips of each dataset (quick runs)."})
+    output_dir: str = field(
+        default="artifacts/evaluation",
+        metadata={"help": "Where report.md, metrics.json, wer.png and errors.csv go (written atomically)."},
     )

@@ -1,35 +1,58 @@
 """Fetch the audio of one video or media link with yt-dlp, and nothing else.
 
-The YouTube app hands a stranger's URL to a server-side fetcher, so everything is checked
-before any byte is downloaded: only http(s) links, one video (no playlists), no host that
-resolves to a loopback/private/link-local/reserved address (an open fetcher inside a Space
-is an SSRF hole), and duration/size caps read from yt-dlp's metadata. A plain media URL
-has no duration until it is downloaded, so the cap is checked again with ffprobe. The
-download lives in a temporary folder that is removed when the caller is done.
+The YouTube app hands a stranger's URL to a server-side fetcher, so:
+
+- the link is checked before any network access: http(s) only, one video (no playlists), a
+  host that resolves to public addresses only;
+- every connection the download makes (the link, each redirect, playlist and segment URLs,
+  whatever library opens it) is checked again when it is opened, on the address actually
+  dialled: an audit hook (PEP 578) on `socket.connect` refuses a private address before any
+  packet leaves, so neither a redirect, an HLS playlist nor DNS rebinding can reach one, and
+  the message is the same whether the private URL exists or not;
+- every byte received (pages, playlists, media) counts against the size cap as it arrives,
+  under an overall deadline and a minimum average rate; a watchdog cuts the connections of
+  a download that overruns, even one blocked on a server that trickles;
+- yt-dlp runs its own downloaders only: no ffmpeg, whose connections would escape the guard;
+- the download lives in a private temporary folder, removed at once on failure, when the
+  caller is done, and at shutdown.
+
+yt-dlp's metadata is read first, so long, huge, live or multi-video links are refused before
+the media is fetched; the duration cap itself is enforced when the file is decoded
+(whisper_gl.audio.read_audio), whatever the metadata said.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ipaddress
 import logging
 import os
 import re
 import shutil
 import socket
-import tempfile
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-from . import WhisperGLError
-from .audio import probe_duration
+import yt_dlp
+from yt_dlp.networking.exceptions import HTTPError
+
+from . import WhisperGLError, shutdown
+from .config import MediaLimits
 
 logger = logging.getLogger(__name__)
 
+# "1" lifts the private-address guard; "127.0.0.1:8000,10.0.0.5" lifts it for those addresses only.
 ALLOW_PRIVATE_ENV = "WHISPER_GL_ALLOW_PRIVATE_URLS"
 COOKIES_ENV = "WHISPER_GL_YTDLP_COOKIES"
 SOCKET_TIMEOUT_S = 15  # an unreachable host fails in seconds, not minutes
+PRIVATE_REFUSAL = "links to private or local addresses are not allowed"
+WATCH_INTERVAL_S = 0.25
+_READ_PIECE = 1 << 16
 
 BOT_CHECK_MESSAGE = (
     "YouTube refused this server ('Sign in to confirm you're not a bot'): it blocks "
@@ -43,8 +66,22 @@ class DownloadError(WhisperGLError):
 
 
 def private_urls_allowed() -> bool:
-    """Whether WHISPER_GL_ALLOW_PRIVATE_URLS=1 lifts the SSRF guard (tests serve media from 127.0.0.1)."""
+    """Whether WHISPER_GL_ALLOW_PRIVATE_URLS=1 lifts the SSRF guard for every address."""
     return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def is_refused(address: str, port: int) -> bool:
+    """Whether a connection to `address` (an IP) must be refused: anything but a public
+    unicast address, unless WHISPER_GL_ALLOW_PRIVATE_URLS allows all or names it (ip or ip:port)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
+        ip = ip.ipv4_mapped
+    if ip.is_global and not ip.is_multicast and not ip.is_reserved:
+        return False
+    if private_urls_allowed():
+        return False
+    allowed = {entry.strip() for entry in os.environ.get(ALLOW_PRIVATE_ENV, "").split(",")}
+    return not allowed & {str(ip), f"{ip}:{port}", f"[{ip}]:{port}"}
 
 
 def check_url(url: str) -> str:
@@ -76,56 +113,171 @@ def check_host(host: str, port: int) -> None:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
     except (socket.gaierror, UnicodeError, OSError):
         raise DownloadError(f"could not reach {host}: no such host (check the link)") from None
-    if private_urls_allowed():
-        return
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-        if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
-            ip = ip.ipv4_mapped
-        if not ip.is_global or ip.is_multicast or ip.is_reserved:
-            raise DownloadError(
-                f"links to private or local addresses are not allowed ({host} is {ip})"
-            )
+    for address in sorted(addresses):
+        if is_refused(address, port):
+            raise DownloadError(f"{PRIVATE_REFUSAL} ({host} is {address.split('%', 1)[0]})")
 
 
 @contextlib.contextmanager
-def downloaded_audio(url: str, *, max_seconds: float, max_bytes: int) -> Iterator[Path]:
-    """Download the audio of `url` into a temporary folder; yield the file; remove the folder.
+def downloaded_audio(url: str, limits: MediaLimits) -> Iterator[Path]:
+    """Download the audio of `url` into a private temporary folder; yield the file; remove the folder.
 
     Raises DownloadError (a WhisperGLError) with a short reason for every refusal or failure.
     """
-    import yt_dlp
-
     url = check_url(url)
-    with tempfile.TemporaryDirectory(prefix="whisper-gl-download-") as folder:
-        folder = Path(folder)
-        options = _ydl_options(folder, max_bytes)
+    _install_connect_guard()
+    with shutdown.temporary_folder("whisper-gl-download-") as folder:
+        guard = _DownloadGuard(limits)
+        context = _GUARD.set(guard)
         try:
-            with yt_dlp.YoutubeDL(options) as ydl:
+            with _GuardedYoutubeDL(_ydl_options(folder, limits.max_bytes), guard) as ydl:
                 # Metadata first: refuse long, huge, live or multi-video links before downloading.
                 info = ydl.extract_info(url, download=False)
-                _check_info(info, max_seconds=max_seconds, max_bytes=max_bytes)
+                _check_info(info, limits)
                 ydl.process_ie_result(info, download=True)
-        except yt_dlp.utils.DownloadError as error:
-            raise DownloadError(_explain(str(error), url)) from None
-        audio = _downloaded_file(folder, max_bytes)
-        # A plain media link has no duration in its metadata: measure what arrived.
-        check_media_limits(audio, max_seconds=max_seconds, max_bytes=max_bytes)
-        yield audio
+        except Exception as error:  # noqa: BLE001 - the guard's reason wins over how yt-dlp wrapped it
+            if guard.failure:
+                raise guard.failure from None
+            if isinstance(error, yt_dlp.utils.DownloadError):
+                raise DownloadError(_explain(str(error), url)) from None
+            raise
+        finally:
+            guard.finish()
+            _GUARD.reset(context)
+        if guard.failure:  # e.g. a refused segment that yt-dlp chose to skip
+            raise guard.failure
+        yield _downloaded_file(folder, limits)
 
 
-def check_media_limits(path: Path, *, max_seconds: float, max_bytes: float) -> None:
-    """Refuse a local media file (upload, recording or download) that is too big or too long.
+# --- the guard on every connection and every byte ----------------------------------------------
 
-    The duration is read from the container by ffprobe, so nothing is decoded yet; a file
-    ffprobe cannot read raises whisper_gl.audio.AudioError with its reason.
-    """
-    size = Path(path).stat().st_size
-    if size > max_bytes:
-        raise WhisperGLError(_too_big(size, max_bytes))
-    seconds = probe_duration(path)
-    if seconds > max_seconds:
-        raise WhisperGLError(_too_long(seconds, max_seconds))
+class _DownloadGuard:
+    """One download's rules: which addresses it may connect to, how many bytes it may receive,
+    for how long and how slowly. The first broken rule is its `failure`; from then on every
+    connection is refused and every open one is cut, so yt-dlp stops wherever it was."""
+
+    def __init__(self, limits: MediaLimits):
+        self.limits = limits
+        self.started = time.monotonic()
+        self.received = 0
+        self.failure: DownloadError | None = None
+        self._lock = threading.Lock()
+        self._connections: list[socket.socket] = []  # duplicates, to cut a blocked read
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True, name="download-watchdog").start()
+
+    def connecting(self, sock: socket.socket, address) -> None:
+        """The audit hook's check, before `sock` connects to `address`."""
+        self.check()
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise self.fail(PRIVATE_REFUSAL)
+        host, port = address[0], address[1]
+        try:
+            refused = is_refused(host, port)
+        except ValueError:  # a name, not an address: it would be resolved again, after this check
+            refused = True
+        if refused:
+            logger.warning("download: refused a connection to %s port %s", host, port)
+            raise self.fail(PRIVATE_REFUSAL)
+        with self._lock:
+            self._connections.append(sock.dup())
+
+    def metered(self, read: Callable[..., bytes]) -> Callable[..., bytes]:
+        """`read` that counts what it returns against the size cap (read() to the end reads in
+        pieces, so an endless body is stopped at the cap, not held in memory)."""
+
+        def counted(amount: int | None = None, *args) -> bytes:
+            if amount is None or amount < 0:
+                return b"".join(iter(lambda: counted(_READ_PIECE), b""))
+            data = read(amount, *args)
+            self.received += len(data)
+            if self.received > self.limits.max_bytes:
+                raise self.fail(self.limits.too_big())
+            self.check()
+            return data
+
+        return counted
+
+    def check(self) -> None:
+        if self.failure:
+            raise self.failure
+        overrun = self._overrun()
+        if overrun:
+            raise self.fail(overrun)
+
+    def fail(self, message: str) -> "DownloadError":
+        """Record the first broken rule and cut every connection; returns the error to raise."""
+        with self._lock:
+            if self.failure is None:
+                self.failure = DownloadError(message)
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        return self.failure
+
+    def finish(self) -> None:
+        self._done.set()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+    def _overrun(self) -> str | None:
+        if shutdown.stopping.is_set():
+            return "the server is shutting down: try again in a minute"
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.limits.download_seconds:
+            return f"the download took longer than {self.limits.download_seconds:g} s: the site is too slow"
+        if elapsed > self.limits.rate_grace_seconds and self.received / elapsed < self.limits.min_download_rate:
+            return f"the site sends too slowly (under {self.limits.min_download_rate / 1000:g} kB/s)"
+        return None
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_INTERVAL_S):
+            overrun = self._overrun()
+            if overrun:
+                self.fail(overrun)
+                return
+
+
+# The guard of the download running in this context (a thread's yt-dlp calls run in its context).
+_GUARD: contextvars.ContextVar[_DownloadGuard | None] = contextvars.ContextVar("whisper_gl_download", default=None)
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def _install_connect_guard() -> None:
+    """Install the audit hook once per process; it acts only inside a download."""
+    global _hook_installed
+    with _hook_lock:
+        if not _hook_installed:
+            sys.addaudithook(_on_audit_event)
+            _hook_installed = True
+
+
+def _on_audit_event(event: str, args: tuple) -> None:
+    if event == "socket.connect":
+        guard = _GUARD.get()
+        if guard is not None:
+            guard.connecting(*args)
+
+
+class _GuardedYoutubeDL(yt_dlp.YoutubeDL):
+    """yt-dlp whose every response (pages, playlists, media, error bodies) is metered."""
+
+    def __init__(self, params: dict, guard: _DownloadGuard):
+        self.guard = guard
+        super().__init__(params)
+
+    def urlopen(self, req):
+        self.guard.check()
+        try:
+            response = super().urlopen(req)
+        except HTTPError as error:
+            error.response.read = self.guard.metered(error.response.read)
+            raise
+        response.read = self.guard.metered(response.read)
+        return response
 
 
 def _ydl_options(folder: Path, max_bytes: int) -> dict:
@@ -138,6 +290,15 @@ def _ydl_options(folder: Path, max_bytes: int) -> dict:
         "retries": 1,
         "fragment_retries": 1,
         "extractor_retries": 0,
+        # Every connection must pass the guard, which follows this thread: fragments are fetched
+        # here one by one, directly (no proxy), by yt-dlp itself (native downloaders only, and no
+        # ffmpeg to fall back on: it would open connections the guard never sees).
+        "concurrent_fragment_downloads": 1,
+        "skip_unavailable_fragments": False,
+        "proxy": "",
+        "external_downloader": {"default": "native"},
+        "ffmpeg_location": str(folder / "no-ffmpeg"),
+        "fixup": "never",
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,
@@ -182,45 +343,29 @@ def _cookies_file(folder: Path) -> Path | None:
     return copy
 
 
-def _check_info(info: dict, *, max_seconds: float, max_bytes: int) -> None:
+def _check_info(info: dict, limits: MediaLimits) -> None:
+    """Refuse from yt-dlp's metadata what is known to be too much before downloading it."""
     if info.get("_type") in {"playlist", "multi_video"} or info.get("entries") is not None:
         raise DownloadError("this link holds several videos: paste the link of a single video")
     if info.get("is_live") or info.get("live_status") in {"is_live", "is_upcoming"}:
         raise DownloadError("live streams cannot be transcribed: wait for the recording")
     duration = info.get("duration")
-    if duration and duration > max_seconds:
-        raise DownloadError(_too_long(duration, max_seconds))
+    if duration and duration > limits.max_seconds:
+        raise DownloadError(limits.too_long(duration))
     formats = info.get("requested_formats") or [info]
     size = sum(f.get("filesize") or f.get("filesize_approx") or 0 for f in formats)
-    if size > max_bytes:
-        raise DownloadError(_too_big(size, max_bytes))
-    # The extractor may have followed redirects: the media itself must be public too.
-    for media in formats:
-        if media.get("url"):
-            parts = urlsplit(media["url"])
-            if parts.scheme in {"http", "https"} and parts.hostname:
-                check_host(parts.hostname, parts.port or 443)
+    if size > limits.max_bytes:
+        raise DownloadError(limits.too_big(size))
 
 
-def _downloaded_file(folder: Path, max_bytes: int) -> Path:
+def _downloaded_file(folder: Path, limits: MediaLimits) -> Path:
     files = [p for p in folder.iterdir() if p.is_file() and p.name.startswith("audio.")
              and not p.name.endswith((".part", ".ytdl"))]
     if not files:
         # yt-dlp skips (without raising) a file whose announced size exceeds max_filesize.
-        raise DownloadError(f"nothing was downloaded: the file may be larger than the {max_bytes / 1e6:.3g} MB limit")
+        raise DownloadError(f"nothing was downloaded: the file may be larger than the "
+                            f"{limits.max_bytes / 1e6:.3g} MB limit")
     return max(files, key=lambda p: p.stat().st_size)
-
-
-def _too_long(seconds: float, max_seconds: float) -> str:
-    return f"this media lasts {_span(seconds)}; the limit is {_span(max_seconds)}"
-
-
-def _too_big(size: float, max_bytes: float) -> str:
-    return f"this media is {size / 1e6:.3g} MB; the limit is {max_bytes / 1e6:.3g} MB"
-
-
-def _span(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 60 else f"{round(seconds / 60, 1):g} min"
 
 
 def _explain(message: str, url: str) -> str:

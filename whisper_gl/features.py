@@ -32,7 +32,7 @@ from . import WhisperGLError, error_line
 from .audio import AudioError, load_audio
 from .config import FeatureConfig
 from .manifest import FeaturesManifest
-from .sources import check_hub_dataset, load_source
+from .sources import NO_SPLIT, check_hub_dataset, load_source
 from .stats import format_length_table, write_length_report
 from .store import HUB_ID, atomic_dir, hub_call, hub_token, resolve_model
 from .window import HOP_LENGTH, MAX_WINDOW_SECONDS, N_FFT, PRETRAINED_WINDOW, SAMPLING_RATE
@@ -213,9 +213,7 @@ def extract_features(config: FeatureConfig) -> Summary:
     if config.num_proc < 1 or config.batch_size < 1:
         raise WhisperGLError("--num-proc and --batch-size must be at least 1")
     token = hub_token() if config.push_to_hub else None  # fail before hours of work, not after
-    source = load_source(config.dataset, config=config.config, revision=config.revision,
-                         train_split=config.train_split, test_split=config.test_split,
-                         audio_column=config.audio_column, text_column=config.text_column)
+    source, origins = load_splits(config)
     processor = load_processor(config.model, language=config.language, task=config.task, window_seconds=window)
     if config.max_samples is not None:
         source = datasets.DatasetDict({split: ds.select(range(min(config.max_samples, len(ds))))
@@ -247,7 +245,7 @@ def extract_features(config: FeatureConfig) -> Summary:
             summary.rejected[split] = len(processed[split]) - len(features[split])
             summary.seconds_of_audio += float(np.sum(features[split]["duration"]))
         features.save_to_disk(str(folder))
-        manifest(config, processor).save(folder)
+        manifest(config, processor, origins).save(folder)
         del features, processed
         shutil.rmtree(work)
     summary.disk_bytes = sum(f.stat().st_size for f in summary.output_dir.rglob("*") if f.is_file())
@@ -259,11 +257,36 @@ def extract_features(config: FeatureConfig) -> Summary:
     return summary
 
 
-def manifest(config: FeatureConfig, processor: Processor) -> FeaturesManifest:
+def load_splits(config: FeatureConfig) -> tuple[datasets.DatasetDict, dict[str, str]]:
+    """The source's train, validation and test splits, and where each came from.
+
+    A source without the validation split gets a fixed-seed slice of train instead, said
+    aloud and recorded in the manifest: training must never pick its checkpoint on test
+    without knowing it.
+    """
+    splits = {"train": config.train_split, "validation": config.validation_split, "test": config.test_split}
+    source = load_source(config.dataset, splits, optional=("validation",), config=config.config,
+                         revision=config.revision, audio_column=config.audio_column, text_column=config.text_column)
+    origins = {split: splits[split] for split in source}
+    if "validation" not in source and config.validation_split.strip().lower() != NO_SPLIT:
+        if not 0 < config.validation_share < 1 or len(source["train"]) < 2:
+            raise WhisperGLError(f"'{config.dataset}' has no {config.validation_split} split and its train split "
+                                 "cannot spare a validation slice: name one with --validation-split, or "
+                                 "--validation-share between 0 and 1")
+        held_out = source["train"].train_test_split(test_size=config.validation_share, seed=config.seed)
+        source = datasets.DatasetDict({"train": held_out["train"], "validation": held_out["test"],
+                                       "test": source["test"]})
+        origins["validation"] = f"{config.validation_share:.0%} of {config.train_split} (seed {config.seed})"
+        print(f"note: no {config.validation_split} split in '{config.dataset}': validation is "
+              f"{origins['validation']} ({len(source['validation'])} clips)")
+    return source, origins
+
+
+def manifest(config: FeatureConfig, processor: Processor, origins: dict[str, str]) -> FeaturesManifest:
     extractor = processor.extractor
     return FeaturesManifest(model=config.model, language=config.language, task=config.task,
                             n_mels=extractor.feature_size, window_frames=extractor.nb_max_frames,
-                            dataset=config.dataset, sampling_rate=extractor.sampling_rate,
+                            dataset=config.dataset, splits=origins, sampling_rate=extractor.sampling_rate,
                             hop_length=extractor.hop_length)
 
 

@@ -30,6 +30,8 @@ class FeaturesManifest:
     n_mels: int
     window_frames: int
     dataset: str = ""  # the source they were extracted from
+    # Output split -> where it came from in the source, e.g. {"validation": "10 % of train (seed 42)"}.
+    splits: dict[str, str] = dataclasses.field(default_factory=dict)
     sampling_rate: int = SAMPLING_RATE
     hop_length: int = HOP_LENGTH
     storage: str = STORAGE
@@ -61,7 +63,8 @@ class FeaturesManifest:
         except (OSError, ValueError) as error:
             raise WhisperGLError(f"{path} is not a readable features manifest ({error})") from None
         names = {field.name for field in dataclasses.fields(cls)}
-        required = {field.name for field in dataclasses.fields(cls) if field.default is dataclasses.MISSING}
+        required = {field.name for field in dataclasses.fields(cls)
+                    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING}
         missing = sorted(required - set(values)) if isinstance(values, dict) else sorted(required)
         if missing:
             raise WhisperGLError(f"{path} lacks {', '.join(repr(name) for name in missing)}: "

@@ -1,7 +1,10 @@
 """What a training run leaves behind: results.json, training_curves.png, the model card.
 
-Everything is derived from the Trainer's log history, so the step-0 evaluation (the
-untuned base), every later evaluation and the best step come from one source.
+The curve comes from the Trainer's log history: every evaluation on the selection split
+(validation by default), the untuned base at step 0 included, and the best step. The
+reported numbers are the test split's, measured twice and only twice: the untuned base before
+the first step and the chosen checkpoint after the last one. With --select-on test (the seed's
+recipe) they are the selection evaluations themselves, and every report says so: optimistic.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import OFFLINE_BASE_DIR
-from .metrics import METRIC_NAMES
+from .metrics import METRIC_NAMES, with_interval
 from .store import HUB_ID, is_hub_id
 
 # artifacts/whisper-base is OpenAI's Whisper base converted offline; the Hub knows it by this id.
@@ -22,11 +25,21 @@ HYPERPARAMETERS = ("max_steps", "eval_steps", "save_steps", "batch_size", "eval_
                    "learning_rate", "warmup_steps", "lr_scheduler", "weight_decay", "gradient_checkpointing",
                    "freeze_encoder", "timestamp_share", "precision", "generation_max_length", "seed", "lora")
 COLUMNS = {"wer": "WER", "cer": "CER", "wer_ortho": "WER ortho", "cer_ortho": "CER ortho"}
+# Each score with its 95 % bootstrap interval, as the metrics name them.
+SCORE_KEYS = tuple(f"{name}{end}" for name in METRIC_NAMES for end in ("", "_low", "_high"))
+OPTIMISTIC = "selected and reported on the same split: optimistic"
+
+
+def scores_from(metrics: dict, prefix: str) -> dict:
+    """The scores (with intervals) and the clip count in a Trainer metrics dict ("eval_wer", ...)."""
+    scores = {key: metrics[f"{prefix}_{key}"] for key in SCORE_KEYS if f"{prefix}_{key}" in metrics}
+    return {**scores, "clips": metrics.get(f"{prefix}_clips")}
 
 
 def evaluation_rows(log_history: list[dict]) -> list[dict]:
     """One row per evaluation: step, train loss (mean of the losses logged since the previous
-    evaluation; none at step 0), eval loss, WER/CER normalised and orthographic, eval time."""
+    evaluation; none at step 0), eval loss, WER/CER normalised and orthographic, clips scored,
+    eval time."""
     rows, losses = [], []
     for entry in sorted(log_history, key=lambda e: (e.get("step", 0), "eval_wer" in e)):
         if "loss" in entry:
@@ -34,21 +47,26 @@ def evaluation_rows(log_history: list[dict]) -> list[dict]:
         if "eval_wer" in entry:
             row = {"step": entry["step"], "train_loss": sum(losses) / len(losses) if losses else None,
                    "eval_loss": entry.get("eval_loss")}
-            row.update({name: entry[f"eval_{name}"] for name in METRIC_NAMES})
+            row.update(scores_from(entry, "eval"))
             row["eval_seconds"] = entry.get("eval_runtime")
             rows.append(row)
             losses = []
     return rows
 
 
-def build_results(state, config, manifest, *, train_clips: int, test_clips: int,
-                  wall_seconds: float, step_seconds: list[float]) -> dict[str, Any]:
-    """The run's numbers: every evaluation, the best step, before (step 0) and after (best)."""
+def build_results(state, config, manifest, *, layout: dict[str, Any], test: tuple[dict | None, dict | None],
+                  train_clips: int, test_clips: int, selection_clips: int, wall_seconds: float,
+                  step_seconds: list[float]) -> dict[str, Any]:
+    """The run's numbers: every selection evaluation, the best step, the test split before (the
+    untuned model) and after (the chosen checkpoint), and what the processes added up to
+    (`layout`: world size, per-device and global batch)."""
     rows = evaluation_rows(state.log_history)
     best_step = state.best_global_step
     if best_step is None and state.best_model_checkpoint:
         best_step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
     by_step = {row["step"]: row for row in rows}
+    optimistic = config.select_on == "test"
+    before, after = (by_step.get(0), by_step.get(best_step)) if optimistic else test
     settings = dataclasses.asdict(config)
     return {
         "base_model": config.model,
@@ -60,10 +78,14 @@ def build_results(state, config, manifest, *, train_clips: int, test_clips: int,
         "hyperparameters": {name: settings[name] for name in HYPERPARAMETERS},
         "train_clips": train_clips,
         "test_clips": test_clips,
+        "selection": {"split": config.select_on, "clips": selection_clips,
+                      "from": manifest.splits.get(config.select_on, config.select_on), "optimistic": optimistic},
+        "processes": {**layout, "samples_seen": state.global_step * layout["global_batch"],
+                      "epochs": state.epoch},
         "evaluations": rows,
         "best_step": best_step,
-        "before": by_step.get(0),
-        "after": by_step.get(best_step),
+        "before": before,
+        "after": after,
         "timing": {
             "steps": state.global_step,
             "seconds_per_step": sum(step_seconds) / len(step_seconds) if step_seconds else None,
@@ -97,7 +119,8 @@ def plot_curves(log_history: list[dict], results: dict, path: Path) -> None:
     loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
     wer_ax.plot([r["step"] for r in rows], [r["wer"] for r in rows], "o-", label="WER (normalised)")
     wer_ax.plot([r["step"] for r in rows], [r["wer_ortho"] for r in rows], "s--", label="WER (orthographic)")
-    wer_ax.set(xlabel="step", ylabel="%", title="Word error rate on the test split")
+    split = (results.get("selection") or {}).get("split", "test")
+    wer_ax.set(xlabel="step", ylabel="%", title=f"Word error rate on the {split} split")
     if results["best_step"] is not None:
         for ax in (loss_ax, wer_ax):
             ax.axvline(results["best_step"], color="grey", linestyle=":", label="best step")
@@ -110,12 +133,24 @@ def plot_curves(log_history: list[dict], results: dict, path: Path) -> None:
 
 
 def metrics_table(named_scores: dict[str, dict[str, float]]) -> str:
-    """A fixed-width table: one line per model, WER/CER normalised and orthographic (%)."""
+    """A fixed-width table: one line per model, WER/CER normalised and orthographic (%), each
+    with its 95 % interval when the scores carry one."""
+    cells = {name: [with_interval(scores, key, 2) for key in COLUMNS] for name, scores in named_scores.items()}
     width = max(len(name) for name in named_scores)
-    lines = [f"{'':<{width}}  " + "  ".join(f"{title:>9}" for title in COLUMNS.values())]
-    for name, scores in named_scores.items():
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{scores[key]:>9.2f}" for key in COLUMNS))
+    column = max(9, *(len(cell) for row in cells.values() for cell in row))
+    lines = [f"{'':<{width}}  " + "  ".join(f"{title:>{column}}" for title in COLUMNS.values())]
+    lines += [f"{name:<{width}}  " + "  ".join(f"{cell:>{column}}" for cell in row) for name, row in cells.items()]
     return "\n".join(lines)
+
+
+def selection_note(results: dict) -> str:
+    """Which split chose the checkpoint, and whether the reported numbers are optimistic."""
+    selection = results.get("selection") or {"split": "test", "optimistic": True, "clips": results["test_clips"]}
+    if selection["optimistic"]:
+        return f"best checkpoint chosen on the same {results['test_clips']} test clips: {OPTIMISTIC}"
+    source = f", {selection['from']}" if selection.get("from") not in (None, selection["split"]) else ""
+    return (f"best checkpoint chosen on {selection['clips']} {selection['split']} clips{source}; "
+            "test scored once, at the end")
 
 
 def before_after_table(results: dict) -> str:
@@ -125,7 +160,8 @@ def before_after_table(results: dict) -> str:
         named["base (step 0)"] = results["before"]
     if results["after"]:
         named[f"fine-tuned (best, step {results['best_step']})"] = results["after"]
-    title = f"WER/CER (%) on {results['test_clips']} held-out test clips, normalised and orthographic:"
+    title = (f"WER/CER (%) on {results['test_clips']} held-out test clips, normalised and orthographic, with 95 % "
+             f"bootstrap intervals ({selection_note(results)}):")
     return title + "\n" + metrics_table(named)
 
 
@@ -142,6 +178,16 @@ def markdown_table(rows: list[dict]) -> str:
                      f"{number(r['wer'], 2)} | {number(r['cer'], 2)} | {number(r['wer_ortho'], 2)} | "
                      f"{number(r['cer_ortho'], 2)} |")
     return "\n".join(lines)
+
+
+def batch_line(results: dict) -> str:
+    """How big a step was, on how many processes, and how much data went through."""
+    from .distributed import batch_text
+
+    processes = results.get("processes")
+    if not processes:
+        return ""
+    return f"{batch_text(processes)}; {processes['samples_seen']} samples seen ({processes['epochs']:.2f} epochs)"
 
 
 def hub_base_model(location: str) -> str | None:
@@ -196,8 +242,10 @@ def model_card(results: dict) -> str:
     summary = ""
     if before and after:
         summary = (f"Normalised WER on the {results['test_clips']} held-out test clips went from "
-                   f"{before['wer']:.2f}% (the base model, step 0) to {after['wer']:.2f}% "
-                   f"(best step {results['best_step']}).\n\n")
+                   f"{with_interval(before, 'wer', 2)} % (the base model, step 0) to {with_interval(after, 'wer', 2)} % "
+                   f"(best step {results['best_step']}); in brackets the 95 % bootstrap interval. "
+                   f"The {selection_note(results)}.\n\n")
+    split = (results.get("selection") or {}).get("split", "test")
     body = f"""
 # {results['base_model']} fine-tuned for speech recognition in `{results['language']}`
 
@@ -207,9 +255,9 @@ Fine-tuned from `{results['base_model']}` with the whisper-gl pipeline
 
 {summary}## Evaluations
 
-WER/CER in percent on the test split; "normalised" uses transformers' BasicTextNormalizer
-(lower case, no punctuation, accents kept), "ortho" compares the raw text. The checkpoint
-kept here is the one with the lowest normalised WER (step {results['best_step']}).
+WER/CER in percent on the {split} split, at each evaluation; "normalised" uses transformers'
+BasicTextNormalizer (lower case, no punctuation, accents kept), "ortho" compares the raw text.
+The checkpoint kept here is the one with the lowest normalised WER there (step {results['best_step']}).
 
 {markdown_table(results['evaluations'])}
 
@@ -218,6 +266,8 @@ kept here is the one with the lowest normalised WER (step {results['best_step']}
 Preset `{results['preset']}`:
 
 {settings}
+
+Steps: {batch_line(results) or "see the settings above"}.
 
 A share of the training clips (`timestamp_share`) carries timestamp labels so the model
 keeps predicting timestamps for long-form transcription.

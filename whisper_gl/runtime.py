@@ -18,3 +18,10 @@ def passive_openmp_waits() -> bool:
         return False
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return True
+
+
+def no_onnxruntime_telemetry() -> None:
+    """Keep onnxruntime (faster-whisper's Silero VAD) from starting Microsoft's telemetry when it
+    loads: a server should not report home, and it leaves a session file (`.ses`) in the
+    temporary folder. A value the user set is kept."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

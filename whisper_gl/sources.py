@@ -12,8 +12,9 @@ Sources, picked from the `--dataset` string:
 - a Hugging Face Hub dataset id (NAMESPACE/NAME) in parquet form;
 - a Mozilla Data Collective dataset id or slug (how Mozilla ships Common Voice today).
 
-Output splits are built from source splits named in a '+'-separated spec (the seed's
-split: train = train + validation, test = test); Common Voice's dev.tsv is "validation".
+Output splits are built from source splits named in a '+'-separated spec per output split
+(default: train, validation and test as the source has them; the seed joined train + validation
+and selected on test). Common Voice's dev.tsv is "validation".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Collection, Mapping
 
 import datasets
 
@@ -40,11 +42,23 @@ EXPECTED_LAYOUTS = (
 )
 
 
-def load_source(dataset: str, *, config: str | None = None, revision: str | None = None,
-                train_split: str = "train+validation", test_split: str = "test",
-                audio_column: str = "audio", text_column: str | None = None) -> datasets.DatasetDict:
-    """Read `dataset` (folder, Hub id or Mozilla Data Collective id) as train/test audio + sentence."""
-    wanted = {"train": _split_parts(train_split), "test": _split_parts(test_split)}
+# Output split -> the source splits joined into it ('+'-separated); "none" leaves it out.
+DEFAULT_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+NO_SPLIT = "none"
+Wanted = dict[str, tuple[list[str], bool, str]]  # output split -> (source splits, optional, flag)
+
+
+def load_source(dataset: str, splits: Mapping[str, str] | None = None, *, optional: Collection[str] = ("validation",),
+                config: str | None = None, revision: str | None = None, audio_column: str = "audio",
+                text_column: str | None = None, split_flag: str | None = None) -> datasets.DatasetDict:
+    """Read `dataset` (folder, Hub id or Mozilla Data Collective id) as audio + sentence per output split.
+
+    splits: output split -> source splits (default DEFAULT_SPLITS). An output split in `optional`
+    that the source lacks is left out with a note; any other missing one is an error, which
+    names the flag that chooses it (`split_flag`, default --<output>-split).
+    """
+    wanted = split_plan(DEFAULT_SPLITS if splits is None else splits)
+    wanted = {output: (parts, output in optional, split_flag or f"--{output}-split") for output, parts in wanted.items()}
     path = Path(dataset).expanduser()
     if path.is_dir():
         return _load_local(path, wanted, config=config, audio_column=audio_column, text_column=text_column)
@@ -58,7 +72,7 @@ def load_source(dataset: str, *, config: str | None = None, revision: str | None
     return load_data_collective(dataset.removeprefix("mdc:"), wanted, config=config, text_column=text_column)
 
 
-def _load_local(path: Path, wanted: dict[str, list[str]], *, config: str | None,
+def _load_local(path: Path, wanted: Wanted, *, config: str | None,
                 audio_column: str, text_column: str | None) -> datasets.DatasetDict:
     release = find_common_voice_release(path, locale=config)
     if release is not None:
@@ -91,7 +105,7 @@ def _is_common_voice_release(folder: Path) -> bool:
     return folder.is_dir() and (folder / "clips").is_dir() and any(folder.glob("*.tsv"))
 
 
-def load_common_voice(folder: Path, wanted: dict[str, list[str]], *,
+def load_common_voice(folder: Path, wanted: Wanted, *,
                       text_column: str | None = None) -> datasets.DatasetDict:
     """Read a Common Voice locale folder: `path` in the TSVs is relative to clips/."""
     available = {_cv_split_name(tsv.stem): tsv for tsv in folder.glob("*.tsv")}
@@ -131,7 +145,7 @@ def is_audiofolder(folder: Path) -> bool:
     return any((candidate / name).is_file() for candidate in candidates for name in AUDIOFOLDER_METADATA)
 
 
-def load_audiofolder(folder: Path, wanted: dict[str, list[str]], *, audio_column: str = "audio",
+def load_audiofolder(folder: Path, wanted: Wanted, *, audio_column: str = "audio",
                      text_column: str | None = None) -> datasets.DatasetDict:
     """Read an audiofolder with datasets' own builder (split folders, csv or jsonl metadata)."""
     try:
@@ -164,7 +178,7 @@ def check_hub_dataset(repo_id: str, revision: str | None = None) -> None:
         HfApi().dataset_info(repo_id, revision=revision, timeout=10)
 
 
-def load_hub(repo_id: str, wanted: dict[str, list[str]], *, config: str | None = None,
+def load_hub(repo_id: str, wanted: Wanted, *, config: str | None = None,
              revision: str | None = None, audio_column: str = "audio",
              text_column: str | None = None) -> datasets.DatasetDict:
     """A parquet dataset on the Hub, e.g. google/fleurs gl_es at revision refs/convert/parquet."""
@@ -182,7 +196,7 @@ def load_hub(repo_id: str, wanted: dict[str, list[str]], *, config: str | None =
 
 # --- Mozilla Data Collective ---------------------------------------------------------------
 
-def load_data_collective(dataset_id: str, wanted: dict[str, list[str]], *, config: str | None = None,
+def load_data_collective(dataset_id: str, wanted: Wanted, *, config: str | None = None,
                          text_column: str | None = None) -> datasets.DatasetDict:
     """Download (once) and read a Common Voice release from the Mozilla Data Collective.
 
@@ -225,21 +239,34 @@ def _find_release_below(root: Path, locale: str | None) -> Path | None:
 
 # --- shared --------------------------------------------------------------------------------
 
-def _split_parts(spec: str) -> list[str]:
-    parts = [part.strip() for part in spec.split("+") if part.strip()]
-    if not parts:
-        raise WhisperGLError(f"empty split spec '{spec}': expected names like train+validation")
-    return parts
+def split_plan(splits: Mapping[str, str]) -> dict[str, list[str]]:
+    """Output split -> source splits, from '+'-separated specs; a source split feeds one output only."""
+    plan, used = {}, {}
+    for output, spec in splits.items():
+        if spec.strip().lower() == NO_SPLIT:
+            continue
+        parts = [part.strip() for part in spec.split("+") if part.strip()]
+        if not parts:
+            raise WhisperGLError(f"empty split spec '{spec}' for {output}: expected names like train+validation")
+        for part in parts:
+            if part in used:
+                raise WhisperGLError(f"the source split '{part}' cannot go into both {used[part]} and {output}")
+            used[part] = output
+        plan[output] = parts
+    return plan
 
 
-def _assemble(wanted: dict[str, list[str]], available: set[str], read, *, source: str) -> datasets.DatasetDict:
-    """Join the wanted source splits into train/test, skipping (and saying) those absent."""
+def _assemble(wanted: Wanted, available: set[str], read, *,
+              source: str) -> datasets.DatasetDict:
+    """Join the wanted source splits into the output splits, skipping (and saying) those absent."""
     result = {}
-    for output, parts in wanted.items():
+    for output, (parts, optional, flag) in wanted.items():
         present = [part for part in parts if part in available]
+        if not present and optional:
+            print(f"note: '{source}' has no {'+'.join(parts)} split for {output}")
+            continue
         if not present:
             found = ", ".join(sorted(available)) or "none"
-            flag = "--train-split" if output == "train" else "--test-split"
             raise WhisperGLError(f"'{source}' has none of the splits {'+'.join(parts)} for {output} "
                                  f"(found: {found}); choose them with {flag}")
         for part in parts:

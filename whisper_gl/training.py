@@ -1,10 +1,12 @@
 """Fine-tuning: stored features -> Seq2SeqTrainer -> the best-WER checkpoint.
 
 The Trainer does the work (mixed precision, gradient checkpointing, checkpoints and
-resume, TensorBoard, multi-GPU through `accelerate launch` / `torchrun`); this module
-only prepares its inputs: the preset, the features (checked before anything heavy is
-loaded), the model with Galician set in its generation config, and a collator that pads
-our compact features to the model's window.
+resume, TensorBoard, several processes through `torchrun` / `accelerate launch`); this
+module only prepares its inputs: the preset, the features (checked before anything heavy
+is loaded), the model with Galician set in its generation config, and a collator that pads
+our compact features to the model's window. What several processes need beyond the
+Trainer (one starting checkpoint, a shared working folder, the global batch) is in
+whisper_gl.distributed.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from transformers import TrainerCallback
 
 from . import WhisperGLError
 from .config import PRECISIONS, TrainConfig, check_choice
+from .distributed import (agreed_start, batch_layout, check_launcher, check_world_size, describe_layout,
+                          end_processes, is_main_process, launcher_precision, say)
 from .manifest import FeaturesManifest
 from .metrics import METRIC_NAMES, token_metrics
 from .store import HUB_ID, atomic_dir, hub_token, push_folder, resolve_model
@@ -29,6 +34,7 @@ from .window import Window
 
 REQUIRED_COLUMNS = ("input_features", "labels", "duration")
 TIMESTAMP_COLUMN = "with_timestamps"
+BEFORE_FILE = "test_before.json"  # the untuned model on test, kept in the working folder for --resume
 
 
 # --- configuration ------------------------------------------------------------------
@@ -60,14 +66,21 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 
 
 def hardware_precision(choice: str) -> str:
-    """`auto` becomes bf16 where the GPU supports it, else fp16 on a GPU, fp32 on CPU."""
+    """`auto` becomes bf16 where the GPU supports it, else fp16 on a GPU, fp32 on CPU (or the
+    mixed precision `accelerate launch` was given); a precision the hardware lacks is refused."""
     import torch
 
-    if choice != "auto":
-        return choice
-    if not torch.cuda.is_available():
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    choice = launcher_precision(choice)
+    gpu = torch.cuda.is_available()
+    if choice == "auto":
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu else "fp32"
+    if choice == "fp16" and not gpu:
+        raise WhisperGLError("--precision fp16 needs CUDA GPUs, and this process runs on the CPU: "
+                             "use bf16 (autocast on CPUs) or fp32")
+    if choice == "bf16" and gpu and not torch.cuda.is_bf16_supported():
+        raise WhisperGLError("--precision bf16 needs a GPU that supports it (Ampere or newer), and this one "
+                             "does not: use fp16 or fp32")
+    return choice
 
 
 # --- features -------------------------------------------------------------------------
@@ -85,7 +98,7 @@ def load_training_features(location: str):
 
 
 def _features_problem(dataset, manifest: FeaturesManifest) -> str | None:
-    for split in ("train", "test"):
+    for split in ("train", *(["validation"] if "validation" in dataset else []), "test"):
         if split not in dataset:
             return f"no '{split}' split"
         missing = [column for column in REQUIRED_COLUMNS if column not in dataset[split].column_names]
@@ -225,6 +238,10 @@ def load_model(path: Path, language: str, task: str):
     model.generation_config.language = language
     model.generation_config.task = task
     model.generation_config.forced_decoder_ids = None  # the deprecated way; language/task replace it
+    # Whisper's forward takes **kwargs but averages its loss over its own tokens. Told otherwise,
+    # the Trainer would multiply each process's loss by the process count and skip the division
+    # by accumulation steps: gradients (and the logged loss) N times too large.
+    model.accepts_loss_kwargs = False
     return processor, model
 
 
@@ -236,7 +253,8 @@ def add_lora(model, config: TrainConfig):
                       target_modules=[name.strip() for name in config.lora_target_modules.split(",") if name.strip()],
                       bias="none")
     model = get_peft_model(model, lora)
-    model.print_trainable_parameters()
+    if is_main_process():
+        model.print_trainable_parameters()
     return model
 
 
@@ -247,7 +265,9 @@ def plain_model(model):
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
-def training_arguments(config: TrainConfig, output_dir: str, *, eval_on_start: bool, report: bool = True):
+def training_arguments(config: TrainConfig, output_dir: str, *, report: bool = True, **overrides):
+    """The Trainer's arguments (`overrides` replace any of them, for benchmarks). Under torchrun /
+    accelerate, reading `.device` or `.world_size` joins the process group (gloo on CPUs, nccl on GPUs)."""
     import torch
     from transformers import Seq2SeqTrainingArguments
 
@@ -256,7 +276,7 @@ def training_arguments(config: TrainConfig, output_dir: str, *, eval_on_start: b
     # transformers 5.x renamed gradient checkpointing to activation checkpointing.
     names = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return Seq2SeqTrainingArguments(
+    settings = dict(
         output_dir=output_dir,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
@@ -270,12 +290,16 @@ def training_arguments(config: TrainConfig, output_dir: str, *, eval_on_start: b
            f"{checkpointing}_kwargs": {"use_reentrant": False}},
         fp16=precision == "fp16",
         bf16=precision == "bf16",
-        # bf16 autocast also runs on CPUs (fast where they have AVX512-BF16/AMX); the Trainer
-        # accepts it there only when told it is on the CPU.
-        use_cpu=precision == "bf16" and not torch.cuda.is_available(),
+        # Told it is on the CPU, the Trainer accepts bf16 autocast there (fast where the CPU has
+        # AVX512-BF16/AMX), and several CPU processes train together (gloo) instead of each alone.
+        use_cpu=not torch.cuda.is_available(),
+        # Every trainable weight takes part in every step: DDP need not search for unused ones.
+        ddp_find_unused_parameters=False,
+        log_on_each_node=False,  # the main process speaks for all; the others only on errors
+        log_level_replica="error",
         eval_strategy="steps",
         eval_steps=config.eval_steps,
-        eval_on_start=eval_on_start,  # step 0: the untuned base, the honest "before"
+        eval_on_start=True,  # step 0: the untuned base, the honest "before" (not when resuming)
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
@@ -291,6 +315,7 @@ def training_arguments(config: TrainConfig, output_dir: str, *, eval_on_start: b
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=config.seed,
     )
+    return Seq2SeqTrainingArguments(**{**settings, **overrides})
 
 
 class StepTimer(TrainerCallback):
@@ -307,22 +332,48 @@ class StepTimer(TrainerCallback):
         self.seconds.append(time.perf_counter() - self._started)
 
 
-def build_trainer(config: TrainConfig, model, processor, dataset, manifest: FeaturesManifest, output_dir: str,
-                  *, eval_on_start: bool = True, report: bool = True):
+def _whisper_trainer_class():
     from transformers import Seq2SeqTrainer
 
+    class WhisperTrainer(Seq2SeqTrainer):
+        """Seq2SeqTrainer whose evaluation on several processes scores every clip exactly once.
+
+        To give each process the same number of batches, the last one is padded with clips from
+        the start of the split; `gather_for_metrics` drops them again, but Seq2SeqTrainer swaps
+        it for a plain `gather` (for num_return_sequences > 1, transformers #27025), which
+        keeps them and counts those clips twice. We generate one sequence per clip.
+        """
+
+        def evaluation_loop(self, *args, **kwargs):
+            self.gather_function = self.accelerator.gather_for_metrics
+            return super().evaluation_loop(*args, **kwargs)
+
+    return WhisperTrainer
+
+
+def check_selection_split(config: TrainConfig, dataset, location: str) -> None:
+    if config.select_on not in dataset:
+        raise WhisperGLError(
+            f"'{location}' has no {config.select_on} split to pick the best checkpoint on: make the features "
+            "again (feature_extraction.py keeps the source's validation split, or draws one from train), or "
+            "train with --select-on test (the seed's recipe: selected and reported on the same split, optimistic)")
+
+
+def build_trainer(config: TrainConfig, model, processor, dataset, manifest: FeaturesManifest, args, *,
+                  eval_split: str | None = None):
+    """The Trainer; it evaluates `eval_split` (default: the selection split), --max-eval-samples of it."""
     train = dataset["train"]
     train = train.add_column(TIMESTAMP_COLUMN, timestamp_flags(len(train), config.timestamp_share, config.seed))
-    test = dataset["test"]
+    test = dataset[eval_split or config.select_on]
     if config.max_eval_samples:
         test = test.select(range(min(config.max_eval_samples, len(test))))
     generation = model.generation_config
     collator = WhisperCollator(window_frames=manifest.window_frames,
                                decoder_start_token_id=model.config.decoder_start_token_id,
                                no_timestamps_token_id=generation.no_timestamps_token_id)
-    return Seq2SeqTrainer(
+    return _whisper_trainer_class()(
         model=model,
-        args=training_arguments(config, output_dir, eval_on_start=eval_on_start, report=report),
+        args=args,
         train_dataset=train.with_format("numpy"),
         eval_dataset=test.with_format("numpy"),
         data_collator=collator,
@@ -331,21 +382,37 @@ def build_trainer(config: TrainConfig, model, processor, dataset, manifest: Feat
     )
 
 
-def _prepare(config: TrainConfig, *, training: bool):
-    """Everything cheap is checked before the model is loaded. For training, a model with a
-    longer window than the features' is cut down to theirs (e.g. 30 s Whisper -> 10 s)."""
+@dataclass
+class Inputs:
+    """The features and the model to load, checked (cheaply) before the model is loaded."""
+
+    dataset: Any
+    manifest: FeaturesManifest
+    model_path: Path
+    shorten: bool  # cut the model down to the features' shorter window (training only)
+
+
+def check_inputs(config: TrainConfig, *, training: bool) -> Inputs:
     from transformers import WhisperConfig
 
     dataset, manifest = load_training_features(config.features)
     model_path = resolve_model(config.model)
     shorten = check_window(WhisperConfig.from_pretrained(model_path), manifest, config.model, training=training)
-    processor, model = load_model(model_path, manifest.language, manifest.task)
-    if shorten:
+    if training:
+        check_selection_split(config, dataset, config.features)
+    return Inputs(dataset, manifest, model_path, shorten)
+
+
+def prepared_model(config: TrainConfig, inputs: Inputs):
+    """Processor and model; for training, a model with a longer window than the features' is cut
+    down to theirs (e.g. 30 s Whisper -> 10 s)."""
+    processor, model = load_model(inputs.model_path, inputs.manifest.language, inputs.manifest.task)
+    if inputs.shorten:
         longer = model.config.max_source_positions
-        shorten_window(model, processor, manifest.window)
-        print(f"{config.model}: encoder cut from {longer} to {model.config.max_source_positions} positions "
-              f"for the features' {manifest.window.describe()} windows")
-    return dataset, manifest, processor, model
+        shorten_window(model, processor, inputs.manifest.window)
+        say(f"{config.model}: encoder cut from {longer} to {model.config.max_source_positions} positions "
+            f"for the features' {inputs.manifest.window.describe()} windows")
+    return processor, model
 
 
 # --- entry points ---------------------------------------------------------------------
@@ -365,41 +432,88 @@ def last_checkpoint(work_dir: Path, resume: bool) -> str | None:
     for _, checkpoint in sorted(steps.items(), reverse=True):
         if (checkpoint / "trainer_state.json").is_file():
             return str(checkpoint)
-    print(f"--resume: no complete checkpoint in {work_dir} yet, starting from step 0")
+    say(f"--resume: no complete checkpoint in {work_dir} yet, starting from step 0")
     return None
 
 
 def train(config: TrainConfig) -> dict:
-    """Fine-tune, keep the best-WER checkpoint in config.output_dir; return the results."""
-    from . import reports
-
+    """Fine-tune, keep the best-WER checkpoint in config.output_dir; return the results
+    (in the main process; the others of a torchrun / accelerate launch return {})."""
     config = resolve_config(config)
+    check_launcher()
     config = dataclasses.replace(config, precision=hardware_precision(config.precision))  # reported as used
-    dataset, manifest, processor, model = _prepare(config, training=True)
+    inputs = check_inputs(config, training=True)
+    try:
+        return _train(config, inputs)
+    finally:
+        end_processes()
+
+
+def _train(config: TrainConfig, inputs: Inputs) -> dict:
+    work_dir = Path(config.work_dir)
+    args = training_arguments(config, str(work_dir))
+    check_world_size(args.world_size, len(inputs.dataset["train"]))
+    checkpoint = agreed_start(work_dir, args, lambda: last_checkpoint(work_dir, config.resume))
+    args.eval_on_start = checkpoint is None
+    layout = batch_layout(args, len(inputs.dataset["train"]))
+    say(describe_layout(layout))
+
+    processor, model = prepared_model(config, inputs)
     if config.lora:
         model = add_lora(model, config)
     elif config.freeze_encoder:
         model.freeze_encoder()
-
-    work_dir = Path(config.work_dir)
-    checkpoint = last_checkpoint(work_dir, config.resume)
-    trainer = build_trainer(config, model, processor, dataset, manifest, str(work_dir),
-                            eval_on_start=checkpoint is None)
+    trainer = build_trainer(config, model, processor, inputs.dataset, inputs.manifest, args)
     timer = StepTimer()
     trainer.add_callback(timer)
     started = time.perf_counter()
+    before = _test_before(trainer, config, inputs, work_dir, fresh=checkpoint is None)
     trainer.train(resume_from_checkpoint=checkpoint)
+    after = None if config.select_on == "test" else _test_scores(trainer, inputs)  # the chosen checkpoint, once
     if not trainer.is_world_process_zero():
         return {}
-    results = reports.build_results(trainer.state, config, manifest,
-                                    train_clips=len(dataset["train"]), test_clips=len(trainer.eval_dataset),
-                                    wall_seconds=time.perf_counter() - started, step_seconds=timer.seconds)
-    model = plain_model(trainer.model)
+    return _publish(config, inputs, trainer, processor, layout=layout, timer=timer, test=(before, after),
+                    wall_seconds=time.perf_counter() - started)
+
+
+def _test_scores(trainer, inputs: Inputs) -> dict:
+    """The model as it is now, on the whole test split (every process takes part)."""
+    from .reports import scores_from
+
+    return scores_from(trainer.evaluate(eval_dataset=inputs.dataset["test"].with_format("numpy"),
+                                        metric_key_prefix="test"), "test")
+
+
+def _test_before(trainer, config: TrainConfig, inputs: Inputs, work_dir: Path, *, fresh: bool) -> dict | None:
+    """The untuned model on test, measured before the first step (and read back on --resume)."""
+    import json
+
+    if config.select_on == "test":
+        return None  # the step-0 evaluation already is on test
+    saved = work_dir / BEFORE_FILE
+    if not fresh:
+        return json.loads(saved.read_text()) if saved.is_file() else None
+    before = _test_scores(trainer, inputs)
+    if trainer.is_world_process_zero():
+        saved.write_text(json.dumps(before, indent=2) + "\n")
+    return before
+
+
+def _publish(config: TrainConfig, inputs: Inputs, trainer, processor, *, layout: dict, timer: StepTimer,
+             test: tuple[dict | None, dict | None], wall_seconds: float) -> dict:
+    """The main process's part after training: the final folder, its reports, the table, the push."""
+    from . import reports
+
+    results = reports.build_results(trainer.state, config, inputs.manifest, layout=layout, test=test,
+                                    train_clips=len(inputs.dataset["train"]), test_clips=len(inputs.dataset["test"]),
+                                    selection_clips=len(trainer.eval_dataset),
+                                    wall_seconds=wall_seconds, step_seconds=timer.seconds)
     with atomic_dir(config.output_dir) as folder:
-        save_checkpoint(model, processor, folder)
+        save_checkpoint(plain_model(trainer.model), processor, folder)
         reports.write_reports(folder, results, trainer.state.log_history)
     print(reports.before_after_table(results))
-    print(f"best step {results['best_step']}; model and reports in {config.output_dir}")
+    print(f"best step {results['best_step']}; {reports.batch_line(results)}")
+    print(f"model and reports in {config.output_dir}")
     if config.push_to_hub:
         print(f"pushed {config.output_dir} to {push_folder(config.output_dir, config.push_to_hub)}")
     return results
@@ -418,13 +532,18 @@ def evaluate_only(config: TrainConfig) -> dict[str, float]:
     from . import reports
 
     config = resolve_config(config)
-    dataset, manifest, processor, model = _prepare(config, training=False)
-    with tempfile.TemporaryDirectory(prefix="whisper-gl-eval-") as scratch:
-        trainer = build_trainer(config, model, processor, dataset, manifest, scratch, report=False)
-        metrics = trainer.evaluate()
+    inputs = check_inputs(config, training=False)
+    processor, model = prepared_model(config, inputs)
+    try:
+        with tempfile.TemporaryDirectory(prefix="whisper-gl-eval-") as scratch:
+            args = training_arguments(config, scratch, report=False)
+            trainer = build_trainer(config, model, processor, inputs.dataset, inputs.manifest, args,
+                                    eval_split="test")
+            metrics = trainer.evaluate()
+    finally:
+        end_processes()
     scores = {name: metrics[f"eval_{name}"] for name in METRIC_NAMES}
-    clips = min(len(dataset["test"]), config.max_eval_samples or len(dataset["test"]))
-    print(reports.metrics_table({f"{config.model} ({clips} test clips)": scores}))
+    say(reports.metrics_table({f"{config.model} ({metrics['eval_clips']:.0f} test clips)": scores}))
     return scores
 
 

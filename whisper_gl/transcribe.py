@@ -35,7 +35,7 @@ from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR, WhisperGLError
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
 from .config import MODEL_ENV, DecodingOptions, ModelOptions, TranscribeConfig, subset
-from .runtime import passive_openmp_waits
+from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
 from .subtitles import Segment, to_srt, to_vtt
 from .window import SAMPLING_RATE
 
@@ -46,10 +46,13 @@ logger = logging.getLogger(__name__)
 # Pauses that end a voice-activity chunk: sentence breaks, not breaths.
 VAD_MIN_SILENCE_MS = 500
 TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
-# Shorter than this, or quieter than this peak (-60 dBFS), there is nothing to transcribe:
-# Whisper would only hallucinate on it, so the engine returns an empty transcript.
+# Shorter than this, quieter than this peak (-60 dBFS), or without speech for the VAD
+# (DecodingOptions.require_speech), there is nothing to transcribe: Whisper would only
+# hallucinate on it ("Mónido de Vígrima." on a 20 s tone), so the engine returns no text.
 MIN_SPEECH_SECONDS = 0.2
+MIN_VOICE_SECONDS = 0.25  # speech the detector must hear before the engine decodes (require_speech)
 SILENCE_PEAK = 1e-3
+VAD_LISTEN_SECONDS = 30.0  # has_speech: the voice-activity detector's window
 
 
 def default_model() -> str:
@@ -152,6 +155,7 @@ class Transcriber:
         from .store import resolve_model
 
         passive_openmp_waits()  # before torch or CTranslate2 load, when nothing has loaded them yet
+        no_onnxruntime_telemetry()  # before the VAD loads onnxruntime
         model_settings, decoding_settings = _split_settings(settings)
         if model is not None:
             model_settings["model"] = str(model)
@@ -182,7 +186,8 @@ class Transcriber:
         options = dataclasses.replace(decoding or self.decoding, **settings) if settings else (decoding or self.decoding)
         waveform = as_waveform(audio)
         duration = len(waveform) / SAMPLING_RATE
-        if duration < MIN_SPEECH_SECONDS or not np.isfinite(waveform).all() or np.abs(waveform).max() < SILENCE_PEAK:
+        if duration < MIN_SPEECH_SECONDS or not np.isfinite(waveform).all() or np.abs(waveform).max() < SILENCE_PEAK \
+                or (options.require_speech and not has_speech(waveform)):
             decoded = Decoded([], options.forced_language or "", predicted_timestamps=False)
         else:
             decoded = self._decode(waveform, options)
@@ -233,10 +238,24 @@ class Transcriber:
 def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
     """(start, end) sample indices of the speech in `waveform`, split at pauses, each at most
     `max_seconds` long (faster-whisper's Silero voice-activity detector)."""
+    no_onnxruntime_telemetry()
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=VAD_MIN_SILENCE_MS)
     return [(span["start"], span["end"]) for span in get_speech_timestamps(waveform, options)]
+
+
+def has_speech(waveform: np.ndarray) -> bool:
+    """Whether the voice-activity detector hears speech anywhere in `waveform` (white noise, a
+    tone or music without voice: no). It listens one window at a time and stops at the first
+    speech, so a recording that talks costs one window of VAD (~0.1 s on a 2-core CPU)."""
+    step = int(VAD_LISTEN_SECONDS * SAMPLING_RATE)
+    for start in range(0, len(waveform), step):
+        spans = speech_spans(waveform[start:start + step], VAD_LISTEN_SECONDS)
+        # A blip shorter than a syllable is the detector's noise, not a voice.
+        if sum(end - begin for begin, end in spans) >= MIN_VOICE_SECONDS * SAMPLING_RATE:
+            return True
+    return False
 
 
 def run(config: TranscribeConfig) -> Transcription:
