@@ -97,7 +97,7 @@ def create_api(transcriber, config: ServeConfig):
     api = FastAPI(title="whisper-gl", description="OpenAI-compatible speech to text", docs_url=None, redoc_url=None)
     service = TranscriptionService(transcriber, config, served_model_id(config, transcriber.model))
     api.state.service = service
-    api.add_middleware(BodyLimit, max_bytes=int(config.max_mb * 1e6))
+    api.add_middleware(BodyLimit, max_bytes=config.limits.max_bytes)
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
@@ -175,7 +175,7 @@ class TranscriptionService:
         try:
             return await request.form(max_files=1, max_fields=16)
         except _BodyTooLarge:
-            raise ApiError(413, f"The request is larger than the {self.config.max_mb:g} MB limit.",
+            raise ApiError(413, f"The request is larger than the {self.config.limits.max_bytes / 1e6:g} MB limit.",
                            param="file", code="file_too_large") from None
         except Exception as error:  # noqa: BLE001 - malformed multipart
             raise ApiError(400, f"Could not read the multipart form ({error}).") from None
@@ -208,14 +208,10 @@ class TranscriptionService:
                 raise ApiError(_status_of(error), str(error), param="file") from None
 
     def _decode(self, audio: bytes):
-        from .audio import load_audio
-        from .download import _too_long as too_long
-        from .window import SAMPLING_RATE
+        """Decoded under the duration cap, whatever the file claims (the apps' rule)."""
+        from .audio import read_audio
 
-        waveform = load_audio(audio)
-        if len(waveform) > self.config.max_minutes * 60 * SAMPLING_RATE:
-            raise WhisperGLError(too_long(len(waveform) / SAMPLING_RATE, self.config.max_minutes * 60))
-        return waveform
+        return read_audio(audio, max_seconds=self.config.limits.max_seconds).waveform
 
     @contextlib.asynccontextmanager
     async def _slot(self):
@@ -235,7 +231,9 @@ class TranscriptionService:
 
 
 def _status_of(error: WhisperGLError) -> int:
-    return 413 if "the limit is" in str(error) else 400
+    from .audio import AudioTooLong
+
+    return 413 if isinstance(error, AudioTooLong) else 400
 
 
 def render(result, response_format: str, *, task: str):
@@ -269,18 +267,19 @@ def app_kinds(spec: str) -> list[str]:
     return kinds
 
 
-def build_server(config: ServeConfig, transcriber=None):
-    """The API with the chosen Gradio apps mounted under /<kind>, all on one engine."""
+def build_server(config: ServeConfig, transcriber=None, cache: Path | None = None):
+    """The API with the chosen Gradio apps mounted under /<kind>, all on one engine. `cache`:
+    the apps' upload folder (Gradio's cache), bounded as in `whisper-gl app`."""
     import gradio as gr
 
-    from .apps import build_app, load_transcriber
+    from .apps import build_app, launch_options, load_transcriber
 
     kinds = app_kinds(config.apps)
     transcriber = transcriber or load_transcriber(config)
     server = create_api(transcriber, config)
     for kind in kinds:
-        server = gr.mount_gradio_app(server, build_app(kind, transcriber, config), path=f"/{kind}",
-                                     max_file_size=int(config.max_mb * 1e6))
+        options = launch_options(config.limits, cache or Path(gr.utils.get_upload_folder()))
+        server = gr.mount_gradio_app(server, build_app(kind, transcriber, config), path=f"/{kind}", **options)
     return server
 
 
@@ -299,12 +298,17 @@ def serve(config: ServeConfig) -> None:
     """`whisper-gl serve`: the API (and apps) until interrupted."""
     import uvicorn
 
+    from . import shutdown
+
     host, note = listen_address(config)
-    server = build_server(config)
-    print(f"serving '{server.state.service.model_id}' at http://{host}:{config.port}/v1 ({note})")
-    for kind in app_kinds(config.apps):
-        print(f"  {kind} app: http://{host}:{config.port}/{kind}")
-    uvicorn.run(server, host=host, port=config.port, log_level="warning")
+    with shutdown.serving():  # SIGTERM like SIGINT; the apps' upload folder removed at exit
+        cache = shutdown.kept_folder("whisper-gl-serve-", root=os.environ.get("GRADIO_TEMP_DIR"))
+        os.environ["GRADIO_TEMP_DIR"] = str(cache)
+        server = build_server(config, cache=cache)
+        print(f"serving '{server.state.service.model_id}' at http://{host}:{config.port}/v1 ({note})")
+        for kind in app_kinds(config.apps):
+            print(f"  {kind} app: http://{host}:{config.port}/{kind}")
+        uvicorn.run(server, host=host, port=config.port, log_level="warning")
 
 
 if __name__ == "__main__":
