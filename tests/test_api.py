@@ -67,8 +67,8 @@ def short(examples_dir):
 
 
 def engine_answer(transcriber, path, **settings):
-    """The engine on the audio exactly as the server decodes it: the bytes of the upload (the untuned base is brittle
-    enough that another decoder's rounding can change its words)."""
+    """The engine on the audio exactly as the server decodes it, from the upload's bytes (the untuned
+    base is brittle enough that another decoder's rounding can change its words)."""
     from whisper_gl.audio import read_audio
 
     return transcriber.transcribe(read_audio(path.read_bytes(), max_seconds=60).waveform, **settings)
