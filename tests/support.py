@@ -40,14 +40,16 @@ def serve_folder(folder: Path):
 
 
 @contextlib.contextmanager
-def launched_app(script: str, cwd: Path, env: dict, log: Path, *, startup_seconds: float = 180,
-                 stop_signal: int = signal.SIGTERM):
-    """`python script` in `cwd` as a Gradio server on a free 127.0.0.1 port, its output in `log`;
-    yields (url, process) once it answers, and stops it with `stop_signal` afterwards."""
+def launched_app(script: str | list[str], cwd: Path, env: dict, log: Path, *, startup_seconds: float = 180,
+                 stop_signal: int = signal.SIGTERM, ready_path: str = ""):
+    """`python script` (or `python *script`, where "{port}" stands for the port) in `cwd` as a
+    server on a free 127.0.0.1 port, its output in `log`; yields (url, process) once
+    url + `ready_path` answers, and stops it with `stop_signal` afterwards."""
     port = free_port()
     env = {**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    arguments = [script] if isinstance(script, str) else [part.format(port=port) for part in script]
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, script], cwd=cwd, env=env, stdout=out,
+        process = subprocess.Popen([sys.executable, *arguments], cwd=cwd, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -56,7 +58,7 @@ def launched_app(script: str, cwd: Path, env: dict, log: Path, *, startup_second
             if process.poll() is not None:
                 pytest.fail(f"{script} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
             with contextlib.suppress(OSError):
-                urllib.request.urlopen(url, timeout=2)
+                urllib.request.urlopen(url + ready_path, timeout=2)
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"{script} did not answer within {startup_seconds:g} s:\n{log.read_text()[-3000:]}")

@@ -198,6 +198,7 @@ class CTranslate2Backend:
             vad_filter=options.vad_filter and timestamps,
             max_new_tokens=max_new_tokens(seconds, 4, self.model.max_length),
             suppress_tokens=self.suppress_tokens,
+            initial_prompt=options.initial_prompt,
         )
 
     def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
@@ -271,6 +272,8 @@ class TransformersBackend:
         return self.id_to_language[int(token[0])]
 
     def _generation_kwargs(self, seconds: float, language: str, options: DecodingOptions) -> dict:
+        prompt_ids = (self.processor.get_prompt_ids(options.initial_prompt).tolist()
+                      if options.initial_prompt else [])
         return dict(
             language=language,
             task=options.task,
@@ -280,8 +283,9 @@ class TransformersBackend:
             compression_ratio_threshold=TOKEN_COMPRESSION_RATIO_THRESHOLD,
             logprob_threshold=LOGPROB_THRESHOLD,
             no_speech_threshold=NO_SPEECH_THRESHOLD,
-            max_new_tokens=max_new_tokens(seconds, 4, self.max_target_positions),
+            max_new_tokens=max_new_tokens(seconds, 4 + len(prompt_ids), self.max_target_positions),
             **({"suppress_tokens": self.suppress_tokens} if self.suppress_tokens else {}),
+            **({"prompt_ids": self._torch.tensor(prompt_ids, device=self.device)} if prompt_ids else {}),
         )
 
     def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:

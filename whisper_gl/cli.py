@@ -1,6 +1,6 @@
 """The `whisper-gl` command: one verb per stage, its flags built from the config dataclasses.
 
-    whisper-gl corpus | offline-model | features | train | export | transcribe | evaluate | app KIND | deploy
+    whisper-gl corpus | offline-model | features | train | export | transcribe | evaluate | app KIND | serve | deploy
     whisper-gl VERB --help          every flag of the verb, with its default
 
 A field `max_steps` of a config dataclass (whisper_gl.config) is the flag `--max-steps`; its
@@ -78,6 +78,8 @@ COMMANDS: tuple[Verb | Group, ...] = (
     Group("app", "serve a Gradio app: microphone, file or youtube (app_*.py)", _app_verbs()),
     Verb("evaluate", "score models on test sets through the engine: WER/CER with confidence intervals, errors",
          configs.EvaluateConfig, "whisper_gl.evaluate:evaluate"),
+    Verb("serve", "serve an OpenAI-compatible transcription API (and the apps) on one server",
+         configs.ServeConfig, "whisper_gl.api:serve", server=True),
     Verb("deploy", "stage the apps as Hugging Face Spaces and upload them",
          configs.DeployConfig, "whisper_gl.deploy:deploy"),
 )

@@ -284,6 +284,11 @@ class DecodingOptions:
         default=False,
         metadata={"help": "CTranslate2 only: skip non-speech with faster-whisper's Silero voice activity detector."},
     )
+    initial_prompt: Optional[str] = field(
+        default=None,
+        metadata={"help": "Text that comes before the audio (names, spellings, the style of the transcript); it "
+                          "conditions the first window only."},
+    )
     require_speech: bool = field(
         default=True,
         metadata={"help": "Give no text for audio in which the voice-activity detector hears no speech at all "
@@ -561,6 +566,29 @@ class OfflineModelConfig:
     force: bool = field(
         default=False,
         metadata={"help": "Rebuild even when the folder already holds a complete checkpoint."},
+    )
+
+
+@dataclass
+class ServeConfig(AppConfig):
+    """`whisper-gl serve`: an OpenAI-compatible transcription API, and optionally the apps, on one server.
+
+    With WHISPER_GL_API_KEY set, every /v1 request needs `Authorization: Bearer <key>`.
+    """
+
+    host: Optional[str] = field(
+        default=None,
+        metadata={"help": "Address to listen on (default: 127.0.0.1, or 0.0.0.0 when WHISPER_GL_API_KEY is set)."},
+    )
+    port: int = field(default=8000, metadata={"help": "Port to listen on."})
+    apps: str = field(
+        default="",
+        metadata={"help": "Gradio apps to serve too, comma-separated, each under /<app>: microphone,file,youtube "
+                          "(default: none)."},
+    )
+    served_model_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "The model id clients send in `model` (default: the model folder's name, or its Hub id)."},
     )
 
 

@@ -1,0 +1,198 @@
+"""whisper-gl serve: the OpenAI-compatible API, called with the official `openai` client."""
+
+import threading
+import time
+from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from whisper_gl import WhisperGLError
+from whisper_gl.api import API_KEY_ENV, app_kinds, build_server, listen_address
+from whisper_gl.config import ServeConfig
+
+KEY = "sk-test-0123456789"
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine(base_model_dir):
+    """The served engine: beam 5 at temperature 0 only, so a clip always gets the same words (the
+    fallback to sampling would make the untuned base on espeak audio answer differently)."""
+    from whisper_gl.transcribe import Transcriber
+
+    return Transcriber(base_model_dir, temperatures=(0.0,), num_workers=2)
+
+
+@pytest.fixture(scope="module")
+def server(engine, monkeypatch_module):
+    """The API with the file app mounted, on 127.0.0.1, keyed; closed at the end."""
+    import uvicorn
+
+    from tests.support import free_port
+
+    monkeypatch_module.setenv(API_KEY_ENV, KEY)
+    config = ServeConfig(apps="file", max_mb=2, max_minutes=1, concurrency=2, queue_size=64, temperatures=(0.0,))
+    app = build_server(config, engine)
+    port = free_port()
+    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    while not runner.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app.state.service.model_id
+    runner.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    url, _ = server
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def short(examples_dir):
+    return examples_dir / "short.mp3"
+
+
+def engine_answer(transcriber, path, **settings):
+    """The engine on the audio exactly as the server decodes it, from the upload's bytes (the untuned
+    base is brittle enough that another decoder's rounding can change its words)."""
+    from whisper_gl.audio import read_audio
+
+    return transcriber.transcribe(read_audio(path.read_bytes(), max_seconds=60).waveform, **settings)
+
+
+def test_every_response_format_matches_the_engine(client, server, short, engine):
+    _, model = server
+    expected = engine_answer(engine, short)
+    with open(short, "rb") as audio:
+        result = client.audio.transcriptions.create(model=model, file=audio, language="gl")
+    assert result.text == expected.text
+    for response_format, check in (("text", lambda out: out.strip() == expected.text),
+                                   ("srt", lambda out: out.strip() == expected.to_srt().strip()),
+                                   ("vtt", lambda out: out.startswith("WEBVTT") and "-->" in out)):
+        with open(short, "rb") as audio:
+            out = client.audio.transcriptions.create(model=model, file=audio, language="gl",
+                                                     response_format=response_format)
+        assert check(out), (response_format, out)
+    with open(short, "rb") as audio:
+        verbose = client.audio.transcriptions.create(model=model, file=audio, language="gl",
+                                                     response_format="verbose_json")
+    assert verbose.text == expected.text and verbose.language == "galician"
+    assert verbose.duration == pytest.approx(expected.duration)
+    assert [(s.start, s.end, s.text) for s in verbose.segments] == \
+        [(s.start, s.end, s.text) for s in expected.segments]
+
+
+def test_prompt_and_translation(client, server, short, engine):
+    _, model = server
+    with open(short, "rb") as audio:
+        prompted = client.audio.transcriptions.create(model=model, file=audio, language="gl",
+                                                      prompt="O vento sopra na Costa da Morte.")
+    assert prompted.text == engine_answer(engine, short, initial_prompt="O vento sopra na Costa da Morte.").text
+    # Translation of espeak Galician by the untuned base falls back to sampling: compare the task, not the words.
+    with open(short, "rb") as audio:
+        english = client.audio.translations.create(model=model, file=audio, response_format="verbose_json")
+    assert english.text.strip() and english.task == "translate" and english.duration > 3
+
+
+def test_models_and_health(client, server):
+    url, model = server
+    assert [m.id for m in client.models.list().data] == [model]
+    assert client.models.retrieve(model).id == model
+    health = httpx.get(f"{url}/health").json()
+    assert health["status"] == "ok" and health["model"] == model
+    assert httpx.get(f"{url}/file/config").status_code == 200  # the mounted app, same server
+
+
+def test_errors_are_the_clients_typed_exceptions(client, server, short, tmp_path):
+    url, model = server
+    notes = tmp_path / "notes.wav"
+    notes.write_text("this is not audio\n" * 40)
+    with pytest.raises(openai.BadRequestError, match="not an audio file"), open(notes, "rb") as audio:
+        client.audio.transcriptions.create(model=model, file=audio)
+    with pytest.raises(openai.NotFoundError, match="does not exist") as error, open(short, "rb") as audio:
+        client.audio.transcriptions.create(model="whisper-1", file=audio)
+    assert error.value.body["code"] == "model_not_found" and error.value.body["param"] == "model"
+    stranger = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="Incorrect API key"), open(short, "rb") as audio:
+        stranger.audio.transcriptions.create(model=model, file=audio)
+    keyless = httpx.post(f"{url}/v1/audio/transcriptions", files={"file": short.read_bytes()}, data={"model": model})
+    assert keyless.status_code == 401 and keyless.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(f"{url}/v1/models").status_code == 401
+    big = tmp_path / "big.mp3"
+    big.write_bytes(short.read_bytes() * (2_100_000 // short.stat().st_size + 1))  # past the 2 MB cap
+    with pytest.raises(openai.APIStatusError, match="larger than the 2 MB limit") as error, open(big, "rb") as audio:
+        client.audio.transcriptions.create(model=model, file=audio)
+    assert error.value.status_code == 413
+    # The body is counted as it arrives: a chunked upload that claims nothing is cut off too.
+    def chunks():  # a well-formed multipart body whose file part never ends before 2.6 MB
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n\r\n'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b"\r\n--b--\r\n"
+
+    answer = httpx.post(f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}",
+                        "Content-Type": "multipart/form-data; boundary=b"}, content=chunks())
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "file_too_large"
+
+
+def test_twenty_concurrent_clients_are_all_answered(client, server, short, engine):
+    _, model = server
+
+    def call(_):
+        with open(short, "rb") as audio:
+            return client.audio.transcriptions.create(model=model, file=audio, language="gl").text
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(call, range(20)))
+    assert answers == [engine_answer(engine, short).text] * 20  # 2 decode at once, 18 wait in the queue
+
+
+def test_listen_address_and_apps(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    host, note = listen_address(ServeConfig())
+    assert host == "127.0.0.1" and "only this machine" in note
+    monkeypatch.setenv(API_KEY_ENV, KEY)
+    assert listen_address(ServeConfig()) == ("0.0.0.0", "API key required")
+    assert app_kinds("file, youtube") == ["file", "youtube"] and app_kinds("") == []
+    with pytest.raises(WhisperGLError, match="unknown app 'radio'"):
+        app_kinds("file,radio")
+
+
+def test_the_command_serves_until_sigterm_and_leaves_no_file(base_model_dir, short, hostile_media, tmp_path):
+    """`whisper-gl serve` as users start it: keyless on 127.0.0.1, noise answered with no text,
+    SIGTERM ends it with exit 0 and nothing left in its temporary folder."""
+    import os
+    import signal
+
+    from tests.support import launched_app
+
+    scratch = tmp_path / "tmp"
+    (scratch / "gradio").mkdir(parents=True)
+    env = {key: value for key, value in os.environ.items() if key != API_KEY_ENV}
+    env.update(TMPDIR=str(scratch), GRADIO_TEMP_DIR=str(scratch / "gradio"), HF_HUB_OFFLINE="1")
+    command = ["-m", "whisper_gl", "serve", "--model", str(base_model_dir), "--port", "{port}", "--apps", "file"]
+    with launched_app(command, REPO, env, tmp_path / "serve.log", ready_path="health") as (url, process):
+        client = openai.OpenAI(base_url=f"{url}v1", api_key="unused", max_retries=0, timeout=300)
+        with open(hostile_media["noise.wav"], "rb") as audio:
+            assert client.audio.transcriptions.create(model="whisper-base", file=audio).text == ""
+        with open(short, "rb") as audio:
+            assert client.audio.transcriptions.create(model="whisper-base", file=audio).text.strip()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    log = (tmp_path / "serve.log").read_text()
+    assert "only this machine can connect" in log and "Traceback" not in log
+    assert [str(p.relative_to(scratch)) for p in scratch.rglob("*")] == ["gradio"]  # the folder we made, empty

@@ -1,0 +1,317 @@
+"""An OpenAI-compatible transcription API (and the Gradio apps) on one server, one model in memory.
+
+    whisper-gl serve --model artifacts/model --apps microphone,file,youtube
+
+    POST /v1/audio/transcriptions   multipart, as OpenAI documents it: file, model, language,
+                                    prompt, response_format (json, text, srt, vtt, verbose_json),
+                                    temperature, timestamp_granularities[]
+    POST /v1/audio/translations     the same, into English (Whisper's translate task)
+    GET  /v1/models                 the served model
+    GET  /health                    no key needed
+    /microphone /file /youtube      the Gradio apps, with --apps
+
+Any tool that speaks OpenAI's audio API (the `openai` clients, Open WebUI, editors with a
+"Whisper API" setting) works with base_url http://HOST:PORT/v1. Errors have OpenAI's shape,
+{"error": {"message", "type", "param", "code"}}, with its status codes. The request body is
+counted while it arrives (a body past --max-mb is cut off with 413, whatever it claims), the
+duration cap applies to the decoded audio, and at most --concurrency transcriptions run while
+--queue-size wait; past that a request is told the server is busy (429). With
+WHISPER_GL_API_KEY set every /v1 request needs `Authorization: Bearer <key>` (compared in
+constant time, never logged). There is no transcription logic here: the engine does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request  # FastAPI reads the routes' annotations: they must resolve here
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from . import WhisperGLError
+from .config import APP_KINDS, ServeConfig
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "WHISPER_GL_API_KEY"
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+AUDIO_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/translations")
+
+
+@dataclass
+class ApiError(Exception):
+    """An error answered in OpenAI's shape."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: count the bytes of an audio request's body as they arrive and stop at
+    `max_bytes` (Content-Length is a claim; chunked bodies have none)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in AUDIO_ROUTES:
+            return await self.app(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge()
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+def served_model_id(config: ServeConfig, model: str) -> str:
+    """The id clients name in `model`: --served-model-name, else the model's folder name or Hub id."""
+    if config.served_model_name:
+        return config.served_model_name
+    path = Path(model)
+    return path.name if path.exists() else model
+
+
+def create_api(transcriber, config: ServeConfig):
+    """The FastAPI app: the OpenAI routes over `transcriber` (a whisper_gl.transcribe.Transcriber)."""
+    api = FastAPI(title="whisper-gl", description="OpenAI-compatible speech to text", docs_url=None, redoc_url=None)
+    service = TranscriptionService(transcriber, config, served_model_id(config, transcriber.model))
+    api.state.service = service
+    api.add_middleware(BodyLimit, max_bytes=config.limits.max_bytes)
+
+    @api.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @api.get("/health")
+    async def health():
+        return {"status": "ok", "model": service.model_id, "backend": transcriber.backend}
+
+    @api.get("/v1/models")
+    async def models(request: Request):
+        service.authorize(request)
+        return {"object": "list", "data": [service.model_card()]}
+
+    @api.get("/v1/models/{model:path}")
+    async def model(model: str, request: Request):
+        service.authorize(request)
+        service.check_model(model)
+        return service.model_card()
+
+    @api.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request):
+        return await service.handle(request, task="transcribe")
+
+    @api.post("/v1/audio/translations")
+    async def translations(request: Request):
+        return await service.handle(request, task="translate")
+
+    return api
+
+
+class TranscriptionService:
+    """What the routes share: the key, the caps, the queue, and the engine."""
+
+    def __init__(self, transcriber, config: ServeConfig, model_id: str):
+        self.transcriber, self.config, self.model_id = transcriber, config, model_id
+        self._key = os.environ.get(API_KEY_ENV, "").encode()
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._waiting = 0
+
+    def model_card(self) -> dict:
+        return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "whisper-gl"}
+
+    def authorize(self, request) -> None:
+        if not self._key:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="invalid_api_key")
+        if not hmac.compare_digest(given.strip().encode(), self._key):
+            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    def check_model(self, model: str | None) -> None:
+        if model != self.model_id:
+            raise ApiError(404, f"The model '{model}' does not exist; this server serves '{self.model_id}'.",
+                           param="model", code="model_not_found")
+
+    async def handle(self, request, *, task: str):
+        self.authorize(request)
+        form = await self._form(request)
+        self.check_model(form.get("model"))
+        options = self._options(form, task)
+        response_format = form.get("response_format") or "json"
+        if response_format not in RESPONSE_FORMATS:
+            raise ApiError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
+                           param="response_format")
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(400, "Send the audio as the multipart field 'file'.", param="file")
+        audio = await upload.read()
+        result = await self._transcribe(audio, options)
+        return render(result, response_format, task=task)
+
+    async def _form(self, request):
+        try:
+            return await request.form(max_files=1, max_fields=16)
+        except _BodyTooLarge:
+            raise ApiError(413, f"The request is larger than the {self.config.limits.max_bytes / 1e6:g} MB limit.",
+                           param="file", code="file_too_large") from None
+        except Exception as error:  # noqa: BLE001 - malformed multipart
+            raise ApiError(400, f"Could not read the multipart form ({error}).") from None
+
+    def _options(self, form, task: str) -> dict:
+        options = {"task": task}
+        if task == "transcribe" and form.get("language"):
+            options["language"] = form.get("language")
+        if form.get("prompt"):
+            options["initial_prompt"] = form.get("prompt")
+        if form.get("temperature"):
+            try:
+                temperature = float(form.get("temperature"))
+            except ValueError:
+                raise ApiError(400, "temperature must be a number between 0 and 1", param="temperature") from None
+            if not 0 <= temperature <= 1:
+                raise ApiError(400, "temperature must be a number between 0 and 1", param="temperature")
+            if temperature > 0:  # 0 (OpenAI's default) keeps the engine's fallback from 0 upwards
+                options["temperatures"] = (temperature,)
+        return options
+
+    async def _transcribe(self, audio: bytes, options: dict):
+        from starlette.concurrency import run_in_threadpool
+
+        async with self._slot():
+            try:
+                waveform = await run_in_threadpool(self._decode, audio)
+                return await run_in_threadpool(self.transcriber.transcribe, waveform, **options)
+            except WhisperGLError as error:
+                raise ApiError(_status_of(error), str(error), param="file") from None
+
+    def _decode(self, audio: bytes):
+        """Decoded under the duration cap, whatever the file claims (the apps' rule)."""
+        from .audio import read_audio
+
+        return read_audio(audio, max_seconds=self.config.limits.max_seconds).waveform
+
+    @contextlib.asynccontextmanager
+    async def _slot(self):
+        """One of --concurrency transcription slots; at most --queue-size requests wait for one."""
+        if self._waiting >= self.config.queue_size:
+            raise ApiError(429, "The server is busy: try again in a moment.", type="rate_limit_error",
+                           code="server_busy")
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+def _status_of(error: WhisperGLError) -> int:
+    from .audio import AudioTooLong
+
+    return 413 if isinstance(error, AudioTooLong) else 400
+
+
+def render(result, response_format: str, *, task: str):
+    """The engine's Transcription in the response format OpenAI's clients expect."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    if response_format == "text":
+        return PlainTextResponse(result.text + "\n")
+    if response_format == "srt":
+        return PlainTextResponse(result.to_srt(), media_type="application/x-subrip")
+    if response_format == "vtt":
+        return PlainTextResponse(result.to_vtt(), media_type="text/vtt")
+    usage = {"type": "duration", "seconds": result.duration}
+    if response_format == "json":
+        return {"text": result.text, "usage": usage}
+    segments = [{"id": index, "seek": round(segment.start * 100), "start": segment.start, "end": segment.end,
+                 "text": segment.text, "tokens": [], "temperature": 0.0, "avg_logprob": 0.0,
+                 "compression_ratio": 0.0, "no_speech_prob": 0.0}
+                for index, segment in enumerate(result.segments)]
+    return {"task": task, "language": LANGUAGES.get(result.language, result.language), "duration": result.duration,
+            "text": result.text, "segments": segments, "usage": usage}
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+def app_kinds(spec: str) -> list[str]:
+    kinds = [kind.strip() for kind in spec.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in APP_KINDS]
+    if unknown:
+        raise WhisperGLError(f"unknown app '{unknown[0]}' in --apps: choose from {', '.join(APP_KINDS)}")
+    return kinds
+
+
+def build_server(config: ServeConfig, transcriber=None, cache: Path | None = None):
+    """The API with the chosen Gradio apps mounted under /<kind>, all on one engine. `cache`:
+    the apps' upload folder (Gradio's cache), bounded as in `whisper-gl app`."""
+    import gradio as gr
+
+    from .apps import build_app, launch_options, load_transcriber
+
+    kinds = app_kinds(config.apps)
+    transcriber = transcriber or load_transcriber(config)
+    server = create_api(transcriber, config)
+    for kind in kinds:
+        options = launch_options(config.limits, cache or Path(gr.utils.get_upload_folder()))
+        server = gr.mount_gradio_app(server, build_app(kind, transcriber, config), path=f"/{kind}", **options)
+    return server
+
+
+def listen_address(config: ServeConfig) -> tuple[str, str]:
+    """(host, what to tell the user): without a key the API is open, so only this machine by default."""
+    keyed = bool(os.environ.get(API_KEY_ENV))
+    host = config.host or ("0.0.0.0" if keyed else "127.0.0.1")
+    if keyed:
+        return host, "API key required"
+    if config.host:
+        return host, f"no {API_KEY_ENV} set: anyone who reaches {host}:{config.port} can use it"
+    return host, f"no {API_KEY_ENV} set, so only this machine can connect (set it, or --host, to change that)"
+
+
+def serve(config: ServeConfig) -> None:
+    """`whisper-gl serve`: the API (and apps) until interrupted."""
+    import uvicorn
+
+    from . import shutdown
+
+    host, note = listen_address(config)
+    with shutdown.serving():  # SIGTERM like SIGINT; the apps' upload folder removed at exit
+        cache = shutdown.kept_folder("whisper-gl-serve-", root=os.environ.get("GRADIO_TEMP_DIR"))
+        os.environ["GRADIO_TEMP_DIR"] = str(cache)
+        server = build_server(config, cache=cache)
+        print(f"serving '{server.state.service.model_id}' at http://{host}:{config.port}/v1 ({note})")
+        for kind in app_kinds(config.apps):
+            print(f"  {kind} app: http://{host}:{config.port}/{kind}")
+        uvicorn.run(server, host=host, port=config.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    from .cli import door
+
+    door("serve", prog="python -m whisper_gl.api")
