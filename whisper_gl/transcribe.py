@@ -6,25 +6,28 @@
 
 It loads a local model folder or a Hub id and picks a backend (whisper_gl.backends): the
 CTranslate2 int8 export (`<model>/ctranslate2`, written by `whisper-gl export`) on CPU when
-it exists, else transformers. Audio of any length is transcribed whole, window after window;
-loops are bounded (tokens per second of audio), retried at higher temperature, and a looping
-tail that survives is cut (or the segment dropped). A checkpoint that no longer predicts
-timestamps still gets timed segments: the recording is split into voice-activity chunks
-(faster-whisper's Silero VAD), each decoded without timestamps and timed by its bounds.
+it exists, else transformers. Audio of any length is transcribed whole: by default split at
+pauses into voice-activity chunks (faster-whisper's Silero VAD) of at most one window, decoded
+in batches, each segment timed by its chunk plus the model's timestamps inside it; or, with
+long_form="sequential", window after window. Loops are bounded (tokens per second of audio),
+retried at higher temperature, and a repetition that survives is collapsed to one copy (or
+the segment dropped). A checkpoint that no longer predicts timestamps still gets timed
+segments: sentence-sized chunks decoded without timestamps, each timed by its bounds.
 
 How to load is a `ModelOptions`, how to decode a `DecodingOptions` (whisper_gl.config); the
 keyword arguments of `Transcriber(...)` and `transcribe(...)` set their fields by name.
 
-Command line:  whisper-gl transcribe FILE [--model M] [--srt OUT] [--vtt OUT] ...
+Command line:  whisper-gl transcribe PATH... [--output-dir OUT] [--format txt,srt,vtt,json] ...
+(whisper_gl.batch: files, folders and globs through one engine).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +37,16 @@ import numpy as np
 from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR, WhisperGLError
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
-from .config import MODEL_ENV, DecodingOptions, ModelOptions, TranscribeConfig, subset
+from .config import MODEL_ENV, DecodingOptions, ModelOptions
 from .runtime import passive_openmp_waits
-from .subtitles import Segment, to_srt, to_vtt
+from .subtitles import Segment, Word, to_srt, to_vtt
 from .window import SAMPLING_RATE
 
-__all__ = ["Segment", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
+__all__ = ["Segment", "Word", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
 
 logger = logging.getLogger(__name__)
 
-# Pauses that end a voice-activity chunk: sentence breaks, not breaths.
+# Pauses that end a voice-activity span: sentence breaks, not breaths.
 VAD_MIN_SILENCE_MS = 500
 TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
 # Shorter than this, or quieter than this peak (-60 dBFS), there is nothing to transcribe:
@@ -78,11 +81,22 @@ class Transcription:
         """Processing time over audio time (below 1: faster than real time)."""
         return self.elapsed / self.duration if self.duration else 0.0
 
+    def to_text(self) -> str:
+        return self.text + "\n" if self.text else ""
+
     def to_srt(self) -> str:
         return to_srt(self.segments)
 
-    def to_vtt(self) -> str:
-        return to_vtt(self.segments)
+    def to_vtt(self, highlight_words: bool = False) -> str:
+        return to_vtt(self.segments, highlight_words)
+
+    def to_dict(self) -> dict:
+        """Everything but the timing of the run, in plain types (the JSON output)."""
+        return {"text": self.text, "language": self.language, "duration": self.duration, "model": self.model,
+                "backend": self.backend, "segments": [dataclasses.asdict(segment) for segment in self.segments]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n"
 
 
 def is_degenerate(text: str) -> bool:
@@ -96,32 +110,53 @@ def is_degenerate(text: str) -> bool:
 _LETTER_LOOP = re.compile(r"([^\W\d_]{1,4}?)\1{4,}")
 
 
-def cut_repetition(text: str, longest_unit: int = 8) -> str:
-    """Cut a loop off the end of `text`, keeping one copy of the repeated words.
-
-    A unit of one word must repeat 4 times ("non, non, non" is Galician), longer units 3 times;
-    letters looping inside a word are collapsed to one copy.
-    """
-    words = _LETTER_LOOP.sub(r"\1", text).split()
+def unrepeated(words: list[str], longest_unit: int = 8) -> list[int]:
+    """Indices of the words to keep once every loop in `words` is collapsed to one copy: a run
+    of one word repeated 4+ times ("No o o o o o vén"; "non, non, non" is Galician) or of 2 to
+    `longest_unit` words repeated 3+ times, anywhere in the text. Punctuation and case are ignored."""
     keys = ["".join(ch for ch in word.lower() if ch.isalnum()) for word in words]
-    best_cut = len(words)
-    for unit in range(1, longest_unit + 1):
-        tail = keys[len(keys) - unit:]
-        repeats = 1
-        while (repeats + 1) * unit <= len(keys) and keys[len(keys) - (repeats + 1) * unit: len(keys) - repeats * unit] == tail:
+    kept, index = [], 0
+    while index < len(keys):
+        unit, repeats = _widest_loop(keys, index, longest_unit)
+        if unit:  # keep the first copy, drop the repeats
+            kept += range(index, index + unit)
+            index += unit * repeats
+        else:
+            kept.append(index)
+            index += 1
+    return kept
+
+
+def _widest_loop(keys: list[str], index: int, longest_unit: int) -> tuple[int, int]:
+    """(unit length, repeats) of the loop starting at `index` that covers the most words; (0, 0) if none."""
+    best = (0, 0)
+    for unit in range(1, min(longest_unit, len(keys) - index) + 1):
+        pattern, repeats = keys[index: index + unit], 1
+        while keys[index + repeats * unit: index + (repeats + 1) * unit] == pattern:
             repeats += 1
-        if repeats >= (4 if unit == 1 else 3):
-            best_cut = min(best_cut, len(words) - (repeats - 1) * unit)
-    return " ".join(words[:best_cut])
+        if repeats >= (4 if unit == 1 else 3) and unit * repeats > best[0] * best[1]:
+            best = (unit, repeats)
+    return best
+
+
+def collapse_repetitions(text: str) -> str:
+    """`text` with every loop collapsed to one copy (`unrepeated`), and letters looping inside a word too."""
+    words = _LETTER_LOOP.sub(r"\1", text).split()
+    return " ".join(words[i] for i in unrepeated(words))
 
 
 def clean_segment(segment: Segment) -> Segment | None:
-    """The segment with a looping tail cut; None when nothing worth keeping is left
-    (no letters or digits, e.g. a hallucinated "..." on noise, or still repetitive)."""
-    text = cut_repetition(segment.text)
+    """The segment with its loops collapsed (its timed words too); None when nothing worth keeping
+    is left (no letters or digits, e.g. a hallucinated "..." on noise, or still repetitive)."""
+    if segment.words:
+        words = [dataclasses.replace(word, text=_LETTER_LOOP.sub(r"\1", word.text)) for word in segment.words]
+        words = tuple(words[i] for i in unrepeated([word.text for word in words]))
+        text = "".join(word.text for word in words).strip()
+    else:
+        words, text = (), collapse_repetitions(segment.text)
     if not any(ch.isalnum() for ch in text) or is_degenerate(text):
         return None
-    return segment if text == segment.text else Segment(segment.start, segment.end, text)
+    return segment if text == segment.text else dataclasses.replace(segment, text=text, words=words)
 
 
 def _split_settings(settings: dict) -> tuple[dict, dict]:
@@ -209,25 +244,43 @@ class Transcriber:
             # A short window (10 s) cuts sentences at most seams, and there a short-window model's
             # timestamps repeat and invent text (long.mp3, 10 s smoke model: WER 115 % with its
             # timestamps, 52 % on voice-activity chunks, 4x faster). Chunks split at pauses instead.
-            return self._decode_speech_chunks(waveform, options)
-        decoded = self._backend.decode(waveform, options)
+            return self._decode_chunks(waveform, options, timestamps=False)
+        if options.long_form == "batched":
+            decoded = self._decode_chunks(waveform, options, timestamps=True)
+        else:
+            decoded = self._backend.decode(waveform, options)
         if options.timestamps == "auto" and not decoded.predicted_timestamps and (decoded.segments or decoded.stalled):
             # The model wrote text but closed no segment with a timestamp: a checkpoint that
             # lost timestamp prediction. Decode the way it was trained instead: no timestamps.
-            logger.info("the model predicts no timestamps: decoding voice-activity chunks")
-            decoded = self._decode_speech_chunks(waveform, options)
+            logger.info("the model predicts no timestamps: decoding voice-activity chunks without them")
+            decoded = self._decode_chunks(waveform, options, timestamps=False)
         return decoded
 
-    def _decode_speech_chunks(self, waveform: np.ndarray, options: DecodingOptions) -> Decoded:
+    def _decode_chunks(self, waveform: np.ndarray, options: DecodingOptions, timestamps: bool) -> Decoded:
+        """Voice-activity chunks decoded in batches, their segments moved to the chunks' places.
+        With timestamps, neighbouring spans are joined up to a window (the encoder pays for a
+        whole window per chunk anyway); without, each span stays a sentence-sized segment."""
         spans = speech_spans(waveform, self.window.seconds)
-        chunks = [waveform[start:end] for start, end in spans]
-        texts, language = self._backend.decode_chunks(chunks, options)
-        segments = [
-            Segment(round(start / SAMPLING_RATE, 3), round(end / SAMPLING_RATE, 3), text)
-            for (start, end), text in zip(spans, texts)
-            if text
-        ]
-        return Decoded(segments, language, predicted_timestamps=False)
+        if timestamps:
+            spans = joined_spans(spans, self.window.samples)
+        results = self._backend.decode_chunks([waveform[start:end] for start, end in spans], options, timestamps)
+        segments = [placed(segment, start / SAMPLING_RATE, end / SAMPLING_RATE)
+                    for (start, end), result in zip(spans, results) for segment in result.segments]
+        language = next((result.language for result in results if result.language), options.forced_language or "")
+        return Decoded(segments, language, predicted_timestamps=any(result.predicted_timestamps for result in results))
+
+
+def placed(segment: Segment, chunk_start: float, chunk_end: float) -> Segment:
+    """A segment timed inside its chunk, moved to the chunk's place in the recording; its times,
+    and its words', kept inside the chunk and in order."""
+    start = round(min(chunk_start + segment.start, chunk_end), 3)
+    end = round(min(max(chunk_start + segment.end, start), chunk_end), 3)
+    words, previous = [], start
+    for word in segment.words:
+        word_start = round(min(max(chunk_start + word.start, previous), end), 3)
+        previous = round(min(max(chunk_start + word.end, word_start), end), 3)
+        words.append(dataclasses.replace(word, start=word_start, end=previous))
+    return Segment(start, end, segment.text, tuple(words))
 
 
 def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
@@ -239,26 +292,18 @@ def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, in
     return [(span["start"], span["end"]) for span in get_speech_timestamps(waveform, options)]
 
 
-def run(config: TranscribeConfig) -> Transcription:
-    """`whisper-gl transcribe`: print the text, write the subtitles asked for, report the speed."""
-    from .store import atomic_write_text
-
-    transcriber = Transcriber(options=subset(ModelOptions, config), decoding=subset(DecodingOptions, config))
-    result = transcriber.transcribe(config.audio)
-    print(result.text)
-    for path, render in ((config.srt, result.to_srt), (config.vtt, result.to_vtt)):
-        if path:
-            atomic_write_text(path, render())
-    print(
-        f"[{result.model} | {result.backend} | language {result.language or '?'} | "
-        f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
-        f"{len(result.segments)} segments]",
-        file=sys.stderr,
-    )
-    return result
+def joined_spans(spans: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:
+    """Neighbouring spans joined, pauses included, while the whole stays within `max_samples`."""
+    joined: list[tuple[int, int]] = []
+    for start, end in spans:
+        if joined and end - joined[-1][0] <= max_samples:
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined
 
 
-def main(argv: list[str] | None = None) -> Transcription:
+def main(argv: list[str] | None = None):
     from .cli import invoke_verb
 
     return invoke_verb(("transcribe",), argv)
