@@ -61,13 +61,15 @@ CTRANSLATE2_SUBDIR = "ctranslate2"
 @dataclass
 class Decoded:
     """What a backend found: timed segments, the language, whether the model itself closed
-    any segment with a timestamp (False: it does not predict them), and whether the decode
-    was abandoned because its timestamps stopped moving forward."""
+    any segment with a timestamp (False: it does not predict them), whether the decode
+    was abandoned because its timestamps stopped moving forward, and whether the last
+    segment is still open (the model stopped without closing it: cut short)."""
 
     segments: list[Segment]
     language: str
     predicted_timestamps: bool
     stalled: bool = False
+    open_end: bool = False
 
 
 def max_new_tokens(seconds: float, prompt_tokens: int, max_target_positions: int) -> int:
@@ -339,11 +341,12 @@ class CTranslate2Backend:
         segments = []
         for piece in pieces:
             text = tokenizer.decode(piece["tokens"]).strip()
-            words = tuple(Word(word["start"], word["end"], word["word"], word["probability"])
+            words = tuple(Word(float(word["start"]), float(word["end"]), word["word"], float(word["probability"]))
                           for word in piece.get("words") or ())
             if text:
-                segments.append(Segment(round(piece["start"], 3), round(piece["end"], 3), text, words))
-        return Decoded(segments, language, predicted_timestamps=any(piece["closed"] for piece in pieces))
+                segments.append(Segment(round(float(piece["start"]), 3), round(float(piece["end"]), 3), text, words))
+        open_end = bool(segments) and not pieces[-1]["closed"] and bool(tokenizer.decode(pieces[-1]["tokens"]).strip())
+        return Decoded(segments, language, any(piece["closed"] for piece in pieces), open_end=open_end)
 
 
 @register_backend

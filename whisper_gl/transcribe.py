@@ -53,6 +53,8 @@ TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
 # Whisper would only hallucinate on it, so the engine returns an empty transcript.
 MIN_SPEECH_SECONDS = 0.2
 SILENCE_PEAK = 1e-3
+# A chunk whose decode stopped with this much voice activity still ahead is decoded on from there.
+MIN_UNHEARD_SECONDS = 1.0
 
 
 def default_model() -> str:
@@ -258,16 +260,45 @@ class Transcriber:
 
     def _decode_chunks(self, waveform: np.ndarray, options: DecodingOptions, timestamps: bool) -> Decoded:
         """Voice-activity chunks decoded in batches, their segments moved to the chunks' places.
+
         With timestamps, neighbouring spans are joined up to a window (the encoder pays for a
-        whole window per chunk anyway); without, each span stays a sentence-sized segment."""
+        whole window per chunk anyway), and a chunk whose decode ended before its speech did
+        (the model closed its last segment early) has the rest decoded in the next round, as
+        Whisper's long-form decoding moves to its last timestamp. Without, each span stays a
+        sentence-sized segment.
+        """
         spans = speech_spans(waveform, self.window.seconds)
-        if timestamps:
-            spans = joined_spans(spans, self.window.samples)
-        results = self._backend.decode_chunks([waveform[start:end] for start, end in spans], options, timestamps)
-        segments = [placed(segment, start / SAMPLING_RATE, end / SAMPLING_RATE)
-                    for (start, end), result in zip(spans, results) for segment in result.segments]
-        language = next((result.language for result in results if result.language), options.forced_language or "")
-        return Decoded(segments, language, predicted_timestamps=any(result.predicted_timestamps for result in results))
+        chunks = joined_spans(spans, self.window.samples) if timestamps else spans
+        segments, languages, predicted = [], [], False
+        while chunks:
+            results = self._backend.decode_chunks([waveform[start:end] for start, end in chunks], options, timestamps)
+            rest = []
+            for (start, end), result in zip(chunks, results):
+                kept, left = heard(result, start, end, spans)
+                segments += [placed(segment, start / SAMPLING_RATE, end / SAMPLING_RATE) for segment in kept]
+                rest += [left] if left else []
+                languages.append(result.language)
+                predicted = predicted or result.predicted_timestamps
+            if options.forced_language is None and any(languages):  # detected once, then kept
+                options = dataclasses.replace(options, language=next(filter(None, languages)))
+            chunks = rest
+        segments.sort(key=lambda segment: segment.start)
+        return Decoded(segments, options.forced_language or next(filter(None, languages), ""), predicted)
+
+
+def heard(result: Decoded, start: int, end: int, spans: list[tuple[int, int]]
+          ) -> tuple[list[Segment], tuple[int, int] | None]:
+    """The segments of the chunk start:end to keep, and the part still to decode: what follows
+    the last segment the model closed, when it holds MIN_UNHEARD_SECONDS of speech or more (a
+    segment left open there is dropped and decoded again, as Whisper's long-form decoding does)."""
+    closed = result.segments[:-1] if result.open_end else result.segments
+    if not result.predicted_timestamps or not closed or closed[-1].end <= 0:
+        return result.segments, None  # no timestamp to move to, or no progress: keep what there is
+    moved = start + round(closed[-1].end * SAMPLING_RATE)
+    speech = sum(max(0, min(end, span_end) - max(moved, span_start)) for span_start, span_end in spans)
+    if speech < MIN_UNHEARD_SECONDS * SAMPLING_RATE:
+        return result.segments, None
+    return closed, (moved, end)
 
 
 def placed(segment: Segment, chunk_start: float, chunk_end: float) -> Segment:
