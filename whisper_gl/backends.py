@@ -78,6 +78,13 @@ def max_new_tokens(seconds: float, prompt_tokens: int, max_target_positions: int
     return max(1, min(bound, max_target_positions // 2 - prompt_tokens))
 
 
+def ctranslate2_max_length(prompt_tokens: int, budget: int) -> int:
+    """The `max_length` that lets CTranslate2's Whisper generate `budget` new tokens: it stops
+    at min(max_length / 2, max_length - prompt) (openai-whisper's half-context sample length,
+    CTranslate2 issue #1856), so the prompt plus the budget alone would halve the budget."""
+    return max(2 * budget, prompt_tokens + budget)
+
+
 @dataclass
 class Attempt:
     """One decode of one chunk at one temperature, and how it scores against the fallback rules."""
@@ -250,7 +257,8 @@ class CTranslate2Backend:
             without_timestamps=False,
             vad_filter=options.vad_filter,
             word_timestamps=options.word_timestamps,
-            max_new_tokens=max_new_tokens(seconds, 4, self.model.max_length),
+            # faster-whisper hands CTranslate2 max_length = prompt + max_new_tokens (see ctranslate2_max_length)
+            max_new_tokens=ctranslate2_max_length(4, max_new_tokens(seconds, 4, self.model.max_length)) - 4,
             suppress_tokens=self.suppress_tokens,
         )
         segments, predicted = [], False
@@ -300,6 +308,7 @@ class CTranslate2Backend:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         budgets = [max_new_tokens(duration, len(prompt), self.model.max_length) for duration in seconds]
+        timestamps = prompt[-1] != tokenizer.no_timestamps
         suppress = get_suppressed_tokens(tokenizer, self.suppress_tokens)
         best: list[Attempt | None] = [None] * len(seconds)
         pending = list(range(len(seconds)))
@@ -308,10 +317,11 @@ class CTranslate2Backend:
                         dict(beam_size=1, num_hypotheses=BEST_OF, sampling_topk=0, sampling_temperature=temperature))
             inputs = encoded if len(pending) == len(seconds) else self.model.encode(features[pending])
             results = self.model.model.generate(
-                inputs, [prompt] * len(pending), max_length=len(prompt) + max(budgets[i] for i in pending),
+                inputs, [prompt] * len(pending),
+                max_length=ctranslate2_max_length(len(prompt), max(budgets[i] for i in pending)),
                 return_scores=True, suppress_blank=True, suppress_tokens=suppress, **sampling)
             for index, result in zip(pending, results):
-                attempt = self._attempt(result, budgets[index], tokenizer)
+                attempt = self._attempt(result, budgets[index], tokenizer, timestamps)
                 if best[index] is None or attempt.rank() > best[index].rank():
                     best[index] = attempt
             pending = [index for index in pending if not best[index].passes]
@@ -320,14 +330,19 @@ class CTranslate2Backend:
         return best
 
     @staticmethod
-    def _attempt(result, budget: int, tokenizer) -> Attempt:
+    def _attempt(result, budget: int, tokenizer, timestamps: bool) -> Attempt:
+        """Scored on what will be kept: with timestamps, up to the last segment the model closed
+        (an open tail, even a runaway one, is dropped and decoded again by the engine)."""
         from faster_whisper.transcribe import get_compression_ratio
 
-        tokens = result.sequences_ids[0]
+        tokens = result.sequences_ids[0][:budget]
         # CTranslate2 scores are length-normalised cumulative log-probabilities (length penalty 1).
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        text = tokenizer.decode(tokens[:budget])
-        return Attempt(tokens[:budget], avg_logprob, get_compression_ratio(text), over_budget=len(tokens) >= budget)
+        closing = [i for i in range(1, len(tokens)) if tokens[i] >= tokenizer.timestamp_begin
+                   and tokens[i - 1] < tokenizer.timestamp_begin] if timestamps else []
+        kept = tokens[: closing[-1] + 1] if closing else tokens
+        return Attempt(tokens, avg_logprob, get_compression_ratio(tokenizer.decode(kept)),
+                       over_budget=len(tokens) >= budget and not closing)
 
     def _time_words(self, pieces: list[list[dict]], tokenizer, encoded, seconds: list[float]) -> None:
         """Add `words` to every piece: faster-whisper's alignment (cross-attention of the alignment

@@ -259,23 +259,23 @@ class Transcriber:
         return decoded
 
     def _decode_chunks(self, waveform: np.ndarray, options: DecodingOptions, timestamps: bool) -> Decoded:
-        """Voice-activity chunks decoded in batches, their segments moved to the chunks' places.
+        """Voice-activity chunks decoded in batches, their segments moved to their places in the recording.
 
-        With timestamps, neighbouring spans are joined up to a window (the encoder pays for a
-        whole window per chunk anyway), and a chunk whose decode ended before its speech did
-        (the model closed its last segment early) has the rest decoded in the next round, as
-        Whisper's long-form decoding moves to its last timestamp. Without, each span stays a
-        sentence-sized segment.
+        With timestamps, neighbouring spans are joined, pauses included, up to a window (the
+        encoder pays for a whole window per chunk anyway: fewer chunks, less time),
+        and a chunk whose model stopped before its speech did (a segment left open) has the rest
+        decoded in the next round, as Whisper's long-form decoding moves to its last timestamp.
+        Without, each span stays a sentence-sized segment.
         """
         spans = speech_spans(waveform, self.window.seconds)
-        chunks = joined_spans(spans, self.window.samples) if timestamps else spans
+        chunks = joined_speech(spans, self.window.samples) if timestamps else [Chunk((span,)) for span in spans]
         segments, languages, predicted = [], [], False
         while chunks:
-            results = self._backend.decode_chunks([waveform[start:end] for start, end in chunks], options, timestamps)
+            results = self._backend.decode_chunks([chunk.audio(waveform) for chunk in chunks], options, timestamps)
             rest = []
-            for (start, end), result in zip(chunks, results):
-                kept, left = heard(result, start, end, spans)
-                segments += [placed(segment, start / SAMPLING_RATE, end / SAMPLING_RATE) for segment in kept]
+            for chunk, result in zip(chunks, results):
+                kept, left = heard(result, chunk)
+                segments += [chunk.placed(segment) for segment in kept]
                 rest += [left] if left else []
                 languages.append(result.language)
                 predicted = predicted or result.predicted_timestamps
@@ -286,32 +286,61 @@ class Transcriber:
         return Decoded(segments, options.forced_language or next(filter(None, languages), ""), predicted)
 
 
-def heard(result: Decoded, start: int, end: int, spans: list[tuple[int, int]]
-          ) -> tuple[list[Segment], tuple[int, int] | None]:
-    """The segments of the chunk start:end to keep, and the part still to decode: what follows
-    the last segment the model closed, when it holds MIN_UNHEARD_SECONDS of speech or more (a
-    segment left open there is dropped and decoded again, as Whisper's long-form decoding does)."""
+@dataclass(frozen=True)
+class Chunk:
+    """Spans of speech (sample indices into the recording) decoded as one piece of audio: from
+    the first one's start to the last one's end, pauses included."""
+
+    spans: tuple[tuple[int, int], ...]
+
+    @property
+    def start(self) -> int:
+        return self.spans[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.spans[-1][1]
+
+    @property
+    def speech(self) -> int:
+        """Samples of speech in the chunk (its pauses left out)."""
+        return sum(end - start for start, end in self.spans)
+
+    def audio(self, waveform: np.ndarray) -> np.ndarray:
+        return waveform[self.start: self.end]
+
+    def recording_time(self, seconds: float) -> float:
+        """A time in the chunk's audio as a time in the recording (never past the chunk)."""
+        return min(self.start + max(0, round(seconds * SAMPLING_RATE)), self.end) / SAMPLING_RATE
+
+    def after(self, seconds: float) -> "Chunk":
+        """The speech of this chunk after `seconds` of its audio."""
+        moment = round(self.recording_time(seconds) * SAMPLING_RATE)
+        return Chunk(tuple((max(start, moment), end) for start, end in self.spans if end > moment))
+
+    def placed(self, segment: Segment) -> Segment:
+        """A segment timed inside the chunk's audio, timed in the recording; its words kept
+        inside it and in order."""
+        start, end = self.recording_time(segment.start), self.recording_time(segment.end)
+        words, previous = [], start
+        for word in segment.words:
+            word_start = min(max(self.recording_time(word.start), previous), end)
+            previous = min(max(self.recording_time(word.end), word_start), end)
+            words.append(dataclasses.replace(word, start=round(word_start, 3), end=round(previous, 3)))
+        return Segment(round(start, 3), round(max(end, start), 3), segment.text, tuple(words))
+
+
+def heard(result: Decoded, chunk: Chunk) -> tuple[list[Segment], Chunk | None]:
+    """The segments of the chunk to keep, and what is still to decode: the speech after the last
+    segment the model closed, when it lasts MIN_UNHEARD_SECONDS or more (a segment left open
+    there is dropped and decoded again, as Whisper's long-form decoding does)."""
     closed = result.segments[:-1] if result.open_end else result.segments
     if not result.predicted_timestamps or not closed or closed[-1].end <= 0:
         return result.segments, None  # no timestamp to move to, or no progress: keep what there is
-    moved = start + round(closed[-1].end * SAMPLING_RATE)
-    speech = sum(max(0, min(end, span_end) - max(moved, span_start)) for span_start, span_end in spans)
-    if speech < MIN_UNHEARD_SECONDS * SAMPLING_RATE:
+    rest = chunk.after(closed[-1].end)
+    if not rest.spans or rest.speech < MIN_UNHEARD_SECONDS * SAMPLING_RATE:
         return result.segments, None
-    return closed, (moved, end)
-
-
-def placed(segment: Segment, chunk_start: float, chunk_end: float) -> Segment:
-    """A segment timed inside its chunk, moved to the chunk's place in the recording; its times,
-    and its words', kept inside the chunk and in order."""
-    start = round(min(chunk_start + segment.start, chunk_end), 3)
-    end = round(min(max(chunk_start + segment.end, start), chunk_end), 3)
-    words, previous = [], start
-    for word in segment.words:
-        word_start = round(min(max(chunk_start + word.start, previous), end), 3)
-        previous = round(min(max(chunk_start + word.end, word_start), end), 3)
-        words.append(dataclasses.replace(word, start=word_start, end=previous))
-    return Segment(start, end, segment.text, tuple(words))
+    return closed, rest
 
 
 def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
@@ -323,15 +352,16 @@ def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, in
     return [(span["start"], span["end"]) for span in get_speech_timestamps(waveform, options)]
 
 
-def joined_spans(spans: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:
-    """Neighbouring spans joined, pauses included, while the whole stays within `max_samples`."""
-    joined: list[tuple[int, int]] = []
-    for start, end in spans:
-        if joined and end - joined[-1][0] <= max_samples:
-            joined[-1] = (joined[-1][0], end)
+def joined_speech(spans: list[tuple[int, int]], max_samples: int) -> list[Chunk]:
+    """Neighbouring spans grouped, pauses included, while the whole fits in `max_samples`.
+    (Leaving the pauses out packs more speech in a window but made the demo model loop.)"""
+    chunks: list[list[tuple[int, int]]] = []
+    for span in spans:
+        if chunks and span[1] - chunks[-1][0][0] <= max_samples:
+            chunks[-1].append(span)
         else:
-            joined.append((start, end))
-    return joined
+            chunks.append([span])
+    return [Chunk(tuple(chunk)) for chunk in chunks]
 
 
 def main(argv: list[str] | None = None):
