@@ -18,3 +18,9 @@ def passive_openmp_waits() -> bool:
         return False
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return True
+
+
+def no_session_files() -> None:
+    """Stop onnxruntime (faster-whisper's Silero VAD runs on it) from leaving a `.ses` telemetry
+    file in $TMPDIR when it loads: a server must leave no file behind. A value the user set is kept."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

@@ -38,7 +38,7 @@ from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR, WhisperGLError
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
 from .config import MODEL_ENV, DecodingOptions, ModelOptions
-from .runtime import passive_openmp_waits
+from .runtime import no_session_files, passive_openmp_waits
 from .subtitles import Segment, Word, to_srt, to_vtt
 from .window import SAMPLING_RATE
 
@@ -189,6 +189,7 @@ class Transcriber:
         from .store import resolve_model
 
         passive_openmp_waits()  # before torch or CTranslate2 load, when nothing has loaded them yet
+        no_session_files()  # before onnxruntime loads
         model_settings, decoding_settings = _split_settings(settings)
         if model is not None:
             model_settings["model"] = str(model)
