@@ -350,8 +350,12 @@ class CTranslate2Backend:
         """Add `words` to every piece: faster-whisper's alignment (cross-attention of the alignment
         heads, dynamic time warping) and its punctuation merging."""
         frames = [min(self.window.frames, math.ceil(duration * FRAMES_PER_SECOND)) for duration in seconds]
+        bounds = [[(piece["start"], piece["end"]) for piece in chunk] for chunk in pieces]
         self.model.add_word_timestamps(pieces, tokenizer, encoded, frames, PREPEND_PUNCTUATIONS,
                                        APPEND_PUNCTUATIONS, last_speech_timestamp=0.0)
+        for chunk, chunk_bounds in zip(pieces, bounds):  # it moves segments to their words: keep the
+            for piece, (start, end) in zip(chunk, chunk_bounds):  # model's, the engine seeks by them
+                piece["start"], piece["end"] = start, end
 
     @staticmethod
     def _decoded(pieces: list[dict], tokenizer, language: str) -> Decoded:

@@ -150,15 +150,15 @@ def collapse_repetitions(text: str) -> str:
 def clean_segment(segment: Segment) -> Segment | None:
     """The segment with its loops collapsed (its timed words too); None when nothing worth keeping
     is left (no letters or digits, e.g. a hallucinated "..." on noise, or still repetitive)."""
-    if segment.words:
-        words = [dataclasses.replace(word, text=_LETTER_LOOP.sub(r"\1", word.text)) for word in segment.words]
-        words = tuple(words[i] for i in unrepeated([word.text for word in words]))
-        text = "".join(word.text for word in words).strip()
-    else:
-        words, text = (), collapse_repetitions(segment.text)
+    # The text comes from the tokens; the words only time them (faster-whisper hands a word that
+    # straddles two segments to the first), so each is collapsed on its own.
+    text = collapse_repetitions(segment.text)
+    words = [dataclasses.replace(word, text=_LETTER_LOOP.sub(r"\1", word.text)) for word in segment.words]
+    words = tuple(words[i] for i in unrepeated([word.text for word in words]))
     if not any(ch.isalnum() for ch in text) or is_degenerate(text):
         return None
-    return segment if text == segment.text else dataclasses.replace(segment, text=text, words=words)
+    return segment if (text, words) == (segment.text, segment.words) else \
+        dataclasses.replace(segment, text=text, words=words)
 
 
 def _split_settings(settings: dict) -> tuple[dict, dict]:
