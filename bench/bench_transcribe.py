@@ -8,11 +8,11 @@ turn, the order rotated each round, so that a shared machine's load falls on all
 each row reports its median wall time.
 
 Rows:
-  ours                     Transcriber defaults: voice-activity chunks decoded in batches of 8, beam 5,
-                           temperature fallback, token budget and loop collapse per chunk (the CPU default)
-  ours greedy              the same with beam 1
-  ours sequential          --long-form sequential: window after window, beam 5, the same guards
-  ours + word timestamps   the default with --word-timestamps
+  ours batched             --long-form batched: voice-activity chunks decoded in batches of 8, beam 5,
+                           temperature fallback, token budget and loop collapse per chunk
+  ours batched greedy      the same with beam 1
+  ours sequential          the default: window after window, beam 5, the same guards
+  ours batched + words     batched with --word-timestamps
   fw defaults              faster-whisper WhisperModel.transcribe(audio, language): beam 5, fallback,
                            conditioning on the previous window
   fw greedy                beam 1, temperature 0 only, no fallback
@@ -78,10 +78,10 @@ def seed_pipeline(folder: Path) -> Transcribe:
 def systems(folder: Path) -> dict[str, Callable[[], Transcribe]]:
     export = ctranslate2_export(folder)
     return {
-        "ours": lambda: ours(folder),
-        "ours greedy": lambda: ours(folder, beam_size=1),
+        "ours batched": lambda: ours(folder, long_form="batched"),
+        "ours batched greedy": lambda: ours(folder, long_form="batched", beam_size=1),
         "ours sequential": lambda: ours(folder, long_form="sequential"),
-        "ours + word timestamps": lambda: ours(folder, word_timestamps=True),
+        "ours batched + words": lambda: ours(folder, long_form="batched", word_timestamps=True),
         "fw defaults": lambda: faster_whisper(export),
         "fw greedy": lambda: faster_whisper(export, beam_size=1, temperature=0.0),
         "fw vad_filter": lambda: faster_whisper(export, vad_filter=True),

@@ -81,7 +81,7 @@ def test_batched_decoding_hands_voice_activity_chunks_to_the_backend_and_collaps
     from whisper_gl.audio import load_audio
 
     echo = echo_backend(registry)
-    engine = Transcriber(model_folder, backend="echo", batch_size=3)
+    engine = Transcriber(model_folder, backend="echo", batch_size=3, long_form="batched")
     long = load_audio(examples_dir / "long.mp3")[: 40 * 16000]  # sentences with pauses between them
     result = engine.transcribe(long)
     assert echo.seen[-1].batch_size == 3 and len(result.segments) >= 2  # joined up to a window each

@@ -93,7 +93,7 @@ def test_a_folder_run_writes_every_output_reports_the_failure_and_a_rerun_skips_
         recordings, base_model_dir, tmp_path):
     out = tmp_path / "out"
     flags = ["--output-dir", str(out), "--format", "txt,srt,vtt,json", "--model", str(base_model_dir),
-             "--beam-size", "1", "--temperatures", "0", "--word-timestamps"]
+             "--beam-size", "1", "--temperatures", "0", "--word-timestamps", "--long-form", "batched"]
     run = transcribe(str(recordings), *flags)
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr

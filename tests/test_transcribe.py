@@ -226,8 +226,8 @@ def test_batched_decoding_gives_the_text_of_one_clip_at_a_time(engine, sample_cl
                     transcriber._backend.decode_chunks(sample_clips, dataclasses.replace(options, batch_size=size), True)]
              for size in (1, 4)}
     assert texts[4] == texts[1] and all(texts[1])
-    batched = [transcriber.transcribe(clip).text for clip in sample_clips]
-    assert [transcriber.transcribe(clip, batch_size=1).text for clip in sample_clips] == batched
+    batched = [transcriber.transcribe(clip, long_form="batched").text for clip in sample_clips]
+    assert [transcriber.transcribe(clip, long_form="batched", batch_size=1).text for clip in sample_clips] == batched
     if engine == "reference":
         assert [transcriber.transcribe(clip, long_form="sequential").text for clip in sample_clips] == batched
 
@@ -236,7 +236,7 @@ def test_batched_decoding_gives_the_text_of_one_clip_at_a_time(engine, sample_cl
 @pytest.mark.parametrize("engine", ["fast", "reference"])
 def test_word_timestamps_are_in_order_and_inside_their_segments(engine, examples_dir, request):
     transcriber = request.getfixturevalue(engine)
-    result = transcriber.transcribe(_excerpt(examples_dir, 25), word_timestamps=True)
+    result = transcriber.transcribe(_excerpt(examples_dir, 25), word_timestamps=True, long_form="batched")
     assert len(result.segments) > 2 and all(segment.words for segment in result.segments)
     previous = 0.0
     said = [word.text.strip() for segment in result.segments for word in segment.words]
@@ -249,7 +249,7 @@ def test_word_timestamps_are_in_order_and_inside_their_segments(engine, examples
             previous = word.start
     spoken = [word for segment in result.segments for word in segment.words]
     assert sum(word.end - word.start for word in spoken) > 0.5 * 25  # words cover the speech, not a point
-    assert transcriber.transcribe(_excerpt(examples_dir, 25)).segments[0].words == ()  # off by default
+    assert transcriber.transcribe(_excerpt(examples_dir, 25), long_form="batched").segments[0].words == ()
 
 
 @pytest.mark.slow
