@@ -6,12 +6,12 @@
 
 It loads a local model folder or a Hub id and picks a backend (whisper_gl.backends): the
 CTranslate2 int8 export (`<model>/ctranslate2`, written by `whisper-gl export`) on CPU when
-it exists, else transformers. Audio of any length is transcribed whole: by default split at
-pauses into voice-activity chunks (faster-whisper's Silero VAD) of at most one window, decoded
-in batches, each segment timed by its chunk plus the model's timestamps inside it; or, with
-long_form="sequential", window after window. Loops are bounded (tokens per second of audio),
-retried at higher temperature, and a repetition that survives is collapsed to one copy (or
-the segment dropped). A checkpoint that no longer predicts timestamps still gets timed
+it exists, else transformers. Audio of any length is transcribed whole: window after window
+(Whisper's long-form algorithm, the default), or with long_form="batched" split at pauses into
+voice-activity chunks (faster-whisper's Silero VAD) of at most one window, decoded in batches,
+each segment timed by its chunk plus the model's timestamps inside it. Loops are bounded
+(tokens per second of audio), retried at higher temperature, and a repetition that survives is
+collapsed to one copy (or the segment dropped). A checkpoint that no longer predicts timestamps still gets timed
 segments: sentence-sized chunks decoded without timestamps, each timed by its bounds.
 
 How to load is a `ModelOptions`, how to decode a `DecodingOptions` (whisper_gl.config); the
