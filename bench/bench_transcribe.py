@@ -21,7 +21,8 @@ Rows:
   fw batched greedy        the same with beam 1: the fastest peer, the reference of the ratio column
   seed + timestamps        transformers pipeline("automatic-speech-recognition")(path, return_timestamps=True),
                            the seed's call (it cannot transcribe past 30 s without timestamps)
-Columns: median wall time, real-time factor, wall time over fw batched greedy's, words out against
+Columns: median wall time, real-time factor, wall time over fw batched greedy's, the same for this
+process's CPU time (steadier than wall time when other jobs share the machine), words out against
 the words read (a loop inflates it, truncation deflates it), normalised WER, and loops.
 """
 
@@ -115,28 +116,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
             loaded[name] = build()
             loaded[name](audio[: 3 * 16000])  # warm-up
     walls: dict[str, list[float]] = {name: [] for name in loaded}
+    cpus: dict[str, list[float]] = {name: [] for name in loaded}  # this process's CPU time: steadier on a shared machine
     texts: dict[str, str] = {}
     names = list(loaded)
     for round_index in range(args.rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             texts[name] = loaded[name](audio)
             walls[name].append(time.perf_counter() - began)
+            cpus[name].append(time.process_time() - cpu)
             print(f"  round {round_index + 1}: {name}: {walls[name][-1]:.1f} s", flush=True)
 
-    rows = [dict(system=name, wall=statistics.median(walls[name]), rtf=statistics.median(walls[name]) / duration,
+    rows = [dict(system=name, wall=statistics.median(walls[name]), cpu=statistics.median(cpus[name]),
+                 rtf=statistics.median(walls[name]) / duration,
                  words=len(texts[name].split()) / len(reference.split()),
                  wer=compute_metrics([texts[name]], [reference])["wer"], loops=is_degenerate(texts[name]))
             for name in names]
     base = next((row for row in rows if row["system"] == REFERENCE_ROW), None)
     print()
-    print(f"| system | wall s | RTF | wall / {REFERENCE_ROW} | words out / read | WER % | loops |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print(f"| system | wall s | RTF | wall / {REFERENCE_ROW} | CPU s | CPU / {REFERENCE_ROW} | words out / read "
+          "| WER % | loops |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
-        ratio = f"{row['wall'] / base['wall']:.2f}x" if base else "-"
-        print(f"| {row['system']} | {row['wall']:.1f} | {row['rtf']:.3f} | {ratio} | {row['words']:.2f} | "
-              f"{row['wer']:.1f} | {'YES' if row['loops'] else 'no'} |")
+        ratios = [f"{row[key] / base[key]:.2f}x" if base else "-" for key in ("wall", "cpu")]
+        print(f"| {row['system']} | {row['wall']:.1f} | {row['rtf']:.3f} | {ratios[0]} | {row['cpu']:.1f} | "
+              f"{ratios[1]} | {row['words']:.2f} | {row['wer']:.1f} | {'YES' if row['loops'] else 'no'} |")
     return rows
 
 
