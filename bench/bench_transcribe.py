@@ -1,26 +1,40 @@
-"""Transcription speed and loop check: the seed's way against our engine, same model, same audio.
+"""Transcription speed and accuracy: our engine against faster-whisper's pipelines and the seed's way.
 
-    .venv/bin/python bench/bench_transcribe.py [--model DIR] [--audio FILE] [--reference TXT]
+    .venv/bin/python bench/bench_transcribe.py [--model DIR] [--audio FILE] [--rounds 3] [--skip ROW ...]
 
-Rows, all in this one process on the same CPU (each system is warmed up on 3 s of audio first):
-  seed pipeline        transformers pipeline("automatic-speech-recognition", model)(path), as the seed's
-                       apps called it (language forced to Galician, as the seed's fine-tuned model did)
-  seed + timestamps    the same call with return_timestamps=True (what transformers asks for past 30 s)
-  seed chunked         the same pipeline with chunk_length_s=30 (the seed's other long-audio recipe)
-  ours transformers    Transcriber(backend="transformers"): long-form generate, beam 5, fallback
-  ours ctranslate2     Transcriber(backend="ctranslate2"): faster-whisper int8, beam 5, fallback (the CPU default)
-  ours ct2 greedy      the same with beam_size=1
-Columns: wall time, real-time factor (time / audio duration), speed-up against the seed pipeline,
-words out against the words read (a loop inflates it, truncation deflates it), and WER.
+Same model (its CTranslate2 int8 export for every CTranslate2 row), same recording, one process.
+Every system is loaded and warmed up first (3 s of audio); then the rounds run the systems in
+turn, the order rotated each round, so that a shared machine's load falls on all of them alike;
+each row reports its median wall time.
+
+Rows:
+  ours batched             --long-form batched: voice-activity chunks decoded in batches of 8, beam 5,
+                           temperature fallback, token budget and loop collapse per chunk
+  ours batched greedy      the same with beam 1
+  ours sequential          the default: window after window, beam 5, the same guards
+  ours batched + words     batched with --word-timestamps
+  fw defaults              faster-whisper WhisperModel.transcribe(audio, language): beam 5, fallback,
+                           conditioning on the previous window
+  fw greedy                beam 1, temperature 0 only, no fallback
+  fw vad_filter            defaults plus vad_filter=True
+  fw batched beam 5        BatchedInferencePipeline.transcribe(audio, language, batch_size=8)
+  fw batched greedy        the same with beam 1: the fastest peer, the reference of the ratio column
+  seed + timestamps        transformers pipeline("automatic-speech-recognition")(path, return_timestamps=True),
+                           the seed's call (it cannot transcribe past 30 s without timestamps)
+Columns: median wall time, real-time factor, wall time over fw batched greedy's, the same for this
+process's CPU time (steadier than wall time when other jobs share the machine), words out against
+the words read (a loop inflates it, truncation deflates it), normalised WER, and loops.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,27 +42,54 @@ from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
 passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before torch loads)
 
-from whisper_gl.transcribe import Transcriber, default_model, is_degenerate  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.backends import ctranslate2_export  # noqa: E402
 from whisper_gl.metrics import compute_metrics  # noqa: E402
 from whisper_gl.store import resolve_model  # noqa: E402
+from whisper_gl.transcribe import Transcriber, default_model, is_degenerate  # noqa: E402
+
+REFERENCE_ROW = "fw batched greedy"
+Transcribe = Callable[[object], str]  # a waveform in, the text out
 
 
-def seed_pipeline(folder: Path, **options):
+def ours(folder: Path, **settings) -> Transcribe:
+    engine = Transcriber(folder, **settings)
+    return lambda audio: engine.transcribe(audio).text
+
+
+def faster_whisper(export: Path, batched: bool = False, **settings) -> Transcribe:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    model = WhisperModel(str(export), device="cpu", compute_type="int8")
+    if batched:
+        pipeline = BatchedInferencePipeline(model)
+        return lambda audio: " ".join(s.text.strip() for s in pipeline.transcribe(audio, language="gl", batch_size=8,
+                                                                                   **settings)[0])
+    return lambda audio: " ".join(s.text.strip() for s in model.transcribe(audio, language="gl", **settings)[0])
+
+
+def seed_pipeline(folder: Path) -> Transcribe:
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=str(folder), device="cpu")
-
-    def run(path: str) -> str:
-        return asr(path, generate_kwargs={"language": "gl", "task": "transcribe"}, **options)["text"]
-
-    return run
+    generate = {"language": "gl", "task": "transcribe"}
+    return lambda audio: asr(audio.copy(), generate_kwargs=generate, return_timestamps=True)["text"]
 
 
-def ours(folder: Path, backend: str, beam_size: int = 5):
-    engine = Transcriber(folder, backend=backend, beam_size=beam_size)
-    return lambda path: engine.transcribe(path).text
+def systems(folder: Path) -> dict[str, Callable[[], Transcribe]]:
+    export = ctranslate2_export(folder)
+    return {
+        "ours batched": lambda: ours(folder, long_form="batched"),
+        "ours batched greedy": lambda: ours(folder, long_form="batched", beam_size=1),
+        "ours sequential": lambda: ours(folder, long_form="sequential"),
+        "ours batched + words": lambda: ours(folder, long_form="batched", word_timestamps=True),
+        "fw defaults": lambda: faster_whisper(export),
+        "fw greedy": lambda: faster_whisper(export, beam_size=1, temperature=0.0),
+        "fw vad_filter": lambda: faster_whisper(export, vad_filter=True),
+        "fw batched beam 5": lambda: faster_whisper(export, batched=True, beam_size=5),
+        REFERENCE_ROW: lambda: faster_whisper(export, batched=True, beam_size=1),
+        "seed + timestamps": lambda: seed_pipeline(folder),
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -56,66 +97,51 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--model", default=default_model(), help="model folder or Hub id (default: %(default)s)")
     parser.add_argument("--audio", default="Resources/examples/long.mp3", help="long recording (default: %(default)s)")
     parser.add_argument("--reference", default=None, help="its transcript (default: the audio's .txt)")
-    parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out, e.g. 'seed chunked'")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs of every system (default: %(default)s)")
+    parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out, e.g. 'seed + timestamps'")
     args = parser.parse_args(argv)
 
     folder = resolve_model(args.model)
-    reference = Path(args.reference or Path(args.audio).with_suffix(".txt")).read_text()
-    duration = len(load_audio(args.audio)) / 16000
-    warmup = "/tmp/.bench_transcribe_warmup.wav"
-    import soundfile
-
-    soundfile.write(warmup, load_audio(args.audio)[: 3 * 16000], 16000)
-
-    systems = {
-        "seed pipeline": lambda: seed_pipeline(folder),
-        "seed + timestamps": lambda: seed_pipeline(folder, return_timestamps=True),
-        "seed chunked": lambda: seed_pipeline(folder, chunk_length_s=30),
-        "ours transformers": lambda: ours(folder, "transformers"),
-        "ours ctranslate2": lambda: ours(folder, "ctranslate2"),
-        "ours ct2 greedy": lambda: ours(folder, "ctranslate2", beam_size=1),
-    }
     if ctranslate2_export(folder) is None:
-        print(f"no CTranslate2 export in {folder}: run `python -m whisper_gl.export --model {args.model}`")
-        args.skip += ["ours ctranslate2", "ours ct2 greedy"]
+        raise SystemExit(f"no CTranslate2 export in {folder}: run `whisper-gl export --model {args.model}`")
+    reference = Path(args.reference or Path(args.audio).with_suffix(".txt")).read_text()
+    audio = load_audio(args.audio)  # decoded once: every row gets the same samples
+    duration = len(audio) / 16000
     print(f"model {args.model}, audio {args.audio} ({duration:.1f} s, {len(reference.split())} words read), "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, {args.rounds} rounds")
 
-    rows = []
-    for name, build in systems.items():
-        if name in args.skip:
-            continue
-        began = time.perf_counter()
-        transcribe = build()
-        loaded = time.perf_counter() - began
-        transcribe(warmup)
-        began = time.perf_counter()
-        try:
-            text = transcribe(args.audio)
-        except Exception as error:  # noqa: BLE001 - a system that cannot do it is a result too
-            rows.append(dict(system=name, load=loaded, error=str(error).splitlines()[0][:110]))
-            print(f"  {name}: failed: {rows[-1]['error']}")
-            continue
-        wall = time.perf_counter() - began
-        rows.append(dict(system=name, load=loaded, wall=wall, rtf=wall / duration,
-                         words=len(text.split()) / len(reference.split()),
-                         wer=compute_metrics([text], [reference])["wer"], loops=is_degenerate(text)))
-        print(f"  {name}: {wall:.1f} s")
-    os.unlink(warmup)
+    loaded: dict[str, Transcribe] = {}
+    for name, build in systems(folder).items():
+        if name not in args.skip:
+            loaded[name] = build()
+            loaded[name](audio[: 3 * 16000])  # warm-up
+    walls: dict[str, list[float]] = {name: [] for name in loaded}
+    cpus: dict[str, list[float]] = {name: [] for name in loaded}  # this process's CPU time: steadier on a shared machine
+    texts: dict[str, str] = {}
+    names = list(loaded)
+    for round_index in range(args.rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            began, cpu = time.perf_counter(), time.process_time()
+            texts[name] = loaded[name](audio)
+            walls[name].append(time.perf_counter() - began)
+            cpus[name].append(time.process_time() - cpu)
+            print(f"  round {round_index + 1}: {name}: {walls[name][-1]:.1f} s", flush=True)
 
-    # The speed-up is against the first seed recipe that ran to the end.
-    seed = next((row for row in rows if row["system"].startswith("seed") and "wall" in row), None)
+    rows = [dict(system=name, wall=statistics.median(walls[name]), cpu=statistics.median(cpus[name]),
+                 rtf=statistics.median(walls[name]) / duration,
+                 words=len(texts[name].split()) / len(reference.split()),
+                 wer=compute_metrics([texts[name]], [reference])["wer"], loops=is_degenerate(texts[name]))
+            for name in names]
+    base = next((row for row in rows if row["system"] == REFERENCE_ROW), None)
     print()
-    print(f"| system | load s | wall s | RTF | speed-up vs {seed['system'] if seed else 'seed'} | "
-          "words out / read | WER % | loops |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print(f"| system | wall s | RTF | wall / {REFERENCE_ROW} | CPU s | CPU / {REFERENCE_ROW} | words out / read "
+          "| WER % | loops |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
-        if "error" in row:
-            print(f"| {row['system']} | {row['load']:.1f} | fails: {row['error']} | | | | | |")
-            continue
-        speedup = f"{seed['wall'] / row['wall']:.2f}x" if seed else "-"
-        print(f"| {row['system']} | {row['load']:.1f} | {row['wall']:.1f} | {row['rtf']:.2f} | {speedup} | "
-              f"{row['words']:.2f} | {row['wer']:.1f} | {'YES' if row['loops'] else 'no'} |")
+        ratios = [f"{row[key] / base[key]:.2f}x" if base else "-" for key in ("wall", "cpu")]
+        print(f"| {row['system']} | {row['wall']:.1f} | {row['rtf']:.3f} | {ratios[0]} | {row['cpu']:.1f} | "
+              f"{ratios[1]} | {row['words']:.2f} | {row['wer']:.1f} | {'YES' if row['loops'] else 'no'} |")
     return rows
 
 

@@ -49,8 +49,13 @@ def echo_backend(registry, backend_name="echo", fails=False, suits=True):
             text = f"{options.forced_language} {options.task} beam {options.beam_size}"
             return Decoded([Segment(0.0, len(audio) / 16000, text)], options.forced_language or "xx", True)
 
-        def decode_chunks(self, chunks, options):
-            return [f"chunk {i}" for i, _ in enumerate(chunks)], options.forced_language or "xx"
+        def decode_chunks(self, chunks, options, timestamps):
+            Echo.seen.append(options)
+            return [Decoded([Segment(0.0, len(chunk) / 16000, self.looping_text or f"chunk {i} batch {options.batch_size}")],
+                            options.forced_language or "xx", timestamps)
+                    for i, chunk in enumerate(chunks)]
+
+        looping_text = ""
 
     assert registry[backend_name] is Echo
     return Echo
@@ -63,7 +68,8 @@ def speech() -> np.ndarray:
 def test_a_registered_backend_is_chosen_by_name_and_gets_the_options(registry, model_folder):
     echo = echo_backend(registry)
     # require_speech off: the echo backend must see the tone (the VAD hears no speech in it)
-    engine = Transcriber(model_folder, backend="echo", beam_size=3, language="es", device="cuda", require_speech=False)
+    engine = Transcriber(model_folder, backend="echo", beam_size=3, language="es", device="cuda",
+                         require_speech=False, long_form="sequential")
     assert engine.backend == "echo" and engine._backend.options.device == "cuda"
     assert engine.transcribe(speech()).text == "es transcribe beam 3"
     # per call: another language and task, the engine's own options unchanged
@@ -73,6 +79,24 @@ def test_a_registered_backend_is_chosen_by_name_and_gets_the_options(registry, m
     decoded = len(echo.seen)
     assert Transcriber(model_folder, backend="echo").transcribe(speech()).text == ""  # require_speech: on
     assert len(echo.seen) == decoded  # the tone never reached the backend
+
+
+def test_batched_decoding_hands_voice_activity_chunks_to_the_backend_and_collapses_loops(
+        registry, model_folder, examples_dir):
+    from whisper_gl.audio import load_audio
+
+    echo = echo_backend(registry)
+    engine = Transcriber(model_folder, backend="echo", batch_size=3, long_form="batched")
+    long = load_audio(examples_dir / "long.mp3")[: 40 * 16000]  # sentences with pauses between them
+    result = engine.transcribe(long)
+    assert echo.seen[-1].batch_size == 3 and len(result.segments) >= 2  # joined up to a window each
+    assert all(segment.end - segment.start <= 30 for segment in result.segments)
+    starts = [segment.start for segment in result.segments]
+    assert starts == sorted(starts) and starts[1] > 10
+    vad = engine.transcribe(long, timestamps="vad")  # no timestamps: one sentence-sized chunk each
+    assert len(vad.segments) > len(result.segments)
+    echo.looping_text = "No o o o o o o vén"  # a loop inside a segment, as the demo model wrote it
+    assert {segment.text for segment in engine.transcribe(long).segments} == {"No o vén"}
 
 
 def test_auto_takes_the_first_that_suits_and_falls_back_when_it_cannot_load(registry, model_folder, caplog):

@@ -68,12 +68,17 @@ def test_booleans_are_flag_and_no_flag():
 
 
 def test_tuples_choices_and_positionals():
-    config = parse_config(TranscribeConfig, "t", ["talk.mp3", "--temperatures", "0", "0.4", "--timestamps", "vad"])
-    assert (config.audio, config.temperatures, config.timestamps) == ("talk.mp3", (0.0, 0.4), "vad")
+    config = parse_config(TranscribeConfig, "t", ["talk.mp3", "talks/", "--temperatures", "0", "0.4",
+                                                   "--timestamps", "vad", "--format", "json,SRT", "txt", "json"])
+    assert (config.paths, config.temperatures, config.timestamps) == (("talk.mp3", "talks/"), (0.0, 0.4), "vad")
+    assert config.format == ("json", "srt", "txt")  # commas or spaces, in order, once each
     with pytest.raises(WhisperGLError, match="invalid choice: 'never'"):
         parse_config(TranscribeConfig, "t", ["talk.mp3", "--timestamps", "never"])
-    with pytest.raises(WhisperGLError, match="required: AUDIO"):
+    with pytest.raises(WhisperGLError, match="unknown format 'doc'"):
+        parse_config(TranscribeConfig, "t", ["talk.mp3", "--format", "txt,doc"])
+    with pytest.raises(WhisperGLError, match="required: PATH"):
         parse_config(TranscribeConfig, "t", [])
+    assert parse_config(TranscribeConfig, "t", ["a.mp3", "--highlight-words"]).word_timestamps is True
 
 
 def test_the_app_flags_are_the_engine_options_plus_the_limits():

@@ -1,6 +1,6 @@
 import re
 
-from whisper_gl.subtitles import Segment, format_timestamp, to_srt, to_vtt
+from whisper_gl.subtitles import Segment, Word, format_timestamp, to_srt, to_vtt
 
 SEGMENTS = [Segment(0.0, 2.5, " Bos días."), Segment(2.5, 3661.0421, "Ata logo!"), Segment(4000, 4001, "  ")]
 
@@ -27,3 +27,12 @@ def test_vtt_has_header_and_dot_milliseconds():
     cues = re.findall(r"^(\d\d:\d\d:\d\d\.\d{3}) --> (\d\d:\d\d:\d\d\.\d{3})$", vtt, flags=re.M)
     assert cues == [("00:00:00.000", "00:00:02.500"), ("00:00:02.500", "01:01:01.042")]
     assert "," not in "".join(start + end for start, end in cues)
+
+
+def test_highlighted_vtt_has_one_cue_per_word_with_that_word_underlined():
+    words = (Word(0.0, 0.4, " Bos", 0.9), Word(0.5, 1.0, " días<", 0.8))
+    vtt = to_vtt([Segment(0.0, 1.0, "Bos días<", words), Segment(1.0, 2.0, "Sen palabras")], highlight_words=True)
+    assert vtt == ("WEBVTT\n\n"
+                   "00:00:00.000 --> 00:00:00.400\n<u>Bos</u> días&lt;\n\n"
+                   "00:00:00.500 --> 00:00:01.000\nBos <u>días&lt;</u>\n\n"
+                   "00:00:01.000 --> 00:00:02.000\nSen palabras\n")

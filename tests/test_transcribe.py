@@ -10,6 +10,7 @@ measured under CT2_FORCE_CPU_ISA / CT2_USE_MKL=0 / ONEDNN_MAX_CPU_ISA / MKL_ENAB
 emulating AVX2, AVX-512, generic and AMD-like (oneDNN) CPUs on an Intel Sapphire Rapids.
 """
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -22,9 +23,9 @@ import pytest
 from whisper_gl import WhisperGLError
 from whisper_gl.audio import as_waveform, load_audio
 from whisper_gl.metrics import compute_metrics
-from whisper_gl.subtitles import Segment
-from whisper_gl.transcribe import (DecodingOptions, Transcriber, clean_segment, cut_repetition, default_model,
-                                   has_speech)
+from whisper_gl.subtitles import Segment, Word
+from whisper_gl.transcribe import (Chunk, DecodingOptions, Transcriber, clean_segment, collapse_repetitions,
+                                   default_model, has_speech, joined_speech)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GREEDY = dict(beam_size=1, temperatures=(0.0,))
@@ -37,14 +38,39 @@ def ffmpeg(*args: str) -> None:
 
 # --- no model needed -------------------------------------------------------------------
 
-def test_repetition_loops_are_cut_and_noise_dropped():
+def test_repetition_loops_are_collapsed_anywhere_and_noise_dropped():
     loop = "moi ben conservada, A praia, a praia, a praia, a praia, a praia, a praia"
-    assert cut_repetition(loop) == "moi ben conservada, A praia,"
-    assert cut_repetition("Non, non, non, iso non.") == "Non, non, non, iso non."  # real speech kept
-    assert cut_repetition("Merquei peixe fcfcfcfcfcfcfcfc") == "Merquei peixe fc"
+    assert collapse_repetitions(loop) == "moi ben conservada, A praia,"
+    assert collapse_repetitions("Non, non, non, iso non.") == "Non, non, non, iso non."  # real speech kept
+    assert collapse_repetitions("Merquei peixe fcfcfcfcfcfcfcfc") == "Merquei peixe fc"
+    # a loop inside a segment, as the demo model wrote it, and a phrase looping mid-sentence
+    assert collapse_repetitions("No o o o o o o vén") == "No o vén"
+    assert collapse_repetitions("eu vou á praia eu vou á praia eu vou á praia mañá") == "eu vou á praia mañá"
     assert clean_segment(Segment(0, 1, " ...")) is None
     assert clean_segment(Segment(0, 1, "Bos días")) == Segment(0, 1, "Bos días")
     assert clean_segment(Segment(0, 9, "ha ha " * 40)).text == "ha"
+
+
+def test_a_loop_among_timed_words_drops_those_words_too():
+    texts = [" No", " o", " o", " o", " o", " o", " vén."]
+    words = tuple(Word(i * 0.5, i * 0.5 + 0.4, text, 0.9) for i, text in enumerate(texts))
+    cleaned = clean_segment(Segment(0.0, 3.5, "No o o o o o vén.", words))
+    assert cleaned.text == "No o vén." and [word.text for word in cleaned.words] == [" No", " o", " vén."]
+    assert cleaned.words[-1].start == 3.0  # the kept words keep their times
+
+
+def test_chunks_join_spans_up_to_a_window_and_place_segments_in_the_recording():
+    second = 16000
+    spans = [(0, 4 * second), (5 * second, 20 * second), (21 * second, 29 * second), (30 * second, 33 * second)]
+    chunks = joined_speech(spans, 30 * second)
+    assert [chunk.spans for chunk in chunks] == [tuple(spans[:3]), (spans[3],)]
+    chunk = chunks[1]
+    words = (Word(0.5, 1.0, " Bos", 0.9), Word(0.8, 9.0, " días", 0.9))  # overlapping, and past the chunk
+    placed = chunk.placed(Segment(0.2, 5.0, "Bos días", words))
+    assert (placed.start, placed.end) == (30.2, 33.0)  # moved to the chunk, cut at its end
+    assert [(w.start, w.end) for w in placed.words] == [(30.5, 31.0), (31.0, 33.0)]
+    assert chunks[0].after(17.0).spans == ((17 * second, 20 * second), spans[2])  # what follows a timestamp
+    assert Chunk(spans[:1]).after(4.5).spans == ()
 
 
 def test_default_model_prefers_env_then_trained_model(tmp_path, monkeypatch):
@@ -238,6 +264,54 @@ def test_vad_timestamps_cover_the_speech(engine, examples_dir, request, base_mod
     chunked = Transcriber(base_model_dir, backend=model.backend, timestamps="vad", **GREEDY)
     result = chunked.transcribe(_excerpt(examples_dir, 25))
     assert_speech_chunks(result, _excerpt_words(examples_dir, 25))
+
+
+@pytest.fixture(scope="module")
+def sample_clips(sample_corpus_dir) -> list[np.ndarray]:
+    import csv
+
+    with open(sample_corpus_dir / "test.tsv", encoding="utf-8") as file:
+        names = [row["path"] for row in csv.DictReader(file, delimiter="\t")][:6]
+    return [load_audio(sample_corpus_dir / "clips" / name) for name in names]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_batched_decoding_gives_the_text_of_one_clip_at_a_time(engine, sample_clips, request):
+    """Greedy and deterministic: a batch of chunks decodes exactly as each chunk alone, and on
+    transformers exactly as the sequential long-form decoder. (faster-whisper's sequential
+    decoder pads the spectrogram with zeros where training padded the audio with silence, so
+    on CTranslate2 the two modes see different input.)"""
+    transcriber = request.getfixturevalue(engine)
+    options = DecodingOptions(**GREEDY)
+    texts = {size: [" ".join(segment.text for segment in decoded.segments) for decoded in
+                    transcriber._backend.decode_chunks(sample_clips, dataclasses.replace(options, batch_size=size), True)]
+             for size in (1, 4)}
+    assert texts[4] == texts[1] and all(texts[1])
+    batched = [transcriber.transcribe(clip, long_form="batched").text for clip in sample_clips]
+    assert [transcriber.transcribe(clip, long_form="batched", batch_size=1).text for clip in sample_clips] == batched
+    if engine == "reference":
+        assert [transcriber.transcribe(clip, long_form="sequential").text for clip in sample_clips] == batched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_word_timestamps_are_in_order_and_inside_their_segments(engine, examples_dir, request):
+    transcriber = request.getfixturevalue(engine)
+    result = transcriber.transcribe(_excerpt(examples_dir, 25), word_timestamps=True, long_form="batched")
+    assert len(result.segments) > 2 and all(segment.words for segment in result.segments)
+    previous = 0.0
+    said = [word.text.strip() for segment in result.segments for word in segment.words]
+    assert " ".join(said).split() == result.text.split() or \
+        compute_metrics([" ".join(said)], [result.text])["wer"] < 10  # a word may straddle two segments
+    for segment in result.segments:
+        for word in segment.words:
+            assert segment.start <= word.start <= word.end <= segment.end, (word, segment)
+            assert word.start >= previous - 1e-6, (word, previous)
+            previous = word.start
+    spoken = [word for segment in result.segments for word in segment.words]
+    assert sum(word.end - word.start for word in spoken) > 0.5 * 25  # words cover the speech, not a point
+    assert transcriber.transcribe(_excerpt(examples_dir, 25), long_form="batched").segments[0].words == ()
 
 
 @pytest.mark.slow

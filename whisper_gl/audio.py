@@ -292,3 +292,20 @@ def _ffmpeg_reason(message: str) -> str:
     """torchcodec prefixes FFmpeg's words with a C++ source location: drop it."""
     line = error_line(message)
     return line.split(".cpp:", 1)[-1].lstrip("0123456789, ").strip()
+
+
+def has_audio_stream(path: str | os.PathLike) -> bool:
+    """Whether FFmpeg finds an audio stream in the file, judged by its content (never its name):
+    how audio and video files are told from the rest of a folder without decoding them. A file
+    whose header is media but whose data is broken passes here and fails in `load_audio`."""
+    if _torchcodec_available():
+        from torchcodec.decoders import AudioDecoder
+
+        try:
+            AudioDecoder(str(path))  # opens and probes the container; decodes nothing yet
+        except (ValueError, RuntimeError):
+            return False
+        return True
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=index",
+                             "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=False)
+    return result.returncode == 0 and bool(result.stdout.strip())

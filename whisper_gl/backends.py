@@ -1,10 +1,11 @@
 """The decoders behind the transcription engine, registered by name: transformers and CTranslate2.
 
-Both follow Whisper's long-form algorithm (sequential windows that move with the predicted
-timestamps) with the loop guards of the original paper: no conditioning on the previous
-window, and a window whose output compresses too well (repetition) or scores too low is
-decoded again at a higher temperature. Both also decode a list of short chunks (at most one
-window each) without timestamps: the engine's voice-activity path.
+Both decode a list of chunks (at most one window each, cut by the engine at pauses) in
+batches, and whole recordings with Whisper's long-form algorithm (sequential windows that move
+with the predicted timestamps). Either way with the loop guards of the original paper, per
+chunk or window: no conditioning on earlier text, and an output that compresses too well
+(repetition), scores too low or runs out of its token budget is decoded again at a higher
+temperature.
 
 A backend is a class with the `Backend` shape, registered with `@register_backend`; the
 engine (whisper_gl.transcribe) picks one by name, or the first registered one that suits a
@@ -27,8 +28,8 @@ import numpy as np
 
 from . import WhisperGLError
 from .config import DecodingOptions, ModelOptions
-from .subtitles import Segment
-from .window import SAMPLING_RATE, Window
+from .subtitles import Segment, Word
+from .window import FRAMES_PER_SECOND, SAMPLING_RATE, TIME_PRECISION, Window
 
 logger = logging.getLogger(__name__)
 
@@ -48,25 +49,81 @@ NO_SPEECH_THRESHOLD = None
 MAX_TOKENS_PER_SECOND = 12
 MIN_NEW_TOKENS = 8
 
+# Sampling at a fallback temperature keeps the best of this many candidates (openai-whisper's best_of).
+BEST_OF = 5
+# faster-whisper's (and openai-whisper's) defaults for attaching punctuation to timed words.
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
 CTRANSLATE2_SUBDIR = "ctranslate2"
 
 
 @dataclass
 class Decoded:
     """What a backend found: timed segments, the language, whether the model itself closed
-    any segment with a timestamp (False: it does not predict them), and whether the decode
-    was abandoned because its timestamps stopped moving forward."""
+    any segment with a timestamp (False: it does not predict them), whether the decode
+    was abandoned because its timestamps stopped moving forward, and whether the last
+    segment is still open (the model stopped without closing it: cut short)."""
 
     segments: list[Segment]
     language: str
     predicted_timestamps: bool
     stalled: bool = False
+    open_end: bool = False
 
 
 def max_new_tokens(seconds: float, prompt_tokens: int, max_target_positions: int) -> int:
     """Tokens a window of `seconds` may produce: bounded by the audio, not by the model."""
     bound = math.ceil(seconds * MAX_TOKENS_PER_SECOND) + MIN_NEW_TOKENS
     return max(1, min(bound, max_target_positions // 2 - prompt_tokens))
+
+
+def ctranslate2_max_length(prompt_tokens: int, budget: int) -> int:
+    """The `max_length` that lets CTranslate2's Whisper generate `budget` new tokens: it stops
+    at min(max_length / 2, max_length - prompt) (openai-whisper's half-context sample length,
+    CTranslate2 issue #1856), so the prompt plus the budget alone would halve the budget."""
+    return max(2 * budget, prompt_tokens + budget)
+
+
+@dataclass
+class Attempt:
+    """One decode of one chunk at one temperature, and how it scores against the fallback rules."""
+
+    tokens: list[int]
+    avg_logprob: float
+    compression_ratio: float
+    over_budget: bool  # it used every token it was allowed: a runaway loop
+
+    @property
+    def repetitive(self) -> bool:
+        return self.over_budget or self.compression_ratio > TEXT_COMPRESSION_RATIO_THRESHOLD
+
+    @property
+    def passes(self) -> bool:
+        return not self.repetitive and self.avg_logprob >= LOGPROB_THRESHOLD
+
+    def rank(self) -> tuple:
+        """When every temperature fails: the likeliest of the non-repetitive ones (openai-whisper's choice)."""
+        return (self.passes, not self.repetitive, self.avg_logprob)
+
+
+def split_at_timestamps(tokens: list[int], timestamp_begin: int, duration: float) -> list[dict]:
+    """Timed pieces of one chunk's tokens: a timestamp after text closes a piece, one before
+    text opens the next. Text left unclosed runs to the chunk's end; no timestamps at all make
+    one piece over the chunk. Dicts in the shape faster-whisper's word timing expects."""
+    pieces, text, start = [], [], 0.0
+    for token in tokens:
+        if token < timestamp_begin:
+            text.append(token)
+            continue
+        seconds = min((token - timestamp_begin) * TIME_PRECISION, duration)
+        if text:
+            pieces.append(dict(seek=0, start=start, end=seconds, tokens=text, closed=True))
+            text = []
+        start = seconds
+    if text or not pieces:
+        pieces.append(dict(seek=0, start=start, end=duration, tokens=text, closed=False))
+    return pieces
 
 
 class Backend(Protocol):
@@ -82,10 +139,13 @@ class Backend(Protocol):
         """Whether `auto` should pick this backend for the model in `folder`."""
 
     def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
-        """Long-form decoding with timestamps over the whole recording."""
+        """Sequential long-form decoding with timestamps over the whole recording."""
 
-    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions) -> tuple[list[str], str]:
-        """The text of each chunk (at most one window long) without timestamps, and the language."""
+    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool) -> list[Decoded]:
+        """Each chunk (at most one window long) on its own, options.batch_size at a time, with the
+        temperature fallback per chunk; its segments timed from the chunk's start: by the model's
+        timestamps when `timestamps` (and the model predicts them), else one segment over the chunk.
+        Words are timed when options.word_timestamps. The language is detected once, on the first chunk."""
 
 
 # Name -> class, in the order `auto` tries them (the fastest first).
@@ -182,9 +242,9 @@ class CTranslate2Backend:
                                           temperature=0.0, max_new_tokens=1, without_timestamps=True)
         list(pieces)
 
-    def _transcribe(self, audio: np.ndarray, options: DecodingOptions, timestamps: bool):
+    def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
         seconds = min(len(audio) / SAMPLING_RATE, self.window.seconds)
-        return self.model.transcribe(
+        pieces, info = self.model.transcribe(
             audio,
             language=options.forced_language,
             task=options.task,
@@ -194,32 +254,122 @@ class CTranslate2Backend:
             log_prob_threshold=LOGPROB_THRESHOLD,
             no_speech_threshold=NO_SPEECH_THRESHOLD,
             condition_on_previous_text=False,
-            without_timestamps=not timestamps,
-            vad_filter=options.vad_filter and timestamps,
+            without_timestamps=False,
+            vad_filter=options.vad_filter,
+            word_timestamps=options.word_timestamps,
+            # CTranslate2 halves this (see ctranslate2_max_length): ~110 tokens per 30 s window. Kept:
+            # the seek picks up after a cut window, and the full budget measured slower and no
+            # better on long.mp3 (WER 43.9 against 41.6, as loops ran twice as long).
             max_new_tokens=max_new_tokens(seconds, 4, self.model.max_length),
             suppress_tokens=self.suppress_tokens,
             initial_prompt=options.initial_prompt,
         )
-
-    def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
-        pieces, info = self._transcribe(audio, options, timestamps=True)
         segments, predicted = [], False
         for piece in pieces:  # a generator: decoding happens while iterating
             predicted = predicted or (len(piece.tokens) > 1 and piece.tokens[-1] >= self.timestamp_begin)
             text = piece.text.strip()
+            words = tuple(Word(word.start, word.end, word.word, word.probability) for word in piece.words or ())
             end = min(piece.end, info.duration)
             if text and end > piece.start:  # a timestamp past the end of the audio closes nothing
-                segments.append(Segment(round(piece.start, 3), round(end, 3), text))
+                segments.append(Segment(round(piece.start, 3), round(end, 3), text, words))
         return Decoded(segments, info.language, predicted)
 
-    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions) -> tuple[list[str], str]:
-        texts = []
-        for chunk in chunks:
-            pieces, info = self._transcribe(chunk, options, timestamps=False)
-            texts.append(" ".join(piece.text.strip() for piece in pieces))
-            if options.forced_language is None:  # detected on the first chunk, then kept
-                options = dataclasses.replace(options, language=info.language)
-        return texts, options.forced_language or ""
+    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool) -> list[Decoded]:
+        from faster_whisper.tokenizer import Tokenizer
+
+        decoded, language = [], options.forced_language
+        for first in range(0, len(chunks), options.batch_size):
+            batch = chunks[first: first + options.batch_size]
+            features = np.stack([self._window_features(chunk) for chunk in batch])
+            encoded = self.model.encode(features)
+            language = language or self._detect_language(encoded)
+            tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, options.task, language)
+            prompt = self.model.get_prompt(tokenizer, [], without_timestamps=not timestamps)
+            seconds = [len(chunk) / SAMPLING_RATE for chunk in batch]
+            attempts = self._generate_with_fallback(features, encoded, prompt, tokenizer, seconds, options)
+            pieces = [split_at_timestamps(attempt.tokens, tokenizer.timestamp_begin, duration)
+                      for attempt, duration in zip(attempts, seconds)]
+            if options.word_timestamps:
+                self._time_words(pieces, tokenizer, encoded, seconds)
+            decoded += [self._decoded(chunk_pieces, tokenizer, language) for chunk_pieces in pieces]
+        return decoded
+
+    def _window_features(self, chunk: np.ndarray) -> np.ndarray:
+        """Log-mel of the chunk padded with silence to the window, as in training (the
+        transformers feature extractor pads the audio, not the spectrogram)."""
+        samples = self.window.samples
+        padded = np.pad(chunk[:samples], (0, max(0, samples - len(chunk))))
+        return self.model.feature_extractor(padded)[:, : self.window.frames]
+
+    def _detect_language(self, encoded) -> str:
+        ranked = self.model.model.detect_language(encoded)[0]  # the first chunk's languages, likeliest first
+        return ranked[0][0].strip("<|>")
+
+    def _generate_with_fallback(self, features: np.ndarray, encoded, prompt: list[int], tokenizer,
+                                seconds: list[float], options: DecodingOptions) -> list[Attempt]:
+        """Decode the batch; the chunks whose output loops, overruns its budget or scores too low
+        are decoded again, together, at the next temperature (the best attempt is kept)."""
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        budgets = [max_new_tokens(duration, len(prompt), self.model.max_length) for duration in seconds]
+        timestamps = prompt[-1] != tokenizer.no_timestamps
+        suppress = get_suppressed_tokens(tokenizer, self.suppress_tokens)
+        best: list[Attempt | None] = [None] * len(seconds)
+        pending = list(range(len(seconds)))
+        for temperature in options.temperatures:
+            sampling = (dict(beam_size=options.beam_size) if temperature == 0 else
+                        dict(beam_size=1, num_hypotheses=BEST_OF, sampling_topk=0, sampling_temperature=temperature))
+            inputs = encoded if len(pending) == len(seconds) else self.model.encode(features[pending])
+            results = self.model.model.generate(
+                inputs, [prompt] * len(pending),
+                max_length=ctranslate2_max_length(len(prompt), max(budgets[i] for i in pending)),
+                return_scores=True, suppress_blank=True, suppress_tokens=suppress, **sampling)
+            for index, result in zip(pending, results):
+                attempt = self._attempt(result, budgets[index], tokenizer, timestamps)
+                if best[index] is None or attempt.rank() > best[index].rank():
+                    best[index] = attempt
+            pending = [index for index in pending if not best[index].passes]
+            if not pending:
+                break
+        return best
+
+    @staticmethod
+    def _attempt(result, budget: int, tokenizer, timestamps: bool) -> Attempt:
+        """Scored on what will be kept: with timestamps, up to the last segment the model closed
+        (an open tail, even a runaway one, is dropped and decoded again by the engine)."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        tokens = result.sequences_ids[0][:budget]
+        # CTranslate2 scores are length-normalised cumulative log-probabilities (length penalty 1).
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        closing = [i for i in range(1, len(tokens)) if tokens[i] >= tokenizer.timestamp_begin
+                   and tokens[i - 1] < tokenizer.timestamp_begin] if timestamps else []
+        kept = tokens[: closing[-1] + 1] if closing else tokens
+        return Attempt(tokens, avg_logprob, get_compression_ratio(tokenizer.decode(kept)),
+                       over_budget=len(tokens) >= budget and not closing)
+
+    def _time_words(self, pieces: list[list[dict]], tokenizer, encoded, seconds: list[float]) -> None:
+        """Add `words` to every piece: faster-whisper's alignment (cross-attention of the alignment
+        heads, dynamic time warping) and its punctuation merging."""
+        frames = [min(self.window.frames, math.ceil(duration * FRAMES_PER_SECOND)) for duration in seconds]
+        bounds = [[(piece["start"], piece["end"]) for piece in chunk] for chunk in pieces]
+        self.model.add_word_timestamps(pieces, tokenizer, encoded, frames, PREPEND_PUNCTUATIONS,
+                                       APPEND_PUNCTUATIONS, last_speech_timestamp=0.0)
+        for chunk, chunk_bounds in zip(pieces, bounds):  # it moves segments to their words: keep the
+            for piece, (start, end) in zip(chunk, chunk_bounds):  # model's, the engine seeks by them
+                piece["start"], piece["end"] = start, end
+
+    @staticmethod
+    def _decoded(pieces: list[dict], tokenizer, language: str) -> Decoded:
+        segments = []
+        for piece in pieces:
+            text = tokenizer.decode(piece["tokens"]).strip()
+            words = tuple(Word(float(word["start"]), float(word["end"]), word["word"], float(word["probability"]))
+                          for word in piece.get("words") or ())
+            if text:
+                segments.append(Segment(round(float(piece["start"]), 3), round(float(piece["end"]), 3), text, words))
+        open_end = bool(segments) and not pieces[-1]["closed"] and bool(tokenizer.decode(pieces[-1]["tokens"]).strip())
+        return Decoded(segments, language, any(piece["closed"] for piece in pieces), open_end=open_end)
 
 
 @register_backend
@@ -292,9 +442,27 @@ class TransformersBackend:
         with self._lock, self._torch.inference_mode():
             features = self._features(audio)
             language = options.forced_language or self._detect_language(features)
-            return self._decode_long_form(features, len(audio) / SAMPLING_RATE, language, options)
+            return self._generate(features, None, [len(audio) / SAMPLING_RATE], language, options, True)[0]
 
-    def _decode_long_form(self, features, seconds: float, language: str, options: DecodingOptions) -> Decoded:
+    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool) -> list[Decoded]:
+        decoded, language = [], options.forced_language
+        with self._lock, self._torch.inference_mode():
+            for first in range(0, len(chunks), options.batch_size):
+                batch = chunks[first: first + options.batch_size]
+                inputs = self.processor.feature_extractor(
+                    batch, sampling_rate=SAMPLING_RATE, padding="max_length", max_length=self.window.samples,
+                    return_attention_mask=True, return_tensors="pt")
+                features = inputs.input_features.to(self.device, self.model.dtype)
+                language = language or self._detect_language(features[:1])
+                seconds = [len(chunk) / SAMPLING_RATE for chunk in batch]
+                decoded += self._generate(features, inputs.attention_mask.to(self.device), seconds, language, options,
+                                          timestamps)
+        return decoded
+
+    def _generate(self, features, attention_mask, seconds: list[float], language: str, options: DecodingOptions,
+                  timestamps: bool) -> list[Decoded]:
+        """generate on a batch (one recording long-form, or chunks of at most one window), with
+        transformers' own temperature fallback per item; one Decoded per item."""
         windows = math.ceil(features.shape[-1] / self.window.frames)
         steps = 0
 
@@ -309,41 +477,50 @@ class TransformersBackend:
         try:
             output = self.model.generate(
                 features,
-                return_timestamps=True,
+                attention_mask=attention_mask,
+                return_timestamps=timestamps,
                 return_segments=True,
+                return_token_timestamps=options.word_timestamps,
                 monitor_progress=stop_when_stuck,
-                **self._generation_kwargs(min(seconds, self.window.seconds), language, options),
+                **self._generation_kwargs(min(max(seconds), self.window.seconds), language, options),
             )
         except _Stalled:  # no timestamps to trust: the engine decodes voice-activity chunks instead
-            return Decoded([], language, predicted_timestamps=False, stalled=True)
+            return [Decoded([], language, predicted_timestamps=False, stalled=True)]
+        return [self._decoded(raw_segments, duration, language, options)
+                for raw_segments, duration in zip(output["segments"], seconds)]
+
+    def _decoded(self, raw_segments: list[dict], seconds: float, language: str, options: DecodingOptions) -> Decoded:
         segments, predicted = [], False
-        for raw in output["segments"][0]:
+        for raw in raw_segments:
             tokens = raw["tokens"].tolist()
             predicted = predicted or (len(tokens) > 1 and tokens[-1] >= self.timestamp_begin)
             text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             start = float(raw["start"])
             end = min(float(raw["end"]), seconds)
             if text and end > start:
-                segments.append(Segment(round(start, 3), round(end, 3), text))
+                words = self._words(tokens, raw["token_timestamps"].tolist(), language, options) \
+                    if options.word_timestamps else ()
+                segments.append(Segment(round(start, 3), round(end, 3), text, words))
         return Decoded(segments, language, predicted)
 
-    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions,
-                      batch_size: int = 8) -> tuple[list[str], str]:
-        texts, language = [], options.forced_language
-        with self._lock, self._torch.inference_mode():
-            for first in range(0, len(chunks), batch_size):
-                batch = chunks[first : first + batch_size]
-                features = self.processor.feature_extractor(
-                    batch, sampling_rate=SAMPLING_RATE, padding="max_length", return_tensors="pt"
-                ).input_features.to(self.device, self.model.dtype)
-                language = language or self._detect_language(features[:1])
-                longest = max(len(chunk) for chunk in batch) / SAMPLING_RATE
-                ids = self.model.generate(
-                    features, return_timestamps=False, **self._generation_kwargs(longest, language, options)
-                )
-                ids = ids["sequences"] if isinstance(ids, dict) else ids
-                texts += [text.strip() for text in self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-        return texts, language or ""
+    def _words(self, tokens: list[int], times: list[float], language: str, options: DecodingOptions) -> tuple:
+        """Words from transformers' per-token times (the alignment heads' DTW), split and joined
+        with punctuation by faster-whisper's rules, as the CTranslate2 backend does."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import merge_punctuations
+
+        tokenizer = Tokenizer(self.processor.tokenizer.backend_tokenizer, True, options.task, language)
+        positions = [i for i, token in enumerate(tokens) if token < tokenizer.eot]
+        names, word_tokens = tokenizer.split_to_word_tokens([tokens[i] for i in positions] + [tokenizer.eot])
+        alignment, first = [], 0
+        for name, pieces in zip(names[:-1], word_tokens[:-1]):  # the last "word" is the end of text
+            after = positions[first + len(pieces)] if first + len(pieces) < len(positions) else positions[-1] + 1
+            alignment.append(dict(word=name, tokens=pieces, start=times[positions[first]],
+                                  end=times[min(after, len(times) - 1)], probability=None))
+            first += len(pieces)
+        merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
+        return tuple(Word(round(a["start"], 3), round(a["end"], 3), a["word"], a["probability"])
+                     for a in alignment if a["word"])
 
 
 class _Stalled(Exception):

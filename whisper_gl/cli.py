@@ -73,8 +73,8 @@ COMMANDS: tuple[Verb | Group, ...] = (
          configs.TrainConfig, "whisper_gl.training:run"),
     Verb("export", "convert a checkpoint to CTranslate2 int8, the engine's fast CPU path",
          configs.ExportConfig, "whisper_gl.export:run"),
-    Verb("transcribe", "transcribe an audio or video file (text, SRT, WebVTT)",
-         configs.TranscribeConfig, "whisper_gl.transcribe:run"),
+    Verb("transcribe", "transcribe audio and video files, folders and globs (text, SRT, WebVTT, JSON)",
+         configs.TranscribeConfig, "whisper_gl.batch:run"),
     Group("app", "serve a Gradio app: microphone, file or youtube (app_*.py)", _app_verbs()),
     Verb("evaluate", "score models on test sets through the engine: WER/CER with confidence intervals, errors",
          configs.EvaluateConfig, "whisper_gl.evaluate:evaluate"),
@@ -180,7 +180,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
                 options.update(action="extend", default=None)
         elif kind is not bool:
             options["type"] = kind
-        metavar = field.name.upper().replace("_", "-")
+        metavar = field.metadata.get("metavar") or field.name.upper().replace("_", "-")
         if "choices" in options:
             metavar = "{" + ",".join(options["choices"]) + "}"
         if field.metadata.get("positional"):

@@ -6,25 +6,28 @@
 
 It loads a local model folder or a Hub id and picks a backend (whisper_gl.backends): the
 CTranslate2 int8 export (`<model>/ctranslate2`, written by `whisper-gl export`) on CPU when
-it exists, else transformers. Audio of any length is transcribed whole, window after window;
-loops are bounded (tokens per second of audio), retried at higher temperature, and a looping
-tail that survives is cut (or the segment dropped). A checkpoint that no longer predicts
-timestamps still gets timed segments: the recording is split into voice-activity chunks
-(faster-whisper's Silero VAD), each decoded without timestamps and timed by its bounds.
+it exists, else transformers. Audio of any length is transcribed whole: window after window
+(Whisper's long-form algorithm, the default), or with long_form="batched" split at pauses into
+voice-activity chunks (faster-whisper's Silero VAD) of at most one window, decoded in batches,
+each segment timed by its chunk plus the model's timestamps inside it. Loops are bounded
+(tokens per second of audio), retried at higher temperature, and a repetition that survives is
+collapsed to one copy (or the segment dropped). A checkpoint that no longer predicts timestamps still gets timed
+segments: sentence-sized chunks decoded without timestamps, each timed by its bounds.
 
 How to load is a `ModelOptions`, how to decode a `DecodingOptions` (whisper_gl.config); the
 keyword arguments of `Transcriber(...)` and `transcribe(...)` set their fields by name.
 
-Command line:  whisper-gl transcribe FILE [--model M] [--srt OUT] [--vtt OUT] ...
+Command line:  whisper-gl transcribe PATH... [--output-dir OUT] [--format txt,srt,vtt,json] ...
+(whisper_gl.batch: files, folders and globs through one engine).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +37,16 @@ import numpy as np
 from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR, WhisperGLError
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
-from .config import MODEL_ENV, DecodingOptions, ModelOptions, TranscribeConfig, subset
+from .config import MODEL_ENV, DecodingOptions, ModelOptions
 from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
-from .subtitles import Segment, to_srt, to_vtt
+from .subtitles import Segment, Word, to_srt, to_vtt
 from .window import SAMPLING_RATE
 
-__all__ = ["Segment", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
+__all__ = ["Segment", "Word", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
 
 logger = logging.getLogger(__name__)
 
-# Pauses that end a voice-activity chunk: sentence breaks, not breaths.
+# Pauses that end a voice-activity span: sentence breaks, not breaths.
 VAD_MIN_SILENCE_MS = 500
 TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
 # Shorter than this, quieter than this peak (-60 dBFS), or without speech for the VAD
@@ -53,6 +56,8 @@ MIN_SPEECH_SECONDS = 0.2
 MIN_VOICE_SECONDS = 0.25  # speech the detector must hear before the engine decodes (require_speech)
 SILENCE_PEAK = 1e-3
 VAD_LISTEN_SECONDS = 30.0  # has_speech: the voice-activity detector's window
+# A chunk whose decode stopped with this much voice activity still ahead is decoded on from there.
+MIN_UNHEARD_SECONDS = 1.0
 
 
 def default_model() -> str:
@@ -81,11 +86,22 @@ class Transcription:
         """Processing time over audio time (below 1: faster than real time)."""
         return self.elapsed / self.duration if self.duration else 0.0
 
+    def to_text(self) -> str:
+        return self.text + "\n" if self.text else ""
+
     def to_srt(self) -> str:
         return to_srt(self.segments)
 
-    def to_vtt(self) -> str:
-        return to_vtt(self.segments)
+    def to_vtt(self, highlight_words: bool = False) -> str:
+        return to_vtt(self.segments, highlight_words)
+
+    def to_dict(self) -> dict:
+        """Everything but the timing of the run, in plain types (the JSON output)."""
+        return {"text": self.text, "language": self.language, "duration": self.duration, "model": self.model,
+                "backend": self.backend, "segments": [dataclasses.asdict(segment) for segment in self.segments]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n"
 
 
 def is_degenerate(text: str) -> bool:
@@ -99,32 +115,53 @@ def is_degenerate(text: str) -> bool:
 _LETTER_LOOP = re.compile(r"([^\W\d_]{1,4}?)\1{4,}")
 
 
-def cut_repetition(text: str, longest_unit: int = 8) -> str:
-    """Cut a loop off the end of `text`, keeping one copy of the repeated words.
-
-    A unit of one word must repeat 4 times ("non, non, non" is Galician), longer units 3 times;
-    letters looping inside a word are collapsed to one copy.
-    """
-    words = _LETTER_LOOP.sub(r"\1", text).split()
+def unrepeated(words: list[str], longest_unit: int = 8) -> list[int]:
+    """Indices of the words to keep once every loop in `words` is collapsed to one copy: a run
+    of one word repeated 4+ times ("No o o o o o vén"; "non, non, non" is Galician) or of 2 to
+    `longest_unit` words repeated 3+ times, anywhere in the text. Punctuation and case are ignored."""
     keys = ["".join(ch for ch in word.lower() if ch.isalnum()) for word in words]
-    best_cut = len(words)
-    for unit in range(1, longest_unit + 1):
-        tail = keys[len(keys) - unit:]
-        repeats = 1
-        while (repeats + 1) * unit <= len(keys) and keys[len(keys) - (repeats + 1) * unit: len(keys) - repeats * unit] == tail:
+    kept, index = [], 0
+    while index < len(keys):
+        unit, repeats = _widest_loop(keys, index, longest_unit)
+        if unit:  # keep the first copy, drop the repeats
+            kept += range(index, index + unit)
+            index += unit * repeats
+        else:
+            kept.append(index)
+            index += 1
+    return kept
+
+
+def _widest_loop(keys: list[str], index: int, longest_unit: int) -> tuple[int, int]:
+    """(unit length, repeats) of the loop starting at `index` that covers the most words; (0, 0) if none."""
+    best = (0, 0)
+    for unit in range(1, min(longest_unit, len(keys) - index) + 1):
+        pattern, repeats = keys[index: index + unit], 1
+        while keys[index + repeats * unit: index + (repeats + 1) * unit] == pattern:
             repeats += 1
-        if repeats >= (4 if unit == 1 else 3):
-            best_cut = min(best_cut, len(words) - (repeats - 1) * unit)
-    return " ".join(words[:best_cut])
+        if repeats >= (4 if unit == 1 else 3) and unit * repeats > best[0] * best[1]:
+            best = (unit, repeats)
+    return best
+
+
+def collapse_repetitions(text: str) -> str:
+    """`text` with every loop collapsed to one copy (`unrepeated`), and letters looping inside a word too."""
+    words = _LETTER_LOOP.sub(r"\1", text).split()
+    return " ".join(words[i] for i in unrepeated(words))
 
 
 def clean_segment(segment: Segment) -> Segment | None:
-    """The segment with a looping tail cut; None when nothing worth keeping is left
-    (no letters or digits, e.g. a hallucinated "..." on noise, or still repetitive)."""
-    text = cut_repetition(segment.text)
+    """The segment with its loops collapsed (its timed words too); None when nothing worth keeping
+    is left (no letters or digits, e.g. a hallucinated "..." on noise, or still repetitive)."""
+    # The text comes from the tokens; the words only time them (faster-whisper hands a word that
+    # straddles two segments to the first), so each is collapsed on its own.
+    text = collapse_repetitions(segment.text)
+    words = [dataclasses.replace(word, text=_LETTER_LOOP.sub(r"\1", word.text)) for word in segment.words]
+    words = tuple(words[i] for i in unrepeated([word.text for word in words]))
     if not any(ch.isalnum() for ch in text) or is_degenerate(text):
         return None
-    return segment if text == segment.text else Segment(segment.start, segment.end, text)
+    return segment if (text, words) == (segment.text, segment.words) else \
+        dataclasses.replace(segment, text=text, words=words)
 
 
 def _split_settings(settings: dict) -> tuple[dict, dict]:
@@ -214,25 +251,101 @@ class Transcriber:
             # A short window (10 s) cuts sentences at most seams, and there a short-window model's
             # timestamps repeat and invent text (long.mp3, 10 s smoke model: WER 115 % with its
             # timestamps, 52 % on voice-activity chunks, 4x faster). Chunks split at pauses instead.
-            return self._decode_speech_chunks(waveform, options)
-        decoded = self._backend.decode(waveform, options)
+            return self._decode_chunks(waveform, options, timestamps=False)
+        if options.long_form == "batched":
+            decoded = self._decode_chunks(waveform, options, timestamps=True)
+        else:
+            decoded = self._backend.decode(waveform, options)
         if options.timestamps == "auto" and not decoded.predicted_timestamps and (decoded.segments or decoded.stalled):
             # The model wrote text but closed no segment with a timestamp: a checkpoint that
             # lost timestamp prediction. Decode the way it was trained instead: no timestamps.
-            logger.info("the model predicts no timestamps: decoding voice-activity chunks")
-            decoded = self._decode_speech_chunks(waveform, options)
+            logger.info("the model predicts no timestamps: decoding voice-activity chunks without them")
+            decoded = self._decode_chunks(waveform, options, timestamps=False)
         return decoded
 
-    def _decode_speech_chunks(self, waveform: np.ndarray, options: DecodingOptions) -> Decoded:
+    def _decode_chunks(self, waveform: np.ndarray, options: DecodingOptions, timestamps: bool) -> Decoded:
+        """Voice-activity chunks decoded in batches, their segments moved to their places in the recording.
+
+        With timestamps, neighbouring spans are joined, pauses included, up to a window (the
+        encoder pays for a whole window per chunk anyway: fewer chunks, less time),
+        and a chunk whose model stopped before its speech did (a segment left open) has the rest
+        decoded in the next round, as Whisper's long-form decoding moves to its last timestamp.
+        Without, each span stays a sentence-sized segment.
+        """
         spans = speech_spans(waveform, self.window.seconds)
-        chunks = [waveform[start:end] for start, end in spans]
-        texts, language = self._backend.decode_chunks(chunks, options)
-        segments = [
-            Segment(round(start / SAMPLING_RATE, 3), round(end / SAMPLING_RATE, 3), text)
-            for (start, end), text in zip(spans, texts)
-            if text
-        ]
-        return Decoded(segments, language, predicted_timestamps=False)
+        chunks = joined_speech(spans, self.window.samples) if timestamps else [Chunk((span,)) for span in spans]
+        segments, languages, predicted = [], [], False
+        while chunks:
+            results = self._backend.decode_chunks([chunk.audio(waveform) for chunk in chunks], options, timestamps)
+            rest = []
+            for chunk, result in zip(chunks, results):
+                kept, left = heard(result, chunk)
+                segments += [chunk.placed(segment) for segment in kept]
+                rest += [left] if left else []
+                languages.append(result.language)
+                predicted = predicted or result.predicted_timestamps
+            if options.forced_language is None and any(languages):  # detected once, then kept
+                options = dataclasses.replace(options, language=next(filter(None, languages)))
+            chunks = rest
+        segments.sort(key=lambda segment: segment.start)
+        return Decoded(segments, options.forced_language or next(filter(None, languages), ""), predicted)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Spans of speech (sample indices into the recording) decoded as one piece of audio: from
+    the first one's start to the last one's end, pauses included."""
+
+    spans: tuple[tuple[int, int], ...]
+
+    @property
+    def start(self) -> int:
+        return self.spans[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.spans[-1][1]
+
+    @property
+    def speech(self) -> int:
+        """Samples of speech in the chunk (its pauses left out)."""
+        return sum(end - start for start, end in self.spans)
+
+    def audio(self, waveform: np.ndarray) -> np.ndarray:
+        return waveform[self.start: self.end]
+
+    def recording_time(self, seconds: float) -> float:
+        """A time in the chunk's audio as a time in the recording (never past the chunk)."""
+        return min(self.start + max(0, round(seconds * SAMPLING_RATE)), self.end) / SAMPLING_RATE
+
+    def after(self, seconds: float) -> "Chunk":
+        """The speech of this chunk after `seconds` of its audio."""
+        moment = round(self.recording_time(seconds) * SAMPLING_RATE)
+        return Chunk(tuple((max(start, moment), end) for start, end in self.spans if end > moment))
+
+    def placed(self, segment: Segment) -> Segment:
+        """A segment timed inside the chunk's audio, timed in the recording; its words kept
+        inside it and in order."""
+        start, end = self.recording_time(segment.start), self.recording_time(segment.end)
+        words, previous = [], start
+        for word in segment.words:
+            word_start = min(max(self.recording_time(word.start), previous), end)
+            previous = min(max(self.recording_time(word.end), word_start), end)
+            words.append(dataclasses.replace(word, start=round(word_start, 3), end=round(previous, 3)))
+        return Segment(round(start, 3), round(max(end, start), 3), segment.text, tuple(words))
+
+
+def heard(result: Decoded, chunk: Chunk) -> tuple[list[Segment], Chunk | None]:
+    """The segments of the chunk to keep, and what is still to decode: the speech after the last
+    segment the model closed, when it lasts MIN_UNHEARD_SECONDS or more (a segment left open
+    there is dropped and decoded again, as Whisper's long-form decoding does)."""
+    closed = result.segments[:-1] if result.open_end else result.segments
+    if not result.predicted_timestamps or not closed or closed[-1].end <= 0:
+        return result.segments, None  # no timestamp to move to, or no progress: keep what there is
+    rest = chunk.after(closed[-1].end)
+    if not rest.spans or rest.speech < MIN_UNHEARD_SECONDS * SAMPLING_RATE:
+        return result.segments, None
+    return closed, rest
 
 
 def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
@@ -258,26 +371,19 @@ def has_speech(waveform: np.ndarray) -> bool:
     return False
 
 
-def run(config: TranscribeConfig) -> Transcription:
-    """`whisper-gl transcribe`: print the text, write the subtitles asked for, report the speed."""
-    from .store import atomic_write_text
-
-    transcriber = Transcriber(options=subset(ModelOptions, config), decoding=subset(DecodingOptions, config))
-    result = transcriber.transcribe(config.audio)
-    print(result.text)
-    for path, render in ((config.srt, result.to_srt), (config.vtt, result.to_vtt)):
-        if path:
-            atomic_write_text(path, render())
-    print(
-        f"[{result.model} | {result.backend} | language {result.language or '?'} | "
-        f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
-        f"{len(result.segments)} segments]",
-        file=sys.stderr,
-    )
-    return result
+def joined_speech(spans: list[tuple[int, int]], max_samples: int) -> list[Chunk]:
+    """Neighbouring spans grouped, pauses included, while the whole fits in `max_samples`.
+    (Leaving the pauses out packs more speech in a window but made the demo model loop.)"""
+    chunks: list[list[tuple[int, int]]] = []
+    for span in spans:
+        if chunks and span[1] - chunks[-1][0][0] <= max_samples:
+            chunks[-1].append(span)
+        else:
+            chunks.append([span])
+    return [Chunk(tuple(chunk)) for chunk in chunks]
 
 
-def main(argv: list[str] | None = None) -> Transcription:
+def main(argv: list[str] | None = None):
     from .cli import invoke_verb
 
     return invoke_verb(("transcribe",), argv)
