@@ -94,6 +94,13 @@ def test_every_response_format_matches_the_engine(client, server, short, engine)
     assert verbose.duration == pytest.approx(expected.duration)
     assert [(s.start, s.end, s.text) for s in verbose.segments] == \
         [(s.start, s.end, s.text) for s in expected.segments]
+    with open(short, "rb") as audio:
+        timed = client.audio.transcriptions.create(model=model, file=audio, language="gl",
+                                                   response_format="verbose_json", timestamp_granularities=["word"])
+    expected_words = engine_answer(engine, short, word_timestamps=True)
+    assert [(w.word, w.start, w.end) for w in timed.words] == [
+        (w.text.strip(), w.start, w.end) for s in expected_words.segments for w in s.words]
+    assert timed.words and all(a.start <= b.start for a, b in zip(timed.words, timed.words[1:]))
 
 
 def test_prompt_and_translation(client, server, short, engine):

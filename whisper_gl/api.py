@@ -4,7 +4,7 @@
 
     POST /v1/audio/transcriptions   multipart, as OpenAI documents it: file, model, language,
                                     prompt, response_format (json, text, srt, vtt, verbose_json),
-                                    temperature, timestamp_granularities[]
+                                    temperature, timestamp_granularities[] (word, segment)
     POST /v1/audio/translations     the same, into English (Whisper's translate task)
     GET  /v1/models                 the served model
     GET  /health                    no key needed
@@ -169,7 +169,7 @@ class TranscriptionService:
             raise ApiError(400, "Send the audio as the multipart field 'file'.", param="file")
         audio = await upload.read()
         result = await self._transcribe(audio, options)
-        return render(result, response_format, task=task)
+        return render(result, response_format, task=task, words=options.get("word_timestamps", False))
 
     async def _form(self, request):
         try:
@@ -186,6 +186,15 @@ class TranscriptionService:
             options["language"] = form.get("language")
         if form.get("prompt"):
             options["initial_prompt"] = form.get("prompt")
+        granularities = set(form.getlist("timestamp_granularities[]")) | set(form.getlist("timestamp_granularities"))
+        if granularities - {"word", "segment"}:
+            raise ApiError(400, "timestamp_granularities[] takes word and segment",
+                           param="timestamp_granularities")
+        if "word" in granularities:
+            if (form.get("response_format") or "json") != "verbose_json":
+                raise ApiError(400, "word timestamps need response_format verbose_json",
+                               param="timestamp_granularities")
+            options["word_timestamps"] = True
         if form.get("temperature"):
             try:
                 temperature = float(form.get("temperature"))
@@ -236,7 +245,7 @@ def _status_of(error: WhisperGLError) -> int:
     return 413 if isinstance(error, AudioTooLong) else 400
 
 
-def render(result, response_format: str, *, task: str):
+def render(result, response_format: str, *, task: str, words: bool = False):
     """The engine's Transcription in the response format OpenAI's clients expect."""
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
@@ -253,8 +262,12 @@ def render(result, response_format: str, *, task: str):
                  "text": segment.text, "tokens": [], "temperature": 0.0, "avg_logprob": 0.0,
                  "compression_ratio": 0.0, "no_speech_prob": 0.0}
                 for index, segment in enumerate(result.segments)]
-    return {"task": task, "language": LANGUAGES.get(result.language, result.language), "duration": result.duration,
-            "text": result.text, "segments": segments, "usage": usage}
+    verbose = {"task": task, "language": LANGUAGES.get(result.language, result.language),
+               "duration": result.duration, "text": result.text, "segments": segments, "usage": usage}
+    if words:
+        verbose["words"] = [{"word": word.text.strip(), "start": word.start, "end": word.end}
+                            for segment in result.segments for word in segment.words if word.text.strip()]
+    return verbose
 
 
 # --- the server ----------------------------------------------------------------------------------
