@@ -19,12 +19,15 @@ corpus: setup
 offline-model: setup
 	@$(WG) offline-model --output-dir $(BASE)
 
-# The main job: features -> smoke fine-tuning (before/after WER) -> transcription with the new model.
+# The main job: features -> smoke fine-tuning (test WER before/after) -> transcription with the new model
+# -> evaluation of the base and the fine-tuned model on the test split and the long example.
 demo: corpus offline-model
 	$(WG) features --dataset $(CORPUS) --model $(BASE) --output-dir $(FEATURES)
 	$(WG) train --preset smoke --features $(FEATURES) --model $(BASE) --output-dir $(MODEL)
 	$(WG) export --model $(MODEL)
 	$(WG) transcribe Resources/examples/long.mp3 --model $(MODEL)
+	$(WG) evaluate --model $(BASE) --model $(MODEL) --dataset $(CORPUS) --dataset Resources/examples/long.mp3 \
+		--output-dir artifacts/evaluation
 	@echo
 	@echo "Launch an app with the fine-tuned model (http://127.0.0.1:7860):"
 	@echo "  $(WG) app file --model $(MODEL)          # or: WHISPER_GL_MODEL=$(MODEL) $(PY) app_file.py"
