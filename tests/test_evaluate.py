@@ -10,7 +10,6 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from whisper_gl import WhisperGLError
 from whisper_gl.cli import parse_config
 from whisper_gl.config import EvaluateConfig
 from whisper_gl.evaluate import evaluate

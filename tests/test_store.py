@@ -5,7 +5,7 @@ import os
 import pytest
 
 from whisper_gl import WhisperGLError, error_line
-from whisper_gl.store import atomic_dir, atomic_write_text, hub_call, resolve_model
+from whisper_gl.store import atomic_dir, atomic_write_text, check_replaceable, hub_call, resolve_model
 
 
 def test_atomic_write_text_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
@@ -24,11 +24,28 @@ def test_atomic_write_text_leaves_the_old_file_when_writing_fails(tmp_path, monk
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
     with atomic_dir(tmp_path / "model") as folder:
-        (folder / "a").write_text("1")
+        (folder / "config.json").write_text("1")
     with pytest.raises(RuntimeError), atomic_dir(tmp_path / "model") as folder:
-        (folder / "a").write_text("2")
+        (folder / "config.json").write_text("2")
         raise RuntimeError("killed")
-    assert (tmp_path / "model" / "a").read_text() == "1" and len(list(tmp_path.iterdir())) == 1
+    assert (tmp_path / "model" / "config.json").read_text() == "1" and len(list(tmp_path.iterdir())) == 1
+    with atomic_dir(tmp_path / "model") as folder:  # a previous output is replaced
+        (folder / "config.json").write_text("3")
+    assert (tmp_path / "model" / "config.json").read_text() == "3"
+
+
+def test_a_folder_that_is_not_an_output_is_never_replaced(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("years of work")
+    with pytest.raises(WhisperGLError, match="not an output of whisper-gl"):
+        check_replaceable(notes)
+    with pytest.raises(WhisperGLError, match="not an output of whisper-gl"), atomic_dir(notes) as folder:
+        (folder / "config.json").write_text("{}")
+    assert (notes / "thesis.txt").read_text() == "years of work" and len(list(tmp_path.iterdir())) == 1
+    check_replaceable(tmp_path / "new")  # absent and empty folders are fine
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty")
 
 
 class _Response:

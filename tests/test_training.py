@@ -434,3 +434,21 @@ def test_finetuned_base_still_predicts_timestamps(tmp_path, sample_corpus_dir, b
     assert (timed[0] >= first_timestamp).sum() >= 2  # a start and an end time
     offsets = processor.tokenizer.decode(timed[0], output_offsets=True)["offsets"]
     assert offsets and offsets[0]["text"].strip() and offsets[0]["timestamp"][1] > offsets[0]["timestamp"][0]
+
+
+def test_a_fresh_run_clears_only_what_runs_leave_in_a_shared_working_folder(tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "checkpoint-4").mkdir(parents=True)
+    (shared / "runs").mkdir()
+    (shared / "test_before.json").write_text("{}")
+    (shared / "someone-elses-data").mkdir()
+    training.last_checkpoint(shared, resume=False)
+    assert [path.name for path in shared.iterdir()] == ["someone-elses-data"]
+
+
+def test_an_output_folder_that_is_not_ours_is_refused_before_training(tmp_path, tiny_features, tiny_whisper_dir):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("mine")
+    with pytest.raises(WhisperGLError, match="--output-dir .* is not an output of whisper-gl"):
+        resolve_config(tiny_config(tiny_features, tiny_whisper_dir, notes))

@@ -119,6 +119,15 @@ def _check_space_id(space: str, flag: str) -> None:
         raise WhisperGLError(f"{flag} '{space}' is not a valid Hub id (USER/NAME: letters, digits, '-', '_', '.')")
 
 
+def check_checkout(apps: list[str]) -> None:
+    """A Space is staged from the repository: its pyproject.toml (the requirements) and the doors."""
+    needed = [REPO_ROOT / "pyproject.toml", *(REPO_ROOT / f"app_{app}.py" for app in apps)]
+    missing = [path.name for path in needed if not path.is_file()]
+    if missing:
+        raise WhisperGLError(f"whisper-gl deploy stages the apps from a checkout of the repository, and "
+                             f"{REPO_ROOT} lacks {', '.join(missing)}: run it from a clone")
+
+
 def check_hardware(hardware: str) -> str:
     from huggingface_hub import SpaceHardware
 
@@ -303,10 +312,13 @@ def stage_space(app: str, space: str, model: str, folder: Path, hardware: str = 
     An existing `folder` is replaced only when it is empty or an earlier staged Space:
     `--dry-run .` must never wipe a working directory.
     """
-    if folder.exists() and any(folder.iterdir()) and STAGED_MARK not in _read(folder / "app.py"):
+    def staged_before(path: Path) -> bool:
+        return not path.exists() or not any(path.iterdir()) or STAGED_MARK in _read(path / "app.py")
+
+    if not staged_before(folder):
         raise WhisperGLError(f"{folder} exists and is not a staged Space: give a new or empty folder")
     modules = runtime_modules()
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, replaceable=staged_before) as tmp:
         package = tmp / PACKAGE_DIR.name
         package.mkdir()
         for name in modules:
@@ -370,6 +382,7 @@ def deploy(config: DeployConfig) -> list[str]:
     Everything that can be checked locally is checked before the first Hub call.
     """
     targets = plan(config)
+    check_checkout([target.app for target in targets])
     hardware = check_hardware(config.hardware)
     if config.cookies_file and not any(target.app == "youtube" for target in targets):
         raise WhisperGLError("--cookies-file is only for the youtube app")

@@ -28,7 +28,7 @@ from . import WhisperGLError
 from .config import DecodingOptions, EvaluateConfig, ModelOptions, subset
 from .metrics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, METRIC_NAMES, Utterance, corpus_scores,
                       score_utterance, with_interval, word_confusions)
-from .store import atomic_dir
+from .store import atomic_dir, check_replaceable
 
 ERRORS_COLUMNS = ("model", "dataset", "path", "reference", "hypothesis", "wer", "cer", "substitutions",
                   "insertions", "deletions", "error")
@@ -159,6 +159,7 @@ def evaluate(config: EvaluateConfig) -> list[dict]:
     models = config.model or [default_model()]
     if config.max_samples is not None and config.max_samples < 1:
         raise WhisperGLError("--max-samples must be at least 1")
+    check_replaceable(config.output_dir)
     test_sets = [load_test_set(spec, config) for spec in config.dataset]
     outcomes = [outcome for model in models for outcome in run_model(model, test_sets, config)]
     with atomic_dir(config.output_dir) as folder:

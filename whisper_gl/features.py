@@ -34,7 +34,7 @@ from .config import FeatureConfig
 from .manifest import FeaturesManifest
 from .sources import NO_SPLIT, check_hub_dataset, load_source
 from .stats import format_length_table, write_length_report
-from .store import HUB_ID, atomic_dir, hub_call, hub_token, resolve_model
+from .store import HUB_ID, atomic_dir, check_replaceable, hub_call, hub_token, resolve_model
 from .window import HOP_LENGTH, MAX_WINDOW_SECONDS, N_FFT, PRETRAINED_WINDOW, SAMPLING_RATE
 
 if TYPE_CHECKING:
@@ -212,6 +212,7 @@ def extract_features(config: FeatureConfig) -> Summary:
         raise WhisperGLError(f"--max-audio-seconds must be between 1 and {MAX_WINDOW_SECONDS} (Whisper's window)")
     if config.num_proc < 1 or config.batch_size < 1:
         raise WhisperGLError("--num-proc and --batch-size must be at least 1")
+    check_replaceable(config.output_dir)
     token = hub_token() if config.push_to_hub else None  # fail before hours of work, not after
     source, origins = load_splits(config)
     processor = load_processor(config.model, language=config.language, task=config.task, window_seconds=window)
@@ -326,7 +327,7 @@ def push_features(folder: str | Path, repo_id: str, token: str | None = None) ->
 
 
 def load_features(location: str | Path) -> tuple[datasets.DatasetDict, FeaturesManifest]:
-    """The features DatasetDict (train, test) and its manifest, from a folder or Hub id."""
+    """The features DatasetDict (train, validation when made, test) and its manifest, from a folder or Hub id."""
     path = Path(location).expanduser()
     if path.is_dir():
         manifest = FeaturesManifest.load(path)

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import OFFLINE_BASE_DIR, WhisperGLError, error_line
 
@@ -35,10 +35,32 @@ def is_hub_id(location: str) -> bool:
     return not Path(location).exists() and bool(HUB_ID.match(location))
 
 
+# A folder holding one of these at its top was written by a stage (a model, an export, features,
+# an evaluation, a corpus): a new run may replace it. Any other non-empty folder is the user's.
+ARTIFACT_FILES = ("config.json", "model.bin", "features_config.json", "metrics.json", "validated.tsv")
+
+
+def is_replaceable(folder: Path) -> bool:
+    """Whether a stage may replace `folder`: absent, empty, or an artifact of ours."""
+    return (not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+            or any((folder / name).is_file() for name in ARTIFACT_FILES))
+
+
+def check_replaceable(target: str | os.PathLike, flag: str = "--output-dir",
+                      replaceable: Callable[[Path], bool] = is_replaceable) -> None:
+    """Refuse, before any work, an output folder that holds something other than a previous
+    output: `--output-dir ~/notes` must never wipe the notes."""
+    if not replaceable(Path(target)):
+        raise WhisperGLError(f"{flag} {target} exists and is not an output of whisper-gl: give a new or empty "
+                             "folder (a previous output there is replaced)")
+
+
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder that replaces `target` only if the block succeeds."""
+def atomic_dir(target: str | os.PathLike, replaceable: Callable[[Path], bool] = is_replaceable) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `target` only if the block succeeds.
+    A non-empty `target` that is not `replaceable` (by default: not one of our artifacts) is refused."""
     target = Path(target)
+    check_replaceable(target, replaceable=replaceable)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)

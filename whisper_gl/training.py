@@ -29,7 +29,7 @@ from .distributed import (agreed_start, batch_layout, check_launcher, check_worl
                           end_processes, is_main_process, launcher_precision, say)
 from .manifest import FeaturesManifest
 from .metrics import METRIC_NAMES, token_metrics
-from .store import HUB_ID, atomic_dir, hub_token, push_folder, resolve_model
+from .store import HUB_ID, atomic_dir, check_replaceable, hub_token, push_folder, resolve_model
 from .window import Window
 
 REQUIRED_COLUMNS = ("input_features", "labels", "duration")
@@ -58,6 +58,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                              f"({config.eval_steps}): the best checkpoint is chosen at evaluations")
     if not 0 <= config.timestamp_share <= 1:
         raise WhisperGLError(f"--timestamp-share must be between 0 and 1, got {config.timestamp_share}")
+    check_replaceable(config.output_dir)  # before hours of training, not after
     if config.push_to_hub:
         if not HUB_ID.match(config.push_to_hub):
             raise WhisperGLError(f"--push-to-hub '{config.push_to_hub}' is not a Hub repo id (NAMESPACE/NAME)")
@@ -371,7 +372,7 @@ def build_trainer(config: TrainConfig, model, processor, dataset, manifest: Feat
     collator = WhisperCollator(window_frames=manifest.window_frames,
                                decoder_start_token_id=model.config.decoder_start_token_id,
                                no_timestamps_token_id=generation.no_timestamps_token_id)
-    return _whisper_trainer_class()(
+    trainer = _whisper_trainer_class()(
         model=model,
         args=args,
         train_dataset=train.with_format("numpy"),
@@ -380,6 +381,18 @@ def build_trainer(config: TrainConfig, model, processor, dataset, manifest: Feat
         processing_class=processor,
         compute_metrics=token_metrics(processor.tokenizer),
     )
+    _log_into_work_dir(trainer, Path(args.output_dir) / "runs")
+    return trainer
+
+
+def _log_into_work_dir(trainer, runs: Path) -> None:
+    """TensorBoard's folder: <work-dir>/runs. The callback picks its folder when training begins;
+    an evaluation before that (the untuned model on test) would otherwise open ./runs."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(runs)
 
 
 @dataclass
@@ -424,8 +437,7 @@ def last_checkpoint(work_dir: Path, resume: bool) -> str | None:
     by the kill and is passed over.
     """
     if not resume:
-        if work_dir.exists():
-            shutil.rmtree(work_dir)
+        clear_work_dir(work_dir)
         return None
     steps = {int(path.name.split("-")[1]): path for path in work_dir.glob("checkpoint-*")
              if path.name.split("-")[1].isdigit()}
@@ -434,6 +446,16 @@ def last_checkpoint(work_dir: Path, resume: bool) -> str | None:
             return str(checkpoint)
     say(f"--resume: no complete checkpoint in {work_dir} yet, starting from step 0")
     return None
+
+
+def clear_work_dir(work_dir: Path) -> None:
+    """Remove what an earlier run left in the working folder, and only that: a folder shared with
+    other files (`--work-dir /mnt/shared`) keeps them."""
+    for leftover in [*work_dir.glob("checkpoint-*"), work_dir / "runs", work_dir / BEFORE_FILE]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        elif leftover.exists():
+            leftover.unlink()
 
 
 def train(config: TrainConfig) -> dict:
