@@ -128,3 +128,22 @@ def test_decoding_options_are_checked_and_normalised():
         DecodingOptions(beam_size=0)
     with pytest.raises(WhisperGLError, match="timestamps mode"):
         dataclasses.replace(options, timestamps="never")
+
+
+def test_unknown_languages_are_refused_in_one_line():
+    assert DecodingOptions(language="pt").forced_language == "pt"
+    with pytest.raises(WhisperGLError, match="unknown language 'xx'"):
+        DecodingOptions(language="xx")
+    with pytest.raises(WhisperGLError, match="none below 0"):
+        DecodingOptions(temperatures=(-0.5,))
+
+
+def test_a_prompt_keeps_its_end_within_a_quarter_of_the_context():
+    from whisper_gl.backends import prompt_tokens
+
+    def encode(text):
+        return list(range(len(text.split())))
+
+    assert prompt_tokens(encode, None, 448) == [] and prompt_tokens(encode, "  ", 448) == []
+    assert prompt_tokens(encode, "a b c", 448) == [0, 1, 2]
+    assert prompt_tokens(encode, "w " * 500, 448) == list(range(500 - 112, 500))

@@ -422,3 +422,11 @@ def test_command_line_writes_text_and_subtitles(base_model_dir, short, tmp_path)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("error: notes.wav")
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["ctranslate2", "transformers"])
+def test_a_long_prompt_leaves_room_for_the_transcript(backend, base_model_dir, short):
+    engine = Transcriber(base_model_dir, backend=backend, long_form="batched", **GREEDY)
+    prompt = "Falamos do tempo en Galicia. " * 60  # far past the decoder's context
+    assert engine.transcribe(short[0], initial_prompt=prompt).text.strip()

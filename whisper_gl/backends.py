@@ -15,7 +15,6 @@ the engine adds the guards that do not depend on the decoder.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -284,7 +283,9 @@ class CTranslate2Backend:
             encoded = self.model.encode(features)
             language = language or self._detect_language(encoded)
             tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, options.task, language)
-            prompt = self.model.get_prompt(tokenizer, [], without_timestamps=not timestamps)
+            prompt = self.model.get_prompt(tokenizer, prompt_tokens(tokenizer.encode, options.initial_prompt,
+                                                                    self.model.max_length),
+                                           without_timestamps=not timestamps)
             seconds = [len(chunk) / SAMPLING_RATE for chunk in batch]
             attempts = self._generate_with_fallback(features, encoded, prompt, tokenizer, seconds, options)
             pieces = [split_at_timestamps(attempt.tokens, tokenizer.timestamp_begin, duration)
@@ -422,8 +423,10 @@ class TransformersBackend:
         return self.id_to_language[int(token[0])]
 
     def _generation_kwargs(self, seconds: float, language: str, options: DecodingOptions) -> dict:
-        prompt_ids = (self.processor.get_prompt_ids(options.initial_prompt).tolist()
-                      if options.initial_prompt else [])
+        prompt_ids = []
+        if options.initial_prompt:  # <|startofprev|> then the text, at most half the decoder's context
+            start, *text = self.processor.get_prompt_ids(options.initial_prompt).tolist()
+            prompt_ids = [start, *prompt_tokens(lambda _: text, options.initial_prompt, self.max_target_positions)]
         return dict(
             language=language,
             task=options.task,
@@ -485,7 +488,7 @@ class TransformersBackend:
                 **self._generation_kwargs(min(max(seconds), self.window.seconds), language, options),
             )
         except _Stalled:  # no timestamps to trust: the engine decodes voice-activity chunks instead
-            return [Decoded([], language, predicted_timestamps=False, stalled=True)]
+            return [Decoded([], language, predicted_timestamps=False, stalled=True) for _ in seconds]
         return [self._decoded(raw_segments, duration, language, options)
                 for raw_segments, duration in zip(output["segments"], seconds)]
 
@@ -525,6 +528,15 @@ class TransformersBackend:
 
 class _Stalled(Exception):
     """Raised inside generate's progress callback to abandon a decode that stopped moving."""
+
+
+def prompt_tokens(encode, prompt: str | None, context: int) -> list[int]:
+    """The initial prompt's tokens, its end kept when it is longer than a quarter of the decoder's
+    context: openai-whisper keeps up to half, but CTranslate2 stops Whisper at half its context,
+    prompt included, and a longer prompt left no room for the transcript."""
+    if not prompt or not prompt.strip():
+        return []
+    return encode(" " + prompt.strip())[-(context // 4):]
 
 
 def check_backend_name(name: str) -> None:

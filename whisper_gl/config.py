@@ -44,6 +44,15 @@ def subset(options_class: type[Options], source: Any, **overrides) -> Options:
     return options_class(**{**values, **overrides})
 
 
+def check_language(code: str) -> None:
+    """A Whisper language code (gl, es, pt, en, ...), checked against Whisper's own list."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    if code not in LANGUAGES:
+        raise WhisperGLError(f"unknown language '{code}': give a Whisper language code such as gl, es, pt or en "
+                             "(or auto to detect it)")
+
+
 def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise WhisperGLError(f"unknown {flag} '{value}': choose one of {', '.join(choices)}")
@@ -134,7 +143,7 @@ class TrainConfig:
                           "they all share. Default: <output-dir>.work"},
     )
     max_steps: Optional[int] = field(default=None, metadata={"help": "Optimizer steps to train for."})
-    eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate (WER/CER on the test split) every N steps."})
+    eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate (WER/CER on the selection split, --select-on) every N steps."})
     save_steps: Optional[int] = field(
         default=None, metadata={"help": "Save a checkpoint every N steps (a multiple of --eval-steps). Default: --eval-steps."})
     batch_size: Optional[int] = field(
@@ -175,7 +184,8 @@ class TrainConfig:
     )
     max_eval_samples: Optional[int] = field(
         default=None, metadata={"help": "Evaluate on the first N clips of the selection split only (faster "
-                                        "evaluations during training; the final test score uses every clip)."})
+                                        "evaluations during training; with --select-on validation the final test "
+                                        "score still uses every test clip)."})
     save_total_limit: int = field(
         default=2, metadata={"help": "Checkpoints kept in the working folder (the best one is always kept)."})
     seed: int = field(default=42, metadata={"help": "Random seed (data order, timestamp choice, initialisation)."})
@@ -310,8 +320,9 @@ class DecodingOptions:
     )
     initial_prompt: Optional[str] = field(
         default=None,
-        metadata={"help": "Text that comes before the audio (names, spellings, the style of the transcript); it "
-                          "conditions the first window only."},
+        metadata={"help": "Text that comes before the audio (names, spellings, the style of the transcript): it "
+                          "conditions the first window of sequential decoding, and every chunk of batched or "
+                          "voice-activity decoding (its last 112 tokens at most)."},
     )
     require_speech: bool = field(
         default=True,
@@ -324,10 +335,12 @@ class DecodingOptions:
         check_choice("timestamps mode", self.timestamps, TIMESTAMP_MODES)
         check_choice("long-form mode", self.long_form, LONG_FORM_MODES)
         self.temperatures = tuple(float(t) for t in self.temperatures)
-        if self.beam_size < 1 or not self.temperatures:
-            raise WhisperGLError("beam size must be at least 1, with at least one temperature")
+        if self.beam_size < 1 or not self.temperatures or min(self.temperatures) < 0:
+            raise WhisperGLError("beam size must be at least 1, with at least one temperature, none below 0")
         if self.batch_size < 1:
             raise WhisperGLError("batch size must be at least 1")
+        if self.forced_language is not None:
+            check_language(self.forced_language)
 
     @property
     def forced_language(self) -> Optional[str]:
@@ -452,20 +465,20 @@ class AppConfig(DecodingOptions, ModelOptions):
     """
 
     max_minutes: float = field(
-        default_factory=_env_number("WHISPER_GL_MAX_MINUTES", 30.0),
+        default_factory=_env_number("WHISPER_GL_MAX_MINUTES", MediaLimits.max_seconds / 60),
         metadata={"help": "Longest audio accepted, in minutes (default: $WHISPER_GL_MAX_MINUTES, else 30)."},
     )
     max_mb: float = field(
-        default_factory=_env_number("WHISPER_GL_MAX_MB", 200.0),
+        default_factory=_env_number("WHISPER_GL_MAX_MB", MediaLimits.max_bytes / 1e6),
         metadata={"help": "Largest upload or download accepted, in MB (default: $WHISPER_GL_MAX_MB, else 200)."},
     )
     max_download_seconds: float = field(
-        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", 300.0),
+        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", MediaLimits.download_seconds),
         metadata={"help": "YouTube app: deadline of one download, metadata included, in seconds (default: "
                           "$WHISPER_GL_MAX_DOWNLOAD_SECONDS, else 300)."},
     )
     upload_store_mb: float = field(
-        default_factory=_env_number("WHISPER_GL_UPLOAD_STORE_MB", 1000.0),
+        default_factory=_env_number("WHISPER_GL_UPLOAD_STORE_MB", MediaLimits.upload_store_bytes / 1e6),
         metadata={"help": "Uploads kept on disk at once, in MB (default: $WHISPER_GL_UPLOAD_STORE_MB, else 1000); "
                           "beyond it new uploads are refused until old ones expire."},
     )
@@ -477,6 +490,11 @@ class AppConfig(DecodingOptions, ModelOptions):
         default=64,
         metadata={"help": "Requests allowed to wait; beyond that a new request is told the app is busy."},
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.concurrency < 1 or self.queue_size < 0:
+            raise WhisperGLError("--concurrency must be at least 1 and --queue-size at least 0")
 
     @property
     def limits(self) -> MediaLimits:
@@ -609,7 +627,7 @@ class FeatureConfig(SourceOptions):
     )
     output_dir: str = field(
         default="artifacts/features",
-        metadata={"help": "Where the features DatasetDict (train, test) and its reports are written (atomically)."},
+        metadata={"help": "Where the features DatasetDict (train, validation, test) and its reports are written (atomically)."},
     )
     push_to_hub: Optional[str] = field(
         default=None,

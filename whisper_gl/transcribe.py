@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR, WhisperGLError
+from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
 from .config import MODEL_ENV, DecodingOptions, ModelOptions
@@ -274,11 +274,12 @@ class Transcriber:
         """
         spans = speech_spans(waveform, self.window.seconds)
         chunks = joined_speech(spans, self.window.samples) if timestamps else [Chunk((span,)) for span in spans]
-        segments, languages, predicted = [], [], False
+        segments, languages, predicted, stalled = [], [], False, False
         while chunks:
             results = self._backend.decode_chunks([chunk.audio(waveform) for chunk in chunks], options, timestamps)
             rest = []
-            for chunk, result in zip(chunks, results):
+            for chunk, result in zip(chunks, results, strict=True):
+                stalled = stalled or result.stalled
                 kept, left = heard(result, chunk)
                 segments += [chunk.placed(segment) for segment in kept]
                 rest += [left] if left else []
@@ -288,7 +289,8 @@ class Transcriber:
                 options = dataclasses.replace(options, language=next(filter(None, languages)))
             chunks = rest
         segments.sort(key=lambda segment: segment.start)
-        return Decoded(segments, options.forced_language or next(filter(None, languages), ""), predicted)
+        return Decoded(segments, options.forced_language or next(filter(None, languages), ""), predicted,
+                       stalled=stalled)
 
 
 @dataclass(frozen=True)
