@@ -118,3 +118,13 @@ def test_the_doors_are_the_same_verbs(door, path):
     assert run.returncode == 0 and run.stdout.startswith(f"usage: {door} ")
     flags = lambda text: sorted(set(re.findall(r"--[\w-]+", text)))  # noqa: E731
     assert flags(run.stdout) == flags(help_text(*path))
+
+
+def test_a_training_verb_on_an_inference_install_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
+    with pytest.raises(WhisperGLError, match=r"needs the training extras \(missing: datasets\): pip install "
+                                             r"'whisper-gl\[train\]'"):
+        invoke(["evaluate", "--dataset", "nowhere"])

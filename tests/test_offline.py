@@ -116,7 +116,7 @@ def test_corrupt_model_bin(tiny_round_trip, tmp_path, damage, message):
 
 def test_missing_package_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(offline, "PACKAGES", ("no_such_whisper_package", offline.PACKAGES[1]))
-    with pytest.raises(WhisperGLError, match=r"pip install -r requirements-dev.txt"):
+    with pytest.raises(WhisperGLError, match=r"pip install -e '\.\[dev\]'"):
         offline.ensure_base_model(tmp_path / "base")
     assert not (tmp_path / "base").exists()
     assert list(tmp_path.iterdir()) == []  # no half-written folder left behind

