@@ -175,6 +175,18 @@ def test_an_internal_failure_is_a_generic_message_and_logged(file_app, base_tran
     check_good_request(file_app, handle_file(short_clip[0]), short_clip[1], assert_heard)
 
 
+def test_a_shutdown_during_a_transcription_is_a_clear_message(file_app, short_clip, monkeypatch, caplog):
+    """The .srt is the last thing written: once SIGTERM has begun removing the cache, the user is
+    told why instead of getting Gradio's bare "Error" (and the log gets no traceback)."""
+    from whisper_gl import shutdown
+
+    monkeypatch.setattr(shutdown.stopping, "is_set", lambda: True)
+    with pytest.raises(AppError) as refused:
+        file_app.predict(handle_file(short_clip[0]), api_name="/transcribe")
+    assert "shutting down" in str(refused.value)
+    assert "Traceback" not in caplog.text and "transcription failed" not in caplog.text
+
+
 BAD_LINKS = {
     "file:// URL": ("file:///etc/passwd", "only http"),
     "127.0.0.1 without the allow flag": ("{server}/short.mp3", "private or local addresses"),
