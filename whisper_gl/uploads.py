@@ -31,8 +31,33 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers around the file
 ORPHAN_AGE_S = 300
 
 
-class UploadTooBig(Exception):
-    """Raised into the upload route when its body passes its allowance."""
+class BodyTooLarge(Exception):
+    """Raised into a route when its request body passes its allowance."""
+
+
+def counting_receive(receive, allowance: int):
+    """`receive` (ASGI) that counts the body's bytes as they arrive and raises BodyTooLarge past
+    `allowance`: what a request claims (Content-Length, or nothing when chunked) is not trusted."""
+    received = 0
+
+    async def counted():
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > allowance:
+            raise BodyTooLarge
+        return message
+
+    return counted
+
+
+def content_length(scope) -> int | None:
+    """The Content-Length a request declares, if any."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return None
 
 
 class UploadGuard:
@@ -51,7 +76,7 @@ class UploadGuard:
             await self.app(scope, receive, send)
             return
         allowance = self.limits.max_bytes + FORM_OVERHEAD
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and declared > allowance:
             await _answer(send, 413, self.limits.too_big(declared))
             return
@@ -64,15 +89,7 @@ class UploadGuard:
         await self._admit(scope, receive, send, allowance)
 
     async def _admit(self, scope, receive, send, allowance: int) -> None:
-        received, responded = 0, False
-
-        async def counted_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > allowance:
-                raise UploadTooBig
-            return message
+        responded = False
 
         async def watched_send(message):
             nonlocal responded
@@ -82,8 +99,8 @@ class UploadGuard:
         self._reserved_bytes += allowance
         self._in_flight += 1
         try:
-            await self.app(scope, counted_receive, watched_send)
-        except UploadTooBig:
+            await self.app(scope, counting_receive(receive, allowance), watched_send)
+        except BodyTooLarge:
             if not responded:
                 await _answer(send, 413, self.limits.too_big())
         finally:
@@ -112,14 +129,6 @@ class UploadGuard:
                     files += 1
                     size += stat.st_size
         return files, size
-
-
-def _content_length(scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            with contextlib.suppress(ValueError):
-                return int(value)
-    return None
 
 
 async def _answer(send, status: int, message: str) -> None:
