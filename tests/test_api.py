@@ -132,7 +132,23 @@ def test_models_and_health(client, server):
     assert client.models.retrieve(model).id == model
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok" and health["model"] == model
-    assert httpx.get(f"{url}/file/config").status_code == 200  # the mounted app, same server
+
+
+def test_the_mounted_apps_want_the_key_too(server, short, engine, tmp_path):
+    """Keyed, the apps and their Gradio API are closed to strangers: Gradio's login, with any user
+    name and the key as password (what a browser user types), opens them."""
+    from gradio_client import Client, handle_file
+
+    url, _ = server
+    assert httpx.get(f"{url}/file/config").status_code == 401
+    assert httpx.post(f"{url}/file/gradio_api/upload", files={"files": ("a.mp3", short.read_bytes())}).status_code == 401
+    assert httpx.post(f"{url}/file/gradio_api/call/transcribe", json={"data": [None]}).status_code == 401
+    assert httpx.post(f"{url}/file/login", data={"username": "me", "password": "sk-wrong"}).status_code == 400
+    with pytest.raises(ValueError, match="login"):
+        Client(f"{url}/file/", auth=("me", "sk-wrong"), verbose=False)
+    app = Client(f"{url}/file/", auth=("me", KEY), verbose=False, download_files=str(tmp_path))
+    text, _, _ = app.predict(handle_file(short), api_name="/transcribe")
+    assert text == engine.transcribe(short).text  # the same engine, on the same file
 
 
 def test_errors_are_the_clients_typed_exceptions(client, server, short, tmp_path):
@@ -192,11 +208,11 @@ def test_bad_fields_and_engine_faults_are_answered_in_openais_shape(client, serv
     assert "decoder state corrupted" in caplog.text  # but the server log has them
 
 
-def _raw_upload(url: str, declared: int, sent: bytes) -> socket.socket:
+def _raw_upload(url: str, declared: int, sent: bytes, path: str = "/v1/audio/transcriptions") -> socket.socket:
     """A connection that declares a multipart body of `declared` bytes and sends only `sent`."""
     host, port = url.removeprefix("http://").split(":")
     connection = socket.create_connection((host, int(port)))
-    connection.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+    connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
                        f"Content-Length: {declared}\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
                        .encode() + sent)
     return connection
@@ -232,6 +248,58 @@ def test_requests_still_uploading_hold_their_place_in_the_queue(engine, short):
         while (answer := post()).status_code == 429 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert answer.status_code == 200 and answer.json()["text"] == engine_answer(engine, short).text
+
+
+def test_the_api_and_the_apps_share_one_limit_and_one_upload_guard(engine, short, tmp_path, monkeypatch):
+    """serve --apps: at most --concurrency transcriptions at once across the API and every app (not
+    one per door), and one upload guard for all the apps: an upload still arriving at one app holds
+    room that another app's upload cannot take."""
+    from gradio_client import Client, handle_file
+
+    from whisper_gl.apps import build_app
+
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    for kind in ("file", "microphone"):
+        build_app(kind, engine, ServeConfig())  # the examples they copy into the cache, counted below
+    stored = sum(path.stat().st_size for path in cache.rglob("*") if path.is_file())
+    config = ServeConfig(apps="file,microphone", concurrency=1, max_mb=1, max_minutes=1,
+                         upload_store_mb=(stored + 1_500_000) / 1e6)
+    app = build_server(config, engine, cache=cache)
+    model, transcribe, lock = app.state.service.model_id, engine.transcribe, threading.Lock()
+    running_now, most = 0, 0
+
+    def watched(*args, **kwargs):
+        nonlocal running_now, most
+        with lock:
+            running_now += 1
+            most = max(most, running_now)
+        try:
+            time.sleep(0.3)
+            return transcribe(*args, **kwargs)
+        finally:
+            with lock:
+                running_now -= 1
+
+    monkeypatch.setattr(engine, "transcribe", watched)
+    with running(app) as url:
+        head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.mp3"\r\n\r\n'
+        with _raw_upload(url, 900_000, head, path="/file/gradio_api/upload"):
+            time.sleep(0.5)
+            second = httpx.post(f"{url}/microphone/gradio_api/upload", files={"files": ("b.mp3", b"x" * 900_000)})
+            assert second.status_code == 503
+        apps = [Client(f"{url}/{kind}/", verbose=False, download_files=str(tmp_path)) for kind in ("file", "microphone")]
+
+        def call(door):
+            if door < 2:
+                return apps[door].predict(handle_file(short), api_name="/transcribe")[0]
+            return httpx.post(f"{url}/v1/audio/transcriptions", data={"model": model}, timeout=300,
+                              files={"file": short.read_bytes()}).json()["text"]
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(call, [0, 1, 2, 3]))
+    assert all(answer.strip() for answer in answers) and most == 1
 
 
 def test_twenty_concurrent_clients_are_all_answered(client, server, short, engine):

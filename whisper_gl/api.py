@@ -27,6 +27,7 @@ import contextlib
 import hmac
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,18 +298,55 @@ def app_kinds(spec: str) -> list[str]:
 
 def build_server(config: ServeConfig, transcriber=None, cache: Path | None = None):
     """The API with the chosen Gradio apps mounted under /<kind>, all on one engine. `cache`:
-    the apps' upload folder (Gradio's cache), bounded as in `whisper-gl app`."""
+    the apps' upload folder (Gradio's cache), bounded as in `whisper-gl app`, by one UploadGuard
+    for all of them; with WHISPER_GL_API_KEY set the apps want it too (as a login password)."""
     import gradio as gr
 
-    from .apps import build_app, launch_options, load_transcriber
+    from .apps import build_app, load_transcriber
+    from .uploads import UploadGuard
 
     kinds = app_kinds(config.apps)
-    transcriber = transcriber or load_transcriber(config)
-    server = create_api(transcriber, config)
+    engine = SharedEngine(transcriber or load_transcriber(config), config.concurrency)
+    server = create_api(engine, config)
+    if kinds:
+        cache = cache or Path(gr.utils.get_upload_folder())
+        server.add_middleware(UploadGuard, folder=cache, limits=config.limits)
     for kind in kinds:
-        options = launch_options(config.limits, cache or Path(gr.utils.get_upload_folder()))
-        server = gr.mount_gradio_app(server, build_app(kind, transcriber, config), path=f"/{kind}", **options)
+        server = gr.mount_gradio_app(server, build_app(kind, engine, config), path=f"/{kind}",
+                                     max_file_size=config.limits.max_bytes, **_app_login())
     return server
+
+
+class SharedEngine:
+    """The engine behind the API and every mounted app, with one bound on the transcriptions run at
+    once: the API and each app's queue admit their own requests; together they decode at most
+    --concurrency at a time."""
+
+    def __init__(self, transcriber, concurrency: int):
+        self._transcriber = transcriber
+        self._slots = threading.BoundedSemaphore(concurrency)
+
+    def transcribe(self, *args, **kwargs):
+        with self._slots:
+            return self._transcriber.transcribe(*args, **kwargs)
+
+    def __getattr__(self, name):  # model, backend, language, ...: the engine's own
+        if name == "_transcriber":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self._transcriber, name)
+
+
+def _app_login() -> dict:
+    """Gradio's login for the mounted apps when a key is set: any user name, the key as password
+    (compared in constant time); Gradio then wants its session cookie on every route."""
+    key = os.environ.get(API_KEY_ENV, "").encode()
+    if not key:
+        return {}
+
+    def check(username: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), key)
+
+    return dict(auth=check, auth_message="Sign in with any user name and this server's API key as the password.")
 
 
 def listen_address(config: ServeConfig) -> tuple[str, str]:
@@ -334,8 +372,9 @@ def serve(config: ServeConfig) -> None:
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
         server = build_server(config, cache=cache)
         print(f"serving '{server.state.service.model_id}' at http://{host}:{config.port}/v1 ({note})")
+        login = " (sign in with any user name and the API key as password)" if os.environ.get(API_KEY_ENV) else ""
         for kind in app_kinds(config.apps):
-            print(f"  {kind} app: http://{host}:{config.port}/{kind}")
+            print(f"  {kind} app: http://{host}:{config.port}/{kind}{login}")
         uvicorn.run(server, host=host, port=config.port, log_level="warning")
 
 
