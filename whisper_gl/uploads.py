@@ -30,6 +30,8 @@ import os
 import time
 from pathlib import Path
 
+from starlette.requests import ClientDisconnect
+
 from .config import MediaLimits
 
 logger = logging.getLogger(__name__)
@@ -151,6 +153,8 @@ class UploadGuard:
         except BodyTooLarge:
             if not responded:
                 await _answer(send, 413, self.limits.too_big())
+        except ClientDisconnect:  # a cut upload: nobody to answer, no traceback in the log
+            logger.info("an upload was cut off by its client")
         finally:
             self._reserved_bytes -= allowance
             self._in_flight -= 1
