@@ -12,12 +12,16 @@
 
 Any tool that speaks OpenAI's audio API (the `openai` clients, Open WebUI, editors with a
 "Whisper API" setting) works with base_url http://HOST:PORT/v1. Errors have OpenAI's shape,
-{"error": {"message", "type", "param", "code"}}, with its status codes. The request body is
-counted while it arrives (a body past --max-mb is cut off with 413, whatever it claims), the
-duration cap applies to the decoded audio, and at most --concurrency transcriptions run while
---queue-size wait; past that a request is told the server is busy (429). With
-WHISPER_GL_API_KEY set every /v1 request needs `Authorization: Bearer <key>` (compared in
-constant time, never logged). There is no transcription logic here: the engine does it.
+{"error": {"message", "type", "param", "code"}}, with its status codes; a fault of ours is a
+500 "server_error" whose details go to the server log only. A request takes its place in the
+queue (--concurrency transcribing, --queue-size waiting, a request still uploading included;
+past that 429) before a byte of its body is read; a declared body over --max-mb is refused
+(413) unread, and the body is counted while it arrives, whatever it claims. The upload waits
+in its spooled temporary file until a slot is free; the duration cap applies to the decoded
+audio. With WHISPER_GL_API_KEY set every /v1 request needs `Authorization: Bearer <key>`, and
+the mounted apps Gradio's login with the key as password (compared in constant time, never
+logged). The API and the apps share one engine, one bound of --concurrency transcriptions at
+once (SharedEngine) and one UploadGuard. There is no transcription logic here.
 """
 
 from __future__ import annotations
