@@ -144,6 +144,7 @@ def test_the_mounted_apps_want_the_key_too(server, short, engine, tmp_path):
     assert httpx.post(f"{url}/file/gradio_api/upload", files={"files": ("a.mp3", short.read_bytes())}).status_code == 401
     assert httpx.post(f"{url}/file/gradio_api/call/transcribe", json={"data": [None]}).status_code == 401
     assert httpx.post(f"{url}/file/login", data={"username": "me", "password": "sk-wrong"}).status_code == 400
+    assert httpx.post(f"{url}/file/login", data={"username": "me", "password": "x" * 1_100_000}).status_code == 413
     with pytest.raises(ValueError, match="login"):
         Client(f"{url}/file/", auth=("me", "sk-wrong"), verbose=False)
     app = Client(f"{url}/file/", auth=("me", KEY), verbose=False, download_files=str(tmp_path))

@@ -15,8 +15,9 @@ an event's JSON gives as a file's `path`, and relays any public link asked for a
 - files that a cut upload leaves half-written at the folder's top level (Gradio deletes them
   only on a parse error, not on a disconnect) are removed once idle for ORPHAN_AGE_S;
 - every other POST to Gradio's API (queue/join, call, run, stream, ...: whatever the event)
-  is read whole under EVENT_BODY_LIMIT and refused (400) if any file in it is a link, and
-  /gradio_api/file=<link> is refused (403): the server fetches no link a client names there.
+  and to its /login is read whole under EVENT_BODY_LIMIT and refused (400) if any file in it
+  is a link, and /gradio_api/file=<link> is refused (403): the server fetches no link a
+  client names there.
 
     app.launch(app_kwargs={"middleware": [Middleware(UploadGuard, folder=cache, limits=limits)]})
 """
@@ -87,7 +88,7 @@ class UploadGuard:
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
-        if scope["type"] != "http" or GRADIO_API not in path:
+        if scope["type"] != "http" or (GRADIO_API not in path and not path.rstrip("/").endswith("/login")):
             await self.app(scope, receive, send)
         elif _is_link(path.partition(f"{GRADIO_API}file=")[2]):
             await _answer(send, 403, LINKED_FILE)
