@@ -1,5 +1,7 @@
 """whisper-gl serve: the OpenAI-compatible API, called with the official `openai` client."""
 
+import contextlib
+import socket
 import threading
 import time
 from pathlib import Path
@@ -28,25 +30,34 @@ def engine(base_model_dir):
     return Transcriber(base_model_dir, temperatures=(0.0,), num_workers=2)
 
 
-@pytest.fixture(scope="module")
-def server(engine, monkeypatch_module):
-    """The API with the file app mounted, on 127.0.0.1, keyed; closed at the end."""
+@contextlib.contextmanager
+def running(app):
+    """`app` served by uvicorn on a free 127.0.0.1 port, in a thread; yields its URL."""
     import uvicorn
 
     from tests.support import free_port
 
-    monkeypatch_module.setenv(API_KEY_ENV, KEY)
-    config = ServeConfig(apps="file", max_mb=2, max_minutes=1, concurrency=2, queue_size=64, temperatures=(0.0,))
-    app = build_server(config, engine)
     port = free_port()
     runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     while not runner.started:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app.state.service.model_id
-    runner.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(engine, monkeypatch_module):
+    """The API with the file app mounted, on 127.0.0.1, keyed; closed at the end."""
+    monkeypatch_module.setenv(API_KEY_ENV, KEY)
+    config = ServeConfig(apps="file", max_mb=2, max_minutes=1, concurrency=2, queue_size=64, temperatures=(0.0,))
+    app = build_server(config, engine)
+    with running(app) as url:
+        yield url, app.state.service.model_id
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +132,24 @@ def test_models_and_health(client, server):
     assert client.models.retrieve(model).id == model
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok" and health["model"] == model
-    assert httpx.get(f"{url}/file/config").status_code == 200  # the mounted app, same server
+
+
+def test_the_mounted_apps_want_the_key_too(server, short, engine, tmp_path):
+    """Keyed, the apps and their Gradio API are closed to strangers: Gradio's login, with any user
+    name and the key as password (what a browser user types), opens them."""
+    from gradio_client import Client, handle_file
+
+    url, _ = server
+    assert httpx.get(f"{url}/file/config").status_code == 401
+    assert httpx.post(f"{url}/file/gradio_api/upload", files={"files": ("a.mp3", short.read_bytes())}).status_code == 401
+    assert httpx.post(f"{url}/file/gradio_api/call/transcribe", json={"data": [None]}).status_code == 401
+    assert httpx.post(f"{url}/file/login", data={"username": "me", "password": "sk-wrong"}).status_code == 400
+    assert httpx.post(f"{url}/file/login", data={"username": "me", "password": "x" * 1_100_000}).status_code == 413
+    with pytest.raises(ValueError, match="login"):
+        Client(f"{url}/file/", auth=("me", "sk-wrong"), verbose=False)
+    app = Client(f"{url}/file/", auth=("me", KEY), verbose=False, download_files=str(tmp_path))
+    text, _, _ = app.predict(handle_file(short), api_name="/transcribe")
+    assert text == engine.transcribe(short).text  # the same engine, on the same file
 
 
 def test_errors_are_the_clients_typed_exceptions(client, server, short, tmp_path):
@@ -154,6 +182,125 @@ def test_errors_are_the_clients_typed_exceptions(client, server, short, tmp_path
     answer = httpx.post(f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}",
                         "Content-Type": "multipart/form-data; boundary=b"}, content=chunks())
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "file_too_large"
+
+
+def test_bad_fields_and_engine_faults_are_answered_in_openais_shape(client, server, short, engine, monkeypatch,
+                                                                    caplog):
+    url, model = server
+    with pytest.raises(openai.BadRequestError, match="unknown language 'xx'") as error, open(short, "rb") as audio:
+        client.audio.transcriptions.create(model=model, file=audio, language="xx")
+    assert error.value.body["param"] == "language"
+    for files in ({"temperature": ("t", b"0.5")}, {"file": short.read_bytes(), "temperature": ("t", b"0.5")}):
+        as_file = httpx.post(f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+                             data={"model": model}, files=files)
+        assert as_file.status_code == 400 and as_file.json()["error"]["type"] == "invalid_request_error"
+    assert "'temperature' must be a text field" in httpx.post(
+        f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"}, data={"model": model},
+        files={"temperature": ("t", b"0.5")}).json()["error"]["message"]
+
+    def crash(*args, **kwargs):
+        raise ValueError("decoder state corrupted at 0x7f3a")
+
+    monkeypatch.setattr(engine, "transcribe", crash)  # a fault inside the engine
+    with pytest.raises(openai.InternalServerError) as error, open(short, "rb") as audio:
+        client.audio.transcriptions.create(model=model, file=audio)
+    assert error.value.body == {"message": "could not transcribe this audio", "type": "server_error",
+                                "param": None, "code": None}  # no internals shown
+    assert "decoder state corrupted" in caplog.text  # but the server log has them
+
+
+def _raw_upload(url: str, declared: int, sent: bytes, path: str = "/v1/audio/transcriptions") -> socket.socket:
+    """A connection that declares a multipart body of `declared` bytes and sends only `sent`."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)))
+    connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                       f"Content-Length: {declared}\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
+                       .encode() + sent)
+    return connection
+
+
+def test_a_declared_oversize_body_is_refused_before_it_is_read(server):
+    url, _ = server
+    with _raw_upload(url, 900_000_000, b"") as connection:  # claims 900 MB, sends nothing
+        connection.settimeout(30)
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413") and b"file_too_large" in answer
+
+
+def test_requests_still_uploading_hold_their_place_in_the_queue(engine, short):
+    """concurrency 1 + queue 1: two clients trickling their uploads fill the server, so a third is
+    told at once that it is busy, before it sends its body; once they hang up, it is served."""
+    app = build_server(ServeConfig(concurrency=1, queue_size=1, max_mb=2, max_minutes=1), engine)
+    model = app.state.service.model_id
+
+    def post():
+        return httpx.post(f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+                          data={"model": model, "language": "gl"}, files={"file": short.read_bytes()}, timeout=300)
+
+    with running(app) as url:
+        head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n\r\n'
+        trickling = [_raw_upload(url, 1_000_000, head + b"x" * 1000) for _ in range(2)]
+        time.sleep(0.5)
+        busy = post()
+        assert busy.status_code == 429 and busy.json()["error"]["code"] == "server_busy"
+        for connection in trickling:
+            connection.close()
+        deadline = time.monotonic() + 30
+        while (answer := post()).status_code == 429 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json()["text"] == engine_answer(engine, short).text
+
+
+def test_the_api_and_the_apps_share_one_limit_and_one_upload_guard(engine, short, tmp_path, monkeypatch):
+    """serve --apps: at most --concurrency transcriptions at once across the API and every app (not
+    one per door), and one upload guard for all the apps: an upload still arriving at one app holds
+    room that another app's upload cannot take."""
+    from gradio_client import Client, handle_file
+
+    from whisper_gl.apps import build_app
+
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    for kind in ("file", "microphone"):
+        build_app(kind, engine, ServeConfig())  # the examples they copy into the cache, counted below
+    stored = sum(path.stat().st_size for path in cache.rglob("*") if path.is_file())
+    config = ServeConfig(apps="file,microphone", concurrency=1, max_mb=1, max_minutes=1,
+                         upload_store_mb=(stored + 1_500_000) / 1e6)
+    app = build_server(config, engine, cache=cache)
+    model, transcribe, lock = app.state.service.model_id, engine.transcribe, threading.Lock()
+    running_now, most = 0, 0
+
+    def watched(*args, **kwargs):
+        nonlocal running_now, most
+        with lock:
+            running_now += 1
+            most = max(most, running_now)
+        try:
+            time.sleep(0.3)
+            return transcribe(*args, **kwargs)
+        finally:
+            with lock:
+                running_now -= 1
+
+    monkeypatch.setattr(engine, "transcribe", watched)
+    with running(app) as url:
+        head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.mp3"\r\n\r\n'
+        with _raw_upload(url, 900_000, head, path="/file/gradio_api/upload"):
+            time.sleep(0.5)
+            second = httpx.post(f"{url}/microphone/gradio_api/upload", files={"files": ("b.mp3", b"x" * 900_000)})
+            assert second.status_code == 503
+        apps = [Client(f"{url}/{kind}/", verbose=False, download_files=str(tmp_path)) for kind in ("file", "microphone")]
+
+        def call(door):
+            if door < 2:
+                return apps[door].predict(handle_file(short), api_name="/transcribe")[0]
+            return httpx.post(f"{url}/v1/audio/transcriptions", data={"model": model}, timeout=300,
+                              files={"file": short.read_bytes()}).json()["text"]
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(call, [0, 1, 2, 3]))
+    assert all(answer.strip() for answer in answers) and most == 1
 
 
 def test_twenty_concurrent_clients_are_all_answered(client, server, short, engine):

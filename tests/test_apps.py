@@ -175,6 +175,18 @@ def test_an_internal_failure_is_a_generic_message_and_logged(file_app, base_tran
     check_good_request(file_app, handle_file(short_clip[0]), short_clip[1], assert_heard)
 
 
+def test_a_shutdown_during_a_transcription_is_a_clear_message(file_app, short_clip, monkeypatch, caplog):
+    """The .srt is the last thing written: once SIGTERM has begun removing the cache, the user is
+    told why instead of getting Gradio's bare "Error" (and the log gets no traceback)."""
+    from whisper_gl import shutdown
+
+    monkeypatch.setattr(shutdown.stopping, "is_set", lambda: True)
+    with pytest.raises(AppError) as refused:
+        file_app.predict(handle_file(short_clip[0]), api_name="/transcribe")
+    assert "shutting down" in str(refused.value)
+    assert "Traceback" not in caplog.text and "transcription failed" not in caplog.text
+
+
 BAD_LINKS = {
     "file:// URL": ("file:///etc/passwd", "only http"),
     "127.0.0.1 without the allow flag": ("{server}/short.mp3", "private or local addresses"),
@@ -411,7 +423,7 @@ def test_uploads_are_bounded_in_size_count_and_total(guarded_file_app, short_cli
     assert _store(cache)[0] == limits.upload_store_files
 
 
-def test_a_cut_upload_leaves_nothing_once_idle(guarded_file_app, monkeypatch):
+def test_a_cut_upload_leaves_nothing_once_idle(guarded_file_app, monkeypatch, caplog):
     from whisper_gl import uploads
 
     url, cache, _ = guarded_file_app
@@ -428,3 +440,45 @@ def test_a_cut_upload_leaves_nothing_once_idle(guarded_file_app, monkeypatch):
     time.sleep(0.2)
     assert _post(url, b"x" * 100).status_code == 200  # the next upload sweeps it away
     assert not any(p.exists() for p in orphans)
+    assert "Exception in ASGI application" not in caplog.text  # a client hanging up is not our fault
+
+
+def test_a_file_given_as_a_link_is_never_fetched(guarded_file_app, file_app, short_clip, tmp_path, monkeypatch,
+                                                 assert_heard):
+    """Gradio downloads a file payload whose path is a link before any handler runs (and relays
+    any link asked for at /gradio_api/file=<link>), with no size or time limit. Gradio's own
+    address check is lifted here so that a loopback server can stand for a public host: the
+    unguarded app fetches from it; through the guard, no route of any event does."""
+    import gradio.processing_utils
+    import httpx
+    import safehttpx
+
+    from tests.support import send_media, serve_routes
+
+    async def any_host(url):
+        return await httpx.AsyncClient().get(url)
+
+    async def public(host):
+        return "127.0.0.1"
+
+    monkeypatch.setattr(gradio.processing_utils, "async_ssrf_protected_get", any_host)
+    monkeypatch.setattr(safehttpx, "async_validate_url", public)
+    url, _, _ = guarded_file_app
+    clip = short_clip[0]
+    with serve_routes({"/clip.mp3": lambda handler: send_media(handler, clip.read_bytes())}) as (site, hits):
+        link = handle_file(f"{site}/clip.mp3")
+        with contextlib.suppress(AppError):
+            file_app.predict(link, api_name="/transcribe")  # the unguarded app: Gradio fetches it
+        assert hits == ["/clip.mp3"]
+        guarded = client(url, tmp_path)
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            guarded.predict(link, api_name="/transcribe")
+        assert refused.value.response.status_code == 400
+        for route in ("call/transcribe", "run/transcribe", "call/v2/transcribe"):
+            answer = requests.post(f"{url}gradio_api/{route}", json={"data": [{"x": [link]}]}, timeout=30)
+            assert answer.status_code == 400 and "send files by upload" in answer.text, route
+        assert requests.get(f"{url}gradio_api/file={site}/clip.mp3", timeout=30).status_code == 403
+        too_big = requests.post(f"{url}gradio_api/queue/join", json={"data": ["x" * 1_100_000]}, timeout=30)
+        assert too_big.status_code == 413
+        assert hits == ["/clip.mp3"]  # nothing more
+    check_good_request(guarded, handle_file(clip), short_clip[1], assert_heard)

@@ -12,12 +12,16 @@
 
 Any tool that speaks OpenAI's audio API (the `openai` clients, Open WebUI, editors with a
 "Whisper API" setting) works with base_url http://HOST:PORT/v1. Errors have OpenAI's shape,
-{"error": {"message", "type", "param", "code"}}, with its status codes. The request body is
-counted while it arrives (a body past --max-mb is cut off with 413, whatever it claims), the
-duration cap applies to the decoded audio, and at most --concurrency transcriptions run while
---queue-size wait; past that a request is told the server is busy (429). With
-WHISPER_GL_API_KEY set every /v1 request needs `Authorization: Bearer <key>` (compared in
-constant time, never logged). There is no transcription logic here: the engine does it.
+{"error": {"message", "type", "param", "code"}}, with its status codes; a fault of ours is a
+500 "server_error" whose details go to the server log only. A request takes its place in the
+queue (--concurrency transcribing, --queue-size waiting, a request still uploading included;
+past that 429) before a byte of its body is read; a declared body over --max-mb is refused
+(413) unread, and the body is counted while it arrives, whatever it claims. The upload waits
+in its spooled temporary file until a slot is free; the duration cap applies to the decoded
+audio. With WHISPER_GL_API_KEY set every /v1 request needs `Authorization: Bearer <key>`, and
+the mounted apps Gradio's login with the key as password (compared in constant time, never
+logged). The API and the apps share one engine, one bound of --concurrency transcriptions at
+once (SharedEngine) and one UploadGuard. There is no transcription logic here.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import hmac
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +39,8 @@ from fastapi import FastAPI, Request  # FastAPI reads the routes' annotations: t
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from . import WhisperGLError
-from .config import APP_KINDS, ServeConfig
+from .config import APP_KINDS, ServeConfig, check_language
+from .uploads import FORM_OVERHEAD, BodyTooLarge, content_length, counting_receive
 
 logger = logging.getLogger(__name__)
 
@@ -57,31 +63,17 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """ASGI middleware: count the bytes of an audio request's body as they arrive and stop at
-    `max_bytes` (Content-Length is a claim; chunked bodies have none)."""
+    """ASGI middleware: an audio request's body is counted as it arrives and cut off past the
+    cap plus the form's few bytes (Content-Length is a claim; chunked bodies have none)."""
 
     def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+        self.app, self.allowance = app, max_bytes + FORM_OVERHEAD
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] not in AUDIO_ROUTES:
             return await self.app(scope, receive, send)
-        received = 0
-
-        async def counted():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _BodyTooLarge()
-            return message
-
-        return await self.app(scope, counted, send)
+        return await self.app(scope, counting_receive(receive, self.allowance), send)
 
 
 def served_model_id(config: ServeConfig, model: str) -> str:
@@ -136,7 +128,7 @@ class TranscriptionService:
         self.transcriber, self.config, self.model_id = transcriber, config, model_id
         self._key = os.environ.get(API_KEY_ENV, "").encode()
         self._slots = asyncio.Semaphore(config.concurrency)
-        self._waiting = 0
+        self._admitted = 0  # requests past the key check: receiving their body, waiting or transcribing
 
     def model_card(self) -> dict:
         return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "whisper-gl"}
@@ -156,8 +148,27 @@ class TranscriptionService:
                            param="model", code="model_not_found")
 
     async def handle(self, request, *, task: str):
+        """One audio request: the key, then a place in the queue, before a byte of the body is read;
+        the upload stays in its spooled temporary file until a transcription slot is free."""
         self.authorize(request)
-        form = await self._form(request)
+        declared = content_length(request.scope)
+        if declared is not None and declared > self.config.limits.max_bytes + FORM_OVERHEAD:
+            raise self._too_large()
+        async with self._admission():
+            form = await self._form(request)
+            try:
+                return await self._answer(form, task)
+            except ApiError:
+                raise
+            except Exception:  # noqa: BLE001 - a fault of ours: OpenAI's shape, the details in the log
+                from .apps import GENERIC_FAILURE  # what the apps say too
+
+                logger.exception("transcription failed")
+                raise ApiError(500, GENERIC_FAILURE, type="server_error") from None
+            finally:
+                await form.close()
+
+    async def _answer(self, form, task: str):
         self.check_model(form.get("model"))
         options = self._options(form, task)
         response_format = form.get("response_format") or "json"
@@ -167,22 +178,34 @@ class TranscriptionService:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "Send the audio as the multipart field 'file'.", param="file")
-        audio = await upload.read()
-        result = await self._transcribe(audio, options)
+        result = await self._transcribe(upload, options)
         return render(result, response_format, task=task, words=options.get("word_timestamps", False))
 
     async def _form(self, request):
         try:
-            return await request.form(max_files=1, max_fields=16)
-        except _BodyTooLarge:
-            raise ApiError(413, f"The request is larger than the {self.config.limits.max_bytes / 1e6:g} MB limit.",
-                           param="file", code="file_too_large") from None
+            form = await request.form(max_files=1, max_fields=16)
+        except BodyTooLarge:
+            raise self._too_large() from None
         except Exception as error:  # noqa: BLE001 - malformed multipart
             raise ApiError(400, f"Could not read the multipart form ({error}).") from None
+        for name, value in form.multi_items():
+            if name != "file" and not isinstance(value, str):
+                await form.close()
+                raise ApiError(400, f"'{name}' must be a text field, not a file.", param=name)
+        return form
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, f"The request is larger than the {self.config.limits.max_bytes / 1e6:g} MB limit.",
+                        param="file", code="file_too_large")
 
     def _options(self, form, task: str) -> dict:
         options = {"task": task}
         if task == "transcribe" and form.get("language"):
+            try:
+                if form.get("language") != "auto":
+                    check_language(form.get("language"))
+            except WhisperGLError as error:
+                raise ApiError(400, str(error), param="language") from None
             options["language"] = form.get("language")
         if form.get("prompt"):
             options["initial_prompt"] = form.get("prompt")
@@ -206,12 +229,12 @@ class TranscriptionService:
                 options["temperatures"] = (temperature,)
         return options
 
-    async def _transcribe(self, audio: bytes, options: dict):
+    async def _transcribe(self, upload, options: dict):
         from starlette.concurrency import run_in_threadpool
 
-        async with self._slot():
+        async with self._slots:  # only now are the upload's bytes read into memory
             try:
-                waveform = await run_in_threadpool(self._decode, audio)
+                waveform = await run_in_threadpool(self._decode, await upload.read())
                 return await run_in_threadpool(self.transcriber.transcribe, waveform, **options)
             except WhisperGLError as error:
                 raise ApiError(_status_of(error), str(error), param="file") from None
@@ -223,20 +246,17 @@ class TranscriptionService:
         return read_audio(audio, max_seconds=self.config.limits.max_seconds).waveform
 
     @contextlib.asynccontextmanager
-    async def _slot(self):
-        """One of --concurrency transcription slots; at most --queue-size requests wait for one."""
-        if self._waiting >= self.config.queue_size:
+    async def _admission(self):
+        """A place among the --concurrency requests transcribing and the --queue-size waiting, taken
+        before the body is read (a request still uploading counts): past that, 429 at once."""
+        if self._admitted >= self.config.concurrency + self.config.queue_size:
             raise ApiError(429, "The server is busy: try again in a moment.", type="rate_limit_error",
                            code="server_busy")
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
+        self._admitted += 1
         try:
             yield
         finally:
-            self._slots.release()
+            self._admitted -= 1
 
 
 def _status_of(error: WhisperGLError) -> int:
@@ -282,18 +302,55 @@ def app_kinds(spec: str) -> list[str]:
 
 def build_server(config: ServeConfig, transcriber=None, cache: Path | None = None):
     """The API with the chosen Gradio apps mounted under /<kind>, all on one engine. `cache`:
-    the apps' upload folder (Gradio's cache), bounded as in `whisper-gl app`."""
+    the apps' upload folder (Gradio's cache), bounded as in `whisper-gl app`, by one UploadGuard
+    for all of them; with WHISPER_GL_API_KEY set the apps want it too (as a login password)."""
     import gradio as gr
 
-    from .apps import build_app, launch_options, load_transcriber
+    from .apps import build_app, load_transcriber
+    from .uploads import UploadGuard
 
     kinds = app_kinds(config.apps)
-    transcriber = transcriber or load_transcriber(config)
-    server = create_api(transcriber, config)
+    engine = SharedEngine(transcriber or load_transcriber(config), config.concurrency)
+    server = create_api(engine, config)
+    if kinds:
+        cache = cache or Path(gr.utils.get_upload_folder())
+        server.add_middleware(UploadGuard, folder=cache, limits=config.limits)
     for kind in kinds:
-        options = launch_options(config.limits, cache or Path(gr.utils.get_upload_folder()))
-        server = gr.mount_gradio_app(server, build_app(kind, transcriber, config), path=f"/{kind}", **options)
+        server = gr.mount_gradio_app(server, build_app(kind, engine, config), path=f"/{kind}",
+                                     max_file_size=config.limits.max_bytes, **_app_login())
     return server
+
+
+class SharedEngine:
+    """The engine behind the API and every mounted app, with one bound on the transcriptions run at
+    once: the API and each app's queue admit their own requests; together they decode at most
+    --concurrency at a time."""
+
+    def __init__(self, transcriber, concurrency: int):
+        self._transcriber = transcriber
+        self._slots = threading.BoundedSemaphore(concurrency)
+
+    def transcribe(self, *args, **kwargs):
+        with self._slots:
+            return self._transcriber.transcribe(*args, **kwargs)
+
+    def __getattr__(self, name):  # model, backend, language, ...: the engine's own
+        if name == "_transcriber":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self._transcriber, name)
+
+
+def _app_login() -> dict:
+    """Gradio's login for the mounted apps when a key is set: any user name, the key as password
+    (compared in constant time); Gradio then wants its session cookie on every route."""
+    key = os.environ.get(API_KEY_ENV, "").encode()
+    if not key:
+        return {}
+
+    def check(username: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), key)
+
+    return dict(auth=check, auth_message="Sign in with any user name and this server's API key as the password.")
 
 
 def listen_address(config: ServeConfig) -> tuple[str, str]:
@@ -319,8 +376,9 @@ def serve(config: ServeConfig) -> None:
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
         server = build_server(config, cache=cache)
         print(f"serving '{server.state.service.model_id}' at http://{host}:{config.port}/v1 ({note})")
+        login = " (sign in with any user name and the API key as password)" if os.environ.get(API_KEY_ENV) else ""
         for kind in app_kinds(config.apps):
-            print(f"  {kind} app: http://{host}:{config.port}/{kind}")
+            print(f"  {kind} app: http://{host}:{config.port}/{kind}{login}")
         uvicorn.run(server, host=host, port=config.port, log_level="warning")
 
 

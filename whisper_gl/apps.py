@@ -131,15 +131,16 @@ def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder
         with spec.open_audio(value, config) as path:
             audio = read_audio(path, max_seconds=config.limits.max_seconds)
         result = transcriber.transcribe(audio.waveform)
+        if not result.text.strip():
+            raise WhisperGLError(NO_SPEECH)
+        subtitles = _write_srt(result, srt_folder, _stem(value))
     except WhisperGLError as error:
         raise gr.Error(html.escape(str(error)), print_exception=False) from None
     except Exception:
         logger.exception("transcription failed")  # the details stay in the server log
         raise gr.Error(GENERIC_FAILURE, print_exception=False) from None
-    if not result.text.strip():
-        raise gr.Error(NO_SPEECH, print_exception=False)
     timing = _timing_line(result) + (f" · **{audio.partial_note}**" if audio.partial_note else "")
-    return result.text, _write_srt(result, srt_folder, _stem(value)), timing
+    return result.text, subtitles, timing
 
 
 def _write_srt(result, folder: Path, stem: str) -> str:

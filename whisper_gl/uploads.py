@@ -1,8 +1,11 @@
-"""Bounds on what strangers may leave on a server's disk through its upload route.
+"""Bounds on what strangers may make a Gradio server store or fetch.
 
 Gradio stores every upload as soon as it arrives, whether or not a transcription ever
 claims it, and its own settings cover only part of that: `max_file_size` (each file) and
-`delete_cache` (age). `UploadGuard`, a plain ASGI middleware, adds the rest:
+`delete_cache` (age). It also downloads, before any handler runs, every http(s) link that
+an event's JSON gives as a file's `path`, and relays any public link asked for at
+/gradio_api/file=<link>: with no size or time limit, past our guarded downloader.
+`UploadGuard`, a plain ASGI middleware, adds the rest:
 
 - one upload request carries at most the size cap (plus the form's few bytes), counted as
   the body arrives; a declared Content-Length over the cap is refused before any byte;
@@ -10,7 +13,11 @@ claims it, and its own settings cover only part of that: `max_file_size` (each f
   what is on disk plus what uploads in flight may still write; beyond that a new upload is
   answered 503 until old ones expire;
 - files that a cut upload leaves half-written at the folder's top level (Gradio deletes them
-  only on a parse error, not on a disconnect) are removed once idle for ORPHAN_AGE_S.
+  only on a parse error, not on a disconnect) are removed once idle for ORPHAN_AGE_S;
+- every other POST to Gradio's API (queue/join, call, run, stream, ...: whatever the event)
+  and to its /login is read whole under EVENT_BODY_LIMIT and refused (400) if any file in it
+  is a link, and /gradio_api/file=<link> is refused (403): the server fetches no link a
+  client names there.
 
     app.launch(app_kwargs={"middleware": [Middleware(UploadGuard, folder=cache, limits=limits)]})
 """
@@ -18,10 +25,13 @@ claims it, and its own settings cover only part of that: `max_file_size` (each f
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
 from pathlib import Path
+
+from starlette.requests import ClientDisconnect
 
 from .config import MediaLimits
 
@@ -29,14 +39,44 @@ logger = logging.getLogger(__name__)
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers around the file
 ORPHAN_AGE_S = 300
+GRADIO_API = "/gradio_api/"
+# An event's JSON holds component values and references to uploaded files, never a file's bytes.
+EVENT_BODY_LIMIT = 1_000_000
+LINKED_FILE = "send files by upload: a file given as a link is not fetched by this server"
 
 
-class UploadTooBig(Exception):
-    """Raised into the upload route when its body passes its allowance."""
+class BodyTooLarge(Exception):
+    """Raised into a route when its request body passes its allowance."""
+
+
+def counting_receive(receive, allowance: int):
+    """`receive` (ASGI) that counts the body's bytes as they arrive and raises BodyTooLarge past
+    `allowance`: what a request claims (Content-Length, or nothing when chunked) is not trusted."""
+    received = 0
+
+    async def counted():
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > allowance:
+            raise BodyTooLarge
+        return message
+
+    return counted
+
+
+def content_length(scope) -> int | None:
+    """The Content-Length a request declares, if any."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return None
 
 
 class UploadGuard:
-    """ASGI middleware bounding POST requests whose path ends with `route` (Gradio: /upload)."""
+    """ASGI middleware in front of one or more Gradio apps sharing the upload `folder`: bounds POSTs
+    whose path ends with `route` (Gradio: /upload), checks every other request to Gradio's API."""
 
     def __init__(self, app, *, folder: Path, limits: MediaLimits, route: str = "/upload"):
         self.app = app
@@ -47,11 +87,47 @@ class UploadGuard:
         self._in_flight = 0
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith(self.route):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or (GRADIO_API not in path and not path.rstrip("/").endswith("/login")):
             await self.app(scope, receive, send)
+        elif _is_link(path.partition(f"{GRADIO_API}file=")[2]):
+            await _answer(send, 403, LINKED_FILE)
+        elif scope["method"] != "POST":
+            await self.app(scope, receive, send)
+        elif path.endswith(self.route):
+            await self._upload(scope, receive, send)
+        else:
+            await self._event(scope, receive, send)
+
+    async def _event(self, scope, receive, send) -> None:
+        """An event (or any other POST but an upload): small, and naming no file by link."""
+        declared = content_length(scope)
+        if declared is not None and declared > EVENT_BODY_LIMIT:
+            await _answer(send, 413, "this request is too large")
             return
+        try:
+            body = await _read_body(counting_receive(receive, EVENT_BODY_LIMIT))
+        except BodyTooLarge:
+            await _answer(send, 413, "this request is too large")
+            return
+        if _links_a_file(body):
+            logger.warning("refused an event that names a file by link")
+            await _answer(send, 400, LINKED_FILE)
+            return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _upload(self, scope, receive, send) -> None:
         allowance = self.limits.max_bytes + FORM_OVERHEAD
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and declared > allowance:
             await _answer(send, 413, self.limits.too_big(declared))
             return
@@ -64,15 +140,7 @@ class UploadGuard:
         await self._admit(scope, receive, send, allowance)
 
     async def _admit(self, scope, receive, send, allowance: int) -> None:
-        received, responded = 0, False
-
-        async def counted_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > allowance:
-                raise UploadTooBig
-            return message
+        responded = False
 
         async def watched_send(message):
             nonlocal responded
@@ -82,10 +150,12 @@ class UploadGuard:
         self._reserved_bytes += allowance
         self._in_flight += 1
         try:
-            await self.app(scope, counted_receive, watched_send)
-        except UploadTooBig:
+            await self.app(scope, counting_receive(receive, allowance), watched_send)
+        except BodyTooLarge:
             if not responded:
                 await _answer(send, 413, self.limits.too_big())
+        except ClientDisconnect:  # a cut upload: nobody to answer, no traceback in the log
+            logger.info("an upload was cut off by its client")
         finally:
             self._reserved_bytes -= allowance
             self._in_flight -= 1
@@ -114,12 +184,35 @@ class UploadGuard:
         return files, size
 
 
-def _content_length(scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            with contextlib.suppress(ValueError):
-                return int(value)
-    return None
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _is_link(value) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
+def _links_a_file(body: bytes) -> bool:
+    """Whether a JSON body holds a file reference ({"path": ...}, Gradio's FileData) whose path
+    is an http(s) link: Gradio would download it before the event's handler runs."""
+    try:
+        pending = [json.loads(body)]
+    except (ValueError, RecursionError):
+        return False  # not JSON: Gradio's event routes refuse it themselves
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if _is_link(value.get("path")):
+                return True
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 async def _answer(send, status: int, message: str) -> None:
