@@ -655,7 +655,8 @@ class OfflineModelConfig:
 class ServeConfig(AppConfig):
     """`whisper-gl serve`: an OpenAI-compatible transcription API, and optionally the apps, on one server.
 
-    With WHISPER_GL_API_KEY set, every /v1 request needs `Authorization: Bearer <key>`.
+    With WHISPER_GL_API_KEY set, every /v1 request needs `Authorization: Bearer <key>`, and the
+    mounted apps ask for it at a login form (any user name, the key as password).
     """
 
     host: Optional[str] = field(
