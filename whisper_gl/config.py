@@ -519,11 +519,23 @@ class AppConfig(DecodingOptions, ModelOptions):
         default=64,
         metadata={"help": "Requests allowed to wait; beyond that a new request is told the app is busy."},
     )
+    live_sessions: int = field(
+        default=2,
+        metadata={"help": "Microphone app: live recordings captioned at the same time (each keeps a CPU core "
+                          "busy while it lasts); later ones wait in the queue."},
+    )
+    stream_every: float = field(
+        default=0.5,
+        metadata={"help": "Microphone app: seconds of audio the browser sends at a time while recording; the "
+                          "live captions are refreshed as often."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.concurrency < 1 or self.queue_size < 0:
-            raise WhisperGLError("--concurrency must be at least 1 and --queue-size at least 0")
+        if self.concurrency < 1 or self.queue_size < 0 or self.live_sessions < 1:
+            raise WhisperGLError("--concurrency and --live-sessions must be at least 1, --queue-size at least 0")
+        if not 0.1 <= self.stream_every <= 5:
+            raise WhisperGLError("--stream-every must be between 0.1 and 5 seconds")
 
     @property
     def limits(self) -> MediaLimits:
