@@ -64,7 +64,7 @@ def test_microphone_app_in_chromium_shows_live_captions_while_the_clip_plays(ser
     """Chromium's fake microphone speaks long.mp3 (48 kHz, as a real one would): captions appear
     before the clip has finished playing, the tentative tail is styled apart, and Stop brings
     the full decode with its subtitles."""
-    from tests.support import ffmpeg
+    from tests.support import best_stretch_cer, ffmpeg
 
     playwright = pytest.importorskip("playwright.sync_api")
     url = serve_app("microphone")
@@ -123,11 +123,3 @@ def test_microphone_app_in_chromium_shows_live_captions_while_the_clip_plays(ser
         finally:
             browser.close()
 
-
-def best_stretch_cer(transcript: str, sentences: list[str], longest: int = 50) -> float:
-    """The CER of `transcript` against the run of consecutive words of `sentences` it matches best."""
-    from whisper_gl.metrics import compute_metrics
-
-    words = " ".join(sentences).split()
-    return min(compute_metrics([transcript], [" ".join(words[start:end])])["cer"]
-               for start in range(len(words)) for end in range(start + 1, min(len(words), start + longest) + 1))

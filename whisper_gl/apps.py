@@ -87,8 +87,8 @@ def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> g
                     source, button = _request_input(spec)
             with gr.Column():
                 if spec.live:
-                    captions = gr.HTML(label="Live captions", show_label=True, container=True, padding=True, min_height=60,
-                                       elem_id="live", css_template=LIVE_CSS, js_on_load=None)
+                    captions = gr.HTML(label="Live captions", show_label=True, container=True, padding=True,
+                                       min_height=60, elem_id="live", css_template=LIVE_CSS, js_on_load=None)
                 transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"], interactive=False,
                                         elem_id="transcript")
                 subtitles = gr.File(label="Subtitles (.srt)", interactive=False, elem_id="subtitles")
@@ -279,12 +279,16 @@ class LiveSession:
                     logger.exception("live transcription failed")
                     self.error = GENERIC_FAILURE
 
+    def drained(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued has been pushed into the transcript (False: timed out)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._pushing, timeout)
+
     def finish(self):
         """The recording is over: wait for what is queued, then the whole recording decoded again
         (LiveTranscript.finish). The session is released either way."""
-        with self._lock:
-            self._lock.wait_for(lambda: not self._pushing)
-            live = self.live
+        self.drained()
+        live = self.live
         try:
             if live is None:
                 raise WhisperGLError("this live recording has expired: record again")
