@@ -236,11 +236,13 @@ class LiveSession:
     transcript (several pieces in one push when decoding fell behind: nothing is dropped).
     """
 
-    def __init__(self, live, pool: ThreadPoolExecutor):
+    def __init__(self, live, pool: ThreadPoolExecutor, max_seconds: float):
         self.live = live  # None once released
         self.update = live.snapshot()
         self.error = ""  # why the recording stopped being captioned (e.g. the length cap)
         self.last_audio = time.monotonic()
+        self.received = 0.0  # seconds of audio queued, decoded or not
+        self.max_seconds = max_seconds
         self._pool = pool
         self._pending: list[tuple[np.ndarray, int]] = []
         self._pushing = False
@@ -253,10 +255,13 @@ class LiveSession:
     def add(self, samples: np.ndarray, sampling_rate: int) -> None:
         """Queue audio for the transcript, without waiting for it to be decoded."""
         with self._lock:
-            if self.ended or self.error:
+            if self.ended or self.received > self.max_seconds:
                 return
             self._pending.append((samples, sampling_rate))
             self.last_audio = time.monotonic()
+            self.received += len(samples) / sampling_rate
+            if self.received > self.max_seconds:  # said at once; the transcript keeps what fits
+                self.error = MediaLimits(max_seconds=self.max_seconds).too_long()
             if self._pushing:
                 return
             self._pushing = True
@@ -266,7 +271,7 @@ class LiveSession:
         while True:
             with self._lock:
                 live, pending, self._pending = self.live, self._pending, []
-                if live is None or not pending or self.error:
+                if live is None or not pending:
                     self._pushing = False
                     self._lock.notify_all()
                     return
@@ -335,16 +340,15 @@ class LiveCaptions:
         return "", None
 
     def stream(self, piece: str | None, session: LiveSession | None) -> tuple[str, LiveSession]:
-        """A piece of the recording arrived: queue it, show the captions as they stand."""
+        """A piece of the recording arrived: queue it, show the captions as they stand (and, past
+        the length cap, that Stop gives the transcript of what came before it)."""
         if session is None or session.ended:
             session = self.new_session()
         with _short_errors():
             audio = _read_piece(piece, self.cache)
         if audio is not None:
             session.add(*audio)
-        if session.error:
-            raise gr.Error(html.escape(session.error), print_exception=False)
-        return _captions_html(session.update), session
+        return _captions_html(session.update, session.received, session.error), session
 
     def stop(self, session: LiveSession | None) -> tuple[str, str, str, str, None]:
         """Stop pressed: the whole recording decoded again replaces the live captions."""
@@ -359,7 +363,8 @@ class LiveCaptions:
 
     def new_session(self) -> LiveSession:
         self.release_idle()
-        session = LiveSession(self.transcriber.stream(max_seconds=self.config.limits.max_seconds), self.pool)
+        max_seconds = self.config.limits.max_seconds
+        session = LiveSession(self.transcriber.stream(max_seconds=max_seconds), self.pool, max_seconds)
         self.sessions.add(session)
         return session
 
@@ -405,12 +410,14 @@ def _discard_piece(path: Path, cache: Path) -> None:
             path.parent.rmdir()
 
 
-def _captions_html(update) -> str:
-    """The live captions: the confirmed text plain, the tentative tail greyed, all escaped."""
+def _captions_html(update, heard: float = 0.0, error: str = "") -> str:
+    """The live captions: the confirmed text plain, the tentative tail greyed, all escaped; why
+    captioning stopped, if it did."""
     confirmed, tentative = _escaped(update.confirmed), _escaped(update.tentative)
-    if not (confirmed or tentative):
-        return f'<p class="listening">Listening… {update.seconds:.0f} s</p>'
-    return f'<p><span class="confirmed">{confirmed}</span> <span class="tentative">{tentative}</span></p>'
+    text = (f'<p><span class="confirmed">{confirmed}</span> <span class="tentative">{tentative}</span></p>'
+            if confirmed or tentative else f'<p class="listening">Listening… {heard:.0f} s</p>')
+    return text + (f'<p class="stopped"><strong>{_escaped(error)}</strong>: press Stop for the transcript of what '
+                   f'came before.</p>' if error else "")
 
 
 def _escaped(text: str) -> str:
