@@ -326,11 +326,12 @@ class LiveCaptions:
     def wire(self, microphone: gr.Audio, captions: gr.HTML, outputs: list[gr.Component]) -> None:
         """Connect the handlers; `outputs`: the app's (transcript, subtitles, timing)."""
         state = gr.State(delete_callback=self.release)
-        microphone.start_recording(self.start, inputs=state, outputs=[captions, state], queue=False)
+        ui_only = dict(api_visibility="private")  # the page's own events: the API is /transcribe
+        microphone.start_recording(self.start, inputs=state, outputs=[captions, state], queue=False, **ui_only)
         microphone.stream(self.stream, inputs=[microphone, state], outputs=[captions, state],
                           stream_every=self.config.stream_every, concurrency_limit=self.config.live_sessions,
-                          concurrency_id="live", show_progress="hidden")
-        microphone.stop_recording(self.stop, inputs=state, outputs=[captions, *outputs, state])
+                          concurrency_id="live", show_progress="hidden", **ui_only)
+        microphone.stop_recording(self.stop, inputs=state, outputs=[captions, *outputs, state], **ui_only)
 
     # --- the handlers ----------------------------------------------------------------------
 
