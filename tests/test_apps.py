@@ -501,6 +501,10 @@ def test_live_captions_grow_while_speaking_and_stop_gives_the_full_transcript(li
 
 
 def test_live_recording_past_the_length_cap_says_so_and_keeps_what_came_before(live_captions, short_clip, tmp_path):
+    import gradio as gr
+
+    from whisper_gl.apps import CAP_GRACE_SECONDS
+
     captions = live_captions(max_minutes=0.05)  # 3 s; short.mp3 lasts 3.6 s
     session, shown = None, []
     for piece in browser_pieces(short_clip[0], tmp_path / "cache"):
@@ -508,10 +512,24 @@ def test_live_recording_past_the_length_cap_says_so_and_keeps_what_came_before(l
         shown.append(text)
     assert "the limit is 3 s" not in shown[5] and "the limit is 3 s" in shown[6]  # said as the 7th piece arrives
     assert session.drained(timeout=60)
+    # Stop not pressed, the tab keeps sending: answered for CAP_GRACE_SECONDS, then the stream ends.
+    for _ in range(round(CAP_GRACE_SECONDS / PIECE_SECONDS)):
+        captions.stream(str(silent_piece(tmp_path / "cache")), session)
+    with pytest.raises(gr.Error, match="the limit is 3 s"):
+        captions.stream(str(silent_piece(tmp_path / "cache")), session)
 
     _, transcript, _, timing, _ = captions.stop(session)
     assert transcript.strip()
     assert "the limit is 3 s" in timing and re.search(r"Audio 3\.0 s", timing), timing  # the first 3 s
+
+
+def silent_piece(cache: Path) -> Path:
+    import soundfile
+
+    path = cache / uuid.uuid4().hex / "audio.wav"
+    path.parent.mkdir(parents=True)
+    soundfile.write(path, np.zeros(round(PIECE_SECONDS * 48_000), dtype=np.float32), 48_000, subtype="PCM_16")
+    return path
 
 
 def test_two_live_recordings_at_once_keep_their_own_text_and_silence_gives_none(live_captions, short_clip, tmp_path,

@@ -225,6 +225,9 @@ LIVE_CSS = ".tentative { color: var(--body-text-color-subdued); font-style: ital
 LIVE_IDLE_SECONDS = 60.0  # a live recording that sent nothing for this long was abandoned (tab closed)
 CHUNK_NAME = "audio.wav"  # what Gradio's streaming microphone names each piece it uploads
 MAX_CHUNK_SECONDS = 10.0  # of one streamed piece (the browser sends stream_every seconds)
+# Past the length cap the captions say so; a tab that keeps streaming this much longer has its
+# stream refused (each refusal is a toast), so that it does not hold a live slot forever.
+CAP_GRACE_SECONDS = 30.0
 
 
 class LiveSession:
@@ -243,6 +246,7 @@ class LiveSession:
         self.last_audio = time.monotonic()
         self.received = 0.0  # seconds of audio queued, decoded or not
         self.max_seconds = max_seconds
+        self.refused = 0  # pieces that came past the length cap
         self._pool = pool
         self._pending: list[tuple[np.ndarray, int]] = []
         self._pushing = False
@@ -256,6 +260,7 @@ class LiveSession:
         """Queue audio for the transcript, without waiting for it to be decoded."""
         with self._lock:
             if self.ended or self.received > self.max_seconds:
+                self.refused += 1
                 return
             self._pending.append((samples, sampling_rate))
             self.last_audio = time.monotonic()
@@ -349,6 +354,8 @@ class LiveCaptions:
             audio = _read_piece(piece, self.cache)
         if audio is not None:
             session.add(*audio)
+        if session.refused * self.config.stream_every > CAP_GRACE_SECONDS:  # Stop was not pressed: free the slot
+            raise gr.Error(html.escape(session.error), print_exception=False)
         return _captions_html(session.update, session.received, session.error), session
 
     def stop(self, session: LiveSession | None) -> tuple[str, str, str, str, None]:

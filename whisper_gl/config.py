@@ -522,7 +522,7 @@ class AppConfig(DecodingOptions, ModelOptions):
     live_sessions: int = field(
         default=2,
         metadata={"help": "Microphone app: live recordings captioned at the same time (each keeps a CPU core "
-                          "busy while it lasts); later ones wait in the queue."},
+                          "busy while it lasts); a later one waits in the queue and is captioned from its turn."},
     )
     stream_every: float = field(
         default=0.5,
