@@ -618,13 +618,24 @@ def test_live_pieces_are_read_within_bounds_and_bad_ones_refused(live_captions, 
         captions.stop(None)
 
 
-def test_live_pieces_sent_faster_than_they_are_decoded_are_all_kept(live_captions, short_clip, tmp_path):
+def test_live_pieces_sent_faster_than_they_are_decoded_are_all_kept(live_captions, base_transcriber, short_clip,
+                                                                   tmp_path, monkeypatch):
     """Gradio hands the stream handler only the latest piece: the handler must queue, not decode."""
+    pushed = []  # samples per LiveTranscript.push
+
+    def counted_stream(*args, real_stream=base_transcriber.stream, **kwargs):
+        live = real_stream(*args, **kwargs)
+        real_push = live.push
+        live.push = lambda samples, sampling_rate: pushed.append(len(samples)) or real_push(samples, sampling_rate)
+        return live
+
+    monkeypatch.setattr(base_transcriber, "stream", counted_stream)
     captions = live_captions()
     pieces = browser_pieces(short_clip[0], tmp_path / "cache")
     session = None
     for piece in pieces:  # no waiting: far faster than the decodes
         _, session = captions.stream(str(piece), session)
     assert session.drained(timeout=60)
-    assert session.update.seconds == pytest.approx(3.6, abs=0.05)  # every piece arrived in the transcript
-    assert session.live.decodes < len(pieces)  # several pieces per decode once it fell behind
+    assert sum(pushed) == round(session.received * 48_000)  # every piece reached the transcript...
+    assert session.update.seconds == pytest.approx(session.received, abs=0.05)
+    assert len(pushed) < len(pieces)  # ...several in one push once decoding fell behind
