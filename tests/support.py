@@ -258,3 +258,12 @@ def kill_once_exists(command: list[str], cwd: Path, ready: Path, *, timeout: flo
                 with contextlib.suppress(psutil.NoSuchProcess):
                     member.kill()
         process.wait()
+
+
+def best_stretch_cer(transcript: str, sentences: list[str], longest: int = 50) -> float:
+    """The CER of `transcript` against the run of consecutive words of `sentences` it matches best."""
+    from whisper_gl.metrics import compute_metrics
+
+    words = " ".join(sentences).split()
+    return min(compute_metrics([transcript], [" ".join(words[start:end])])["cer"]
+               for start in range(len(words)) for end in range(start + 1, min(len(words), start + longest) + 1))

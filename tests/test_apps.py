@@ -4,14 +4,17 @@ and hostile input as a public Space meets it (files that lie about their length,
 private networks, endless or trickling downloads, floods of uploads, SIGTERM)."""
 
 import contextlib
+import itertools
 import os
 import re
 import signal
 import socket
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from gradio_client import Client, handle_file
@@ -482,3 +485,211 @@ def test_a_file_given_as_a_link_is_never_fetched(guarded_file_app, file_app, sho
         assert too_big.status_code == 413
         assert hits == ["/clip.mp3"]  # nothing more
     check_good_request(guarded, handle_file(clip), short_clip[1], assert_heard)
+
+
+# --- live captions: the microphone app's stream handlers, driven directly ---------------------------
+
+PIECE_SECONDS = 0.5  # AppConfig.stream_every: what the browser uploads at a time
+
+
+@pytest.fixture
+def live_captions(base_transcriber, tmp_path):
+    """factory(**AppConfig fields) -> LiveCaptions on the base model, Gradio's cache in tmp_path/cache."""
+    from whisper_gl.apps import LiveCaptions
+    from whisper_gl.config import AppConfig
+
+    made = []
+
+    def make(**settings) -> "LiveCaptions":
+        made.append(LiveCaptions(base_transcriber, AppConfig(**settings), tmp_path / "cache"))
+        return made[-1]
+
+    yield make
+    for captions in made:
+        captions.pool.shutdown(wait=True)
+
+
+def browser_pieces(source: Path, cache: Path, seconds: float | None = None) -> list[Path]:
+    """`source` as Gradio's streaming microphone uploads it: 0.5 s 16-bit WAVs at 48 kHz, each
+    cache/<hash>/audio.wav."""
+    import soundfile
+
+    from whisper_gl.audio import load_audio
+
+    samples = load_audio(source, sampling_rate=48_000)[: round((seconds or 1e9) * 48_000)]
+    step, paths = round(PIECE_SECONDS * 48_000), []
+    for index, start in enumerate(range(0, len(samples), step)):
+        path = cache / f"{source.stem}-{index:04d}-{uuid.uuid4().hex}" / "audio.wav"
+        path.parent.mkdir(parents=True)
+        soundfile.write(path, samples[start: start + step], 48_000, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+def test_live_captions_grow_while_speaking_and_stop_gives_the_full_transcript(live_captions, examples_dir, tmp_path):
+    from tests.support import best_stretch_cer
+
+    captions = live_captions()
+    pieces = browser_pieces(examples_dir / "long.mp3", tmp_path / "cache", seconds=12)
+    session, confirmed, shown = None, [""], []
+    for piece in pieces:
+        html_text, session = captions.stream(str(piece), session)
+        shown.append(html_text)
+        assert session.drained(timeout=60)  # as if decoding kept up with the speaker
+        assert not piece.exists()  # each piece is deleted once read
+        confirmed.append(session.update.confirmed)
+    assert all(now.startswith(before) for before, now in zip(confirmed, confirmed[1:]))  # confirmed only grows
+    assert len(confirmed[len(confirmed) // 2].split()) >= 2  # words confirmed halfway, while still speaking
+    assert any('class="confirmed">' in text and 'class="tentative">' in text for text in shown)
+    assert not list((tmp_path / "cache").rglob("*.wav"))
+
+    live_text, transcript, srt_path, timing, state = captions.stop(session)
+
+    assert (live_text, state) == ("", None)  # the full decode replaces the live captions
+    spoken = (examples_dir / "long.txt").read_text(encoding="utf-8").splitlines()[:5]
+    assert best_stretch_cer(transcript, spoken) < 50, transcript
+    assert Path(srt_path).name == "recording.srt"
+    assert Path(srt_path).read_text(encoding="utf-8").startswith("1\n00:00:")
+    assert re.search(r"Audio 12\.\d s · processed in", timing), timing
+    assert session.ended  # the transcript and its audio are let go
+
+
+def test_live_recording_past_the_length_cap_says_so_and_keeps_what_came_before(live_captions, short_clip, tmp_path):
+    import gradio as gr
+
+    from whisper_gl.apps import CAP_GRACE_SECONDS
+
+    captions = live_captions(max_minutes=0.05)  # 3 s; short.mp3 lasts 3.6 s
+    session, shown = None, []
+    for piece in browser_pieces(short_clip[0], tmp_path / "cache"):
+        text, session = captions.stream(str(piece), session)
+        shown.append(text)
+    assert "the limit is 3 s" not in shown[5] and "the limit is 3 s" in shown[6]  # said as the 7th piece arrives
+    assert session.drained(timeout=60)
+    # Stop not pressed, the tab keeps sending: answered for CAP_GRACE_SECONDS, then the stream ends.
+    for _ in range(round(CAP_GRACE_SECONDS / PIECE_SECONDS) - session.refused):  # the 8th piece was past it
+        captions.stream(str(silent_piece(tmp_path / "cache")), session)
+    with pytest.raises(gr.Error, match="the limit is 3 s"):
+        captions.stream(str(silent_piece(tmp_path / "cache")), session)
+
+    _, transcript, _, timing, _ = captions.stop(session)
+    assert transcript.strip()
+    assert "the limit is 3 s" in timing and re.search(r"Audio 3\.0 s", timing), timing  # the first 3 s
+
+
+def silent_piece(cache: Path) -> Path:
+    import soundfile
+
+    path = cache / uuid.uuid4().hex / "audio.wav"
+    path.parent.mkdir(parents=True)
+    soundfile.write(path, np.zeros(round(PIECE_SECONDS * 48_000), dtype=np.float32), 48_000, subtype="PCM_16")
+    return path
+
+
+def test_two_live_recordings_at_once_keep_their_own_text_and_silence_gives_none(live_captions, short_clip, tmp_path,
+                                                                              assert_heard):
+    import gradio as gr
+
+    captions = live_captions()
+    silence = tmp_path / "silence.wav"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "4", str(silence))
+    speech, quiet = browser_pieces(short_clip[0], tmp_path / "cache"), browser_pieces(silence, tmp_path / "cache")
+    speaker = listener = None
+    for spoken, unspoken in itertools.zip_longest(speech, quiet):  # interleaved, as two tabs send them
+        if spoken:
+            _, speaker = captions.stream(str(spoken), speaker)
+        if unspoken:
+            _, listener = captions.stream(str(unspoken), listener)
+    assert speaker is not listener and speaker.drained(60) and listener.drained(60)
+    assert listener.update.confirmed == listener.update.tentative == ""  # no text invented on silence
+
+    with pytest.raises(gr.Error, match="no speech"):
+        captions.stop(listener)
+    _, transcript, _, _, _ = captions.stop(speaker)
+    assert_heard(transcript, short_clip[1])
+
+
+def test_closed_or_abandoned_live_recordings_release_their_audio(live_captions, base_transcriber, short_clip,
+                                                                tmp_path):
+    import gc
+    import weakref
+
+    import gradio as gr
+
+    from whisper_gl.apps import LiveCaptions, build_app
+
+    app = build_app("microphone", base_transcriber)
+    assert [block.delete_callback for block in app.blocks.values() if isinstance(block, gr.State)] == \
+        [LiveCaptions.release]  # what Gradio calls when it drops a tab's state
+    captions = live_captions()
+    pieces = browser_pieces(short_clip[0], tmp_path / "cache", seconds=2)
+    sessions = []
+    for piece in pieces:  # one tab after another records a little
+        _, session = captions.stream(str(piece), None)
+        session.drained(60)
+        sessions.append(session)
+    transcripts = [weakref.ref(session.live) for session in sessions]
+
+    captions.release(sessions[0])  # Gradio drops a closed tab's state (gr.State's delete_callback)
+    captions.idle_seconds = 0.0  # and the others have been quiet too long
+    newest = captions.new_session()
+    gc.collect()
+    assert [ref() for ref in transcripts] == [None] * len(transcripts)
+    assert set(captions.sessions) == {newest}
+    with pytest.raises(Exception, match="expired: record again"):
+        captions.stop(sessions[1])
+
+
+def test_live_pieces_are_read_within_bounds_and_bad_ones_refused(live_captions, tmp_path):
+    import gradio as gr
+    import soundfile
+
+    from whisper_gl.apps import MAX_CHUNK_SECONDS, _captions_html, _read_piece
+    from whisper_gl.streaming import LiveUpdate
+
+    captions, cache = live_captions(), tmp_path / "cache"
+    not_audio = cache / "a" / "audio.wav"
+    not_audio.parent.mkdir(parents=True)
+    not_audio.write_text("not audio")
+    with pytest.raises(gr.Error, match="could not be read"):
+        captions.stream(str(not_audio), None)
+    assert not not_audio.exists()
+
+    long_piece = cache / "b" / "audio.wav"  # a client may send more than 0.5 s: read up to the bound
+    long_piece.parent.mkdir(parents=True)
+    soundfile.write(long_piece, np.zeros(48_000 * 60, dtype=np.float32), 48_000, subtype="PCM_16")
+    samples, rate = _read_piece(str(long_piece), cache)
+    assert (len(samples), rate) == (round(MAX_CHUNK_SECONDS * 48_000), 48_000)
+
+    elsewhere = tmp_path / "audio.wav"  # a path outside Gradio's cache is read, never deleted
+    soundfile.write(elsewhere, np.zeros(4_800, dtype=np.float32), 48_000)
+    _read_piece(str(elsewhere), cache)
+    assert elsewhere.exists()
+
+    shown = _captions_html(LiveUpdate("<img src=x onerror=alert(1)>", "${alert(2)} {{x}}", "", 1.0))
+    assert "<img" not in shown and "${" not in shown and "{{" not in shown
+    with pytest.raises(gr.Error, match="record something first"):
+        captions.stop(None)
+
+
+def test_live_pieces_sent_faster_than_they_are_decoded_are_all_kept(live_captions, base_transcriber, short_clip,
+                                                                   tmp_path, monkeypatch):
+    """Gradio hands the stream handler only the latest piece: the handler must queue, not decode."""
+    pushed = []  # samples per LiveTranscript.push
+
+    def counted_stream(*args, real_stream=base_transcriber.stream, **kwargs):
+        live = real_stream(*args, **kwargs)
+        real_push = live.push
+        live.push = lambda samples, sampling_rate: pushed.append(len(samples)) or real_push(samples, sampling_rate)
+        return live
+
+    monkeypatch.setattr(base_transcriber, "stream", counted_stream)
+    captions = live_captions()
+    pieces = browser_pieces(short_clip[0], tmp_path / "cache")
+    session = None
+    for piece in pieces:  # no waiting: far faster than the decodes
+        _, session = captions.stream(str(piece), session)
+    assert session.drained(timeout=60)
+    assert sum(pushed) == round(session.received * 48_000)  # every piece reached the transcript...
+    assert session.update.seconds == pytest.approx(session.received, abs=0.05)
+    assert len(pushed) < len(pieces)  # ...several in one push once decoding fell behind

@@ -1,6 +1,9 @@
-"""The file app in a real browser: headless Chromium driven by Playwright."""
+"""The apps in a real browser: headless Chromium driven by Playwright (the file app's upload, the
+microphone app's live captions from Chromium's fake microphone)."""
 
+import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +13,12 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "test-screenshots"  # git-ignored
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                                    reason="chromium is not installed (`scripts/setup.sh --with-browser` installs it)")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                    reason="chromium is not installed (`scripts/setup.sh --with-browser` installs it)")
+@needs_chromium
 @pytest.mark.timeout(180)
 def test_file_app_in_chromium_uploads_transcribes_and_offers_subtitles(serve_app, examples_dir, tmp_path,
                                                                        assert_heard):
@@ -47,3 +52,75 @@ def test_file_app_in_chromium_uploads_transcribes_and_offers_subtitles(serve_app
             assert screenshot.stat().st_size > 10_000
         finally:
             browser.close()
+
+
+# The fake microphone plays this much of long.mp3 (Chromium loops the file: it must outlast the test's wait).
+FAKE_MICROPHONE_SECONDS = 30
+# The live captions' words, confirmed and tentative.
+CAPTION_TEXT = ("Array.from(document.querySelectorAll('#live span.confirmed, #live span.tentative'))"
+                ".map(span => span.innerText).join(' ').trim()")
+
+
+@needs_chromium
+@pytest.mark.timeout(180)
+def test_microphone_app_in_chromium_shows_live_captions_while_the_clip_plays(serve_app, examples_dir, tmp_path):
+    """Chromium's fake microphone speaks long.mp3 (48 kHz, as a real one would): captions appear
+    before the clip has finished playing, the tentative tail is styled apart, and Stop brings
+    the full decode with its subtitles."""
+    from tests.support import best_stretch_cer, ffmpeg
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    url = serve_app("microphone")
+    speech = tmp_path / "microphone.wav"
+    ffmpeg("-i", str(examples_dir / "long.mp3"), "-t", str(FAKE_MICROPHONE_SECONDS), "-ar", "48000", "-ac", "1",
+           str(speech))
+    spoken = (examples_dir / "long.txt").read_text(encoding="utf-8").splitlines()
+    unspoken = [line for line in (examples_dir.parent / "sentences.tsv").read_text(encoding="utf-8").splitlines()[1:]
+                if line.split("\t")[-1] not in spoken][:16]
+    spoken = spoken[:FAKE_MICROPHONE_SECONDS // 3]  # a sentence lasts about 3 s
+    microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={speech}"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + microphone)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url, wait_until="load")
+            page.locator("#microphone button.record-button").click()
+            started = time.monotonic()
+            # Live text: confirmed or tentative words, not just the "Listening…" line.
+            page.wait_for_function(f"{CAPTION_TEXT}.length > 0", timeout=FAKE_MICROPHONE_SECONDS * 1000)
+            first_caption = time.monotonic() - started
+            live_text = page.evaluate(CAPTION_TEXT)
+            print(f"first live caption after {first_caption:.1f} s of recording: {live_text!r}")
+            assert first_caption < FAKE_MICROPHONE_SECONDS and live_text  # while the clip was still playing
+            assert page.evaluate("getComputedStyle(document.querySelector('#live .tentative')).fontStyle") == "italic"
+            page.wait_for_timeout(max(0, 12_000 - (time.monotonic() - started) * 1000))  # three or four sentences
+            page.screenshot(path=str(SCREENSHOTS / "microphone_live.png"), full_page=True)
+
+            page.locator("#microphone button", has_text=re.compile("stop", re.I)).first.click()
+            page.wait_for_function("document.querySelector('#transcript textarea').value.length > 0",
+                                   timeout=90_000)
+            page.wait_for_function("document.querySelector('#subtitles').innerText.replace(/\\s+/g, '')"
+                                   ".includes('recording.srt')")
+            page.wait_for_function("document.querySelector('#timing').innerText.includes('real time')")
+            page.wait_for_timeout(1000)  # let the outputs' fade-in finish before the screenshot
+            final = page.locator("#transcript textarea").input_value()
+            screenshot = SCREENSHOTS / "microphone_final.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            print(f"final transcript: {final!r}; screenshots in {SCREENSHOTS}")
+
+            assert page.evaluate(CAPTION_TEXT) == ""  # the full decode replaced the live text
+            # The recording starts wherever Chromium's looping file happens to be: the transcript is
+            # compared with the stretch of the clip's text it matches best, and with other sentences.
+            heard, elsewhere = best_stretch_cer(final, spoken), best_stretch_cer(final, unspoken)
+            print(f"CER against the clip's text {heard:.0f} %, against other sentences {elsewhere:.0f} %")
+            assert heard < 60 and heard < elsewhere
+            srt_link = page.locator("#subtitles a").first.get_attribute("href")
+            srt = page.request.get(srt_link if "://" in srt_link else url.rstrip("/") + srt_link).text()
+            assert srt.startswith("1\n00:00:0"), srt[:80]
+            assert screenshot.stat().st_size > 10_000
+        finally:
+            browser.close()
+

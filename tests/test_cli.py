@@ -85,10 +85,13 @@ def test_the_app_flags_are_the_engine_options_plus_the_limits():
     engine = {f.name for f in dataclasses.fields(ModelOptions)} | {f.name for f in dataclasses.fields(DecodingOptions)}
     app = {f.name for f in dataclasses.fields(AppConfig)}
     assert engine <= app and app - engine == {"max_minutes", "max_mb", "max_download_seconds", "upload_store_mb",
-                                              "concurrency", "queue_size"}
+                                              "concurrency", "queue_size", "live_sessions", "stream_every"}
     limits = AppConfig(max_minutes=2, max_mb=1.5, max_download_seconds=9, upload_store_mb=20).limits
     assert (limits.max_seconds, limits.max_bytes, limits.download_seconds, limits.upload_store_bytes) == \
         (120, 1_500_000, 9, 20_000_000)  # the units the code counts
+    for flags in (["--live-sessions", "0"], ["--stream-every", "0.01"], ["--stream-every", "60"]):
+        with pytest.raises(WhisperGLError, match="must be"):
+            parse_config(AppConfig, "a", flags)
 
 
 def test_env_limits_are_defaults_that_flags_override(monkeypatch):

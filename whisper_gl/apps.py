@@ -19,14 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import html
+import itertools
 import logging
 import os
+import threading
+import time
 import uuid
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
 import gradio as gr
+import numpy as np
 
 from . import WhisperGLError, shutdown
 from .config import AppConfig, DecodingOptions, MediaLimits, ModelOptions, subset
@@ -51,6 +57,7 @@ class AppKind:
     # Turns the input's value into a local audio file for the time of the transcription.
     open_audio: Callable[[object, AppConfig], ContextManager[Path]]
     examples: Callable[[], list[str]]
+    live: bool = False  # a streaming microphone with live captions beside the request input
 
 
 def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> gr.Blocks:
@@ -70,24 +77,44 @@ def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> g
         gr.Markdown(f"# {title}\n{spec.instructions}\n\n{_model_line(transcriber)}")
         with gr.Row():
             with gr.Column():
-                source = spec.make_input()
-                button = gr.Button("Transcribe", variant="primary", elem_id="transcribe")
-                examples = spec.examples()
-                if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[source], cache_examples=False)
+                if spec.live:
+                    with gr.Tab("Live", elem_id="live-tab"):
+                        microphone = gr.Audio(sources=["microphone"], streaming=True, type="filepath",
+                                              label="Microphone: captions appear as you speak", elem_id="microphone")
+                    with gr.Tab("Upload a recording", elem_id="upload-tab"):
+                        source, button = _request_input(spec)
+                else:
+                    source, button = _request_input(spec)
             with gr.Column():
+                if spec.live:
+                    captions = gr.HTML(label="Live captions", show_label=True, container=True, padding=True,
+                                       min_height=60, elem_id="live", css_template=LIVE_CSS, js_on_load=None)
                 transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"], interactive=False,
                                         elem_id="transcript")
                 subtitles = gr.File(label="Subtitles (.srt)", interactive=False, elem_id="subtitles")
                 timing = gr.Markdown(elem_id="timing")
 
+        srt_folder = Path(subtitles.GRADIO_CACHE)
+
         def transcribe(value):
-            return _transcribe(value, spec, config, transcriber, srt_folder=Path(subtitles.GRADIO_CACHE))
+            return _transcribe(value, spec, config, transcriber, srt_folder=srt_folder)
 
         triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])  # Enter in a link
         gr.on(triggers, transcribe, inputs=source, outputs=[transcript, subtitles, timing], api_name=API_NAME)
+        if spec.live:
+            LiveCaptions(transcriber, config, srt_folder).wire(microphone, captions, [transcript, subtitles, timing])
     app.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return app
+
+
+def _request_input(spec: AppKind) -> tuple[gr.Component, gr.Button]:
+    """The input of one request (a file, a recording, a link), its button and examples."""
+    source = spec.make_input()
+    button = gr.Button("Transcribe", variant="primary", elem_id="transcribe")
+    examples = spec.examples()
+    if examples:
+        gr.Examples(examples=[[e] for e in examples], inputs=[source], cache_examples=False)
+    return source, button
 
 
 def load_transcriber(config: AppConfig):
@@ -127,20 +154,35 @@ def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder
     """The shared event handler: audio in, (transcript, .srt path, timing line) out."""
     from .audio import read_audio
 
-    try:
+    with _short_errors():
         with spec.open_audio(value, config) as path:
             audio = read_audio(path, max_seconds=config.limits.max_seconds)
         result = transcriber.transcribe(audio.waveform)
-        if not result.text.strip():
-            raise WhisperGLError(NO_SPEECH)
-        subtitles = _write_srt(result, srt_folder, _stem(value))
+    return _outputs(result, srt_folder, _stem(value), audio.partial_note)
+
+
+@contextlib.contextmanager
+def _short_errors() -> Iterator[None]:
+    """The error policy of every handler: bad input in one line, anything else a generic
+    message (the details go to the server log), never a stack trace."""
+    try:
+        yield
+    except gr.Error:
+        raise
     except WhisperGLError as error:
         raise gr.Error(html.escape(str(error)), print_exception=False) from None
     except Exception:
-        logger.exception("transcription failed")  # the details stay in the server log
+        logger.exception("transcription failed")
         raise gr.Error(GENERIC_FAILURE, print_exception=False) from None
-    timing = _timing_line(result) + (f" · **{audio.partial_note}**" if audio.partial_note else "")
-    return result.text, subtitles, timing
+
+
+def _outputs(result, srt_folder: Path, stem: str, note: str = "") -> tuple[str, str, str]:
+    """A transcription as the apps show it: (transcript, .srt path, timing line)."""
+    if not result.text.strip():
+        raise gr.Error(NO_SPEECH, print_exception=False)
+    timing = _timing_line(result) + (f" · **{note}**" if note else "")
+    with _short_errors():
+        return result.text, _write_srt(result, srt_folder, stem), timing
 
 
 def _write_srt(result, folder: Path, stem: str) -> str:
@@ -176,6 +218,221 @@ def _model_line(transcriber) -> str:
     return f"Model: **{transcriber.model}** · backend **{transcriber.backend}** · language **{transcriber.language or 'auto'}**"
 
 
+# --- live captions (the microphone app) --------------------------------------------------
+
+# Confirmed words are plain; the tentative tail (it may still change) is greyed and italic.
+LIVE_CSS = ".tentative { color: var(--body-text-color-subdued); font-style: italic; }"
+LIVE_IDLE_SECONDS = 60.0  # a live recording that sent nothing for this long was abandoned (tab closed)
+CHUNK_NAME = "audio.wav"  # what Gradio's streaming microphone names each piece it uploads
+MAX_CHUNK_SECONDS = 10.0  # of one streamed piece (the browser sends stream_every seconds)
+# Past the length cap the captions say so; a tab that keeps streaming this much longer has its
+# stream refused (each refusal is a toast), so that it does not hold a live slot forever.
+CAP_GRACE_SECONDS = 30.0
+
+
+class LiveSession:
+    """One tab's live recording: the engine's LiveTranscript, fed from a queue.
+
+    Gradio hands a stream handler only the latest piece of audio: pieces sent while the handler
+    runs replace each other. So the handler only queues the piece and returns the captions as
+    they stand, and one task at a time in the app's pool pushes everything queued into the
+    transcript (several pieces in one push when decoding fell behind: nothing is dropped).
+    """
+
+    def __init__(self, live, pool: ThreadPoolExecutor, max_seconds: float):
+        self.live = live  # None once released
+        self.update = live.snapshot()
+        self.error = ""  # why the recording stopped being captioned (e.g. the length cap)
+        self.last_audio = time.monotonic()
+        self.received = 0.0  # seconds of audio queued, decoded or not
+        self.max_seconds = max_seconds
+        self.refused = 0  # pieces that came past the length cap
+        self._pool = pool
+        self._pending: list[tuple[np.ndarray, int]] = []
+        self._pushing = False
+        self._lock = threading.Condition()
+
+    @property
+    def ended(self) -> bool:
+        return self.live is None
+
+    def add(self, samples: np.ndarray, sampling_rate: int) -> None:
+        """Queue audio for the transcript, without waiting for it to be decoded."""
+        with self._lock:
+            if self.ended or self.received > self.max_seconds:
+                self.refused += 1
+                return
+            self._pending.append((samples, sampling_rate))
+            self.last_audio = time.monotonic()
+            self.received += len(samples) / sampling_rate
+            if self.received > self.max_seconds:  # said at once; the transcript keeps what fits
+                self.error = MediaLimits(max_seconds=self.max_seconds).too_long()
+            if self._pushing:
+                return
+            self._pushing = True
+        self._pool.submit(self._push_pending)
+
+    def _push_pending(self) -> None:
+        while True:
+            with self._lock:
+                live, pending, self._pending = self.live, self._pending, []
+                if live is None or not pending:
+                    self._pushing = False
+                    self._lock.notify_all()
+                    return
+            for rate, pieces in itertools.groupby(pending, key=lambda piece: piece[1]):
+                try:
+                    self.update = live.push(np.concatenate([samples for samples, _ in pieces]), sampling_rate=rate)
+                except WhisperGLError as error:  # past the length cap, or a rate that changed mid-recording
+                    self.error = str(error)
+                except Exception:
+                    logger.exception("live transcription failed")
+                    self.error = GENERIC_FAILURE
+
+    def drained(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued has been pushed into the transcript (False: timed out)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._pushing, timeout)
+
+    def finish(self):
+        """The recording is over: wait for what is queued, then the whole recording decoded again
+        (LiveTranscript.finish). The session is released either way."""
+        self.drained()
+        live = self.live
+        try:
+            if live is None:
+                raise WhisperGLError("this live recording has expired: record again")
+            return live.finish()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Drop the transcript and its audio (idempotent); a push in flight finishes on its own."""
+        with self._lock:
+            self.live, self._pending = None, []
+
+
+class LiveCaptions:
+    """The microphone app's live recordings: the handlers of the streaming microphone, and a pool
+    of `config.live_sessions` threads that decodes them.
+
+    Recording starts a LiveSession; each streamed piece grows the captions; stopping decodes the
+    whole recording once more and shows it with its subtitles and timing, as an upload would be.
+    Gradio keeps a closed tab's state for an hour, so recordings that sent no audio for
+    `idle_seconds` are released whenever a new one starts: memory follows the recordings that
+    are live, not the tabs that were ever opened.
+    """
+
+    def __init__(self, transcriber, config: AppConfig, cache: Path, idle_seconds: float = LIVE_IDLE_SECONDS):
+        self.transcriber, self.config, self.cache, self.idle_seconds = transcriber, config, cache, idle_seconds
+        self.pool = ThreadPoolExecutor(config.live_sessions, thread_name_prefix="whisper-gl-live")
+        self.sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
+
+    def wire(self, microphone: gr.Audio, captions: gr.HTML, outputs: list[gr.Component]) -> None:
+        """Connect the handlers; `outputs`: the app's (transcript, subtitles, timing)."""
+        state = gr.State(delete_callback=self.release)
+        ui_only = dict(api_visibility="private")  # the page's own events: the API is /transcribe
+        microphone.start_recording(self.start, inputs=state, outputs=[captions, state], queue=False, **ui_only)
+        microphone.stream(self.stream, inputs=[microphone, state], outputs=[captions, state],
+                          stream_every=self.config.stream_every, concurrency_limit=self.config.live_sessions,
+                          concurrency_id="live", show_progress="hidden", **ui_only)
+        microphone.stop_recording(self.stop, inputs=state, outputs=[captions, *outputs, state], **ui_only)
+
+    # --- the handlers ----------------------------------------------------------------------
+
+    def start(self, session: LiveSession | None) -> tuple[str, None]:
+        """Record pressed: whatever the tab recorded before is let go."""
+        self.release(session)
+        return "", None
+
+    def stream(self, piece: str | None, session: LiveSession | None) -> tuple[str, LiveSession]:
+        """A piece of the recording arrived: queue it, show the captions as they stand (and, past
+        the length cap, that Stop gives the transcript of what came before it)."""
+        if session is None or session.ended:
+            session = self.new_session()
+        with _short_errors():
+            audio = _read_piece(piece, self.cache)
+        if audio is not None:
+            session.add(*audio)
+        if session.refused * self.config.stream_every > CAP_GRACE_SECONDS:  # Stop was not pressed: free the slot
+            raise gr.Error(html.escape(session.error), print_exception=False)
+        return _captions_html(session.update, session.received, session.error), session
+
+    def stop(self, session: LiveSession | None) -> tuple[str, str, str, str, None]:
+        """Stop pressed: the whole recording decoded again replaces the live captions."""
+        if session is None:
+            raise gr.Error("record something first (allow the microphone)", print_exception=False)
+        note = html.escape(session.error)  # e.g. the length cap: what came before it is transcribed
+        with _short_errors():
+            result = session.finish()
+        return ("", *_outputs(result, self.cache, "recording", note), None)
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    def new_session(self) -> LiveSession:
+        self.release_idle()
+        max_seconds = self.config.limits.max_seconds
+        session = LiveSession(self.transcriber.stream(max_seconds=max_seconds), self.pool, max_seconds)
+        self.sessions.add(session)
+        return session
+
+    def release_idle(self) -> None:
+        now = time.monotonic()
+        for session in list(self.sessions):
+            if session.ended or now - session.last_audio > self.idle_seconds:
+                session.release()
+                self.sessions.discard(session)
+
+    @staticmethod
+    def release(session: LiveSession | None) -> None:
+        """Also gr.State's delete_callback, when Gradio drops a tab's state."""
+        if session is not None:
+            session.release()
+
+
+def _read_piece(path, cache: Path) -> tuple[np.ndarray, int] | None:
+    """One piece of a live recording as the browser uploaded it (a short WAV in Gradio's cache):
+    its samples and rate, at most MAX_CHUNK_SECONDS of them, and the file deleted (a recording
+    is thousands of pieces: none may stay on disk)."""
+    import soundfile
+
+    if not path or not Path(path).is_file():  # an identical piece (silence) deleted by another session
+        return None
+    path = Path(path)
+    try:
+        with soundfile.SoundFile(path) as wav:
+            if not 8_000 <= wav.samplerate <= 192_000 or wav.channels > 8:
+                raise WhisperGLError("the microphone's audio is not in a format the app reads")
+            return wav.read(frames=round(wav.samplerate * MAX_CHUNK_SECONDS), dtype="float32"), wav.samplerate
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise WhisperGLError("the microphone's audio could not be read") from error
+    finally:
+        _discard_piece(path, cache)
+
+
+def _discard_piece(path: Path, cache: Path) -> None:
+    # Only a streamed piece, only in Gradio's cache: a client names the path it sends.
+    if path.name == CHUNK_NAME and path.resolve().is_relative_to(cache.resolve()):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            path.parent.rmdir()
+
+
+def _captions_html(update, heard: float = 0.0, error: str = "") -> str:
+    """The live captions: the confirmed text plain, the tentative tail greyed, all escaped; why
+    captioning stopped, if it did."""
+    confirmed, tentative = _escaped(update.confirmed), _escaped(update.tentative)
+    text = (f'<p><span class="confirmed">{confirmed}</span> <span class="tentative">{tentative}</span></p>'
+            if confirmed or tentative else f'<p class="listening">Listening… {heard:.0f} s</p>')
+    return text + (f'<p class="stopped"><strong>{_escaped(error)}</strong>: press Stop for the transcript of what '
+                   f'came before.</p>' if error else "")
+
+
+def _escaped(text: str) -> str:
+    # Also $, { and }: gr.HTML fills its value into a template.
+    return html.escape(text).replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
+
+
 # --- where the audio comes from -------------------------------------------------------
 
 def _media_file_input() -> gr.File:
@@ -205,7 +462,7 @@ def _uploaded(value, config: AppConfig) -> ContextManager[Path]:
 
 
 def _recorded(value, config: AppConfig) -> ContextManager[Path]:
-    return _local_file(value, config, missing="record something first (allow the microphone)")
+    return _local_file(value, config, missing="upload a recording first")
 
 
 def _linked(value, config: AppConfig) -> ContextManager[Path]:
@@ -225,10 +482,12 @@ def _resource_examples() -> list[str]:
 KINDS: dict[str, AppKind] = {
     "microphone": AppKind(
         heading="microphone",
-        instructions="Record yourself speaking Galician, then press **Transcribe**.",
-        make_input=lambda: gr.Audio(sources=["microphone"], type="filepath", label="Recording", elem_id="source"),
+        instructions="Press **Record** and speak Galician: the captions grow as you speak (grey words may still "
+                     "change). Press **Stop** for the final transcript and subtitles. Or upload a recording.",
+        make_input=lambda: gr.Audio(sources=["upload"], type="filepath", label="Recording", elem_id="source"),
         open_audio=_recorded,
         examples=_resource_examples,
+        live=True,
     ),
     "file": AppKind(
         heading="audio or video file",
