@@ -140,11 +140,15 @@ class Backend(Protocol):
     def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
         """Sequential long-form decoding with timestamps over the whole recording."""
 
-    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool) -> list[Decoded]:
+    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
+                      window: Window | None = None) -> list[Decoded]:
         """Each chunk (at most one window long) on its own, options.batch_size at a time, with the
         temperature fallback per chunk; its segments timed from the chunk's start: by the model's
         timestamps when `timestamps` (and the model predicts them), else one segment over the chunk.
-        Words are timed when options.word_timestamps. The language is detected once, on the first chunk."""
+        Words are timed when options.word_timestamps; options.initial_prompt conditions every chunk.
+        The language is detected once, on the first chunk. `window`: encode the chunks padded to
+        this shorter window instead of the model's (the encoder's cost follows its input: the live
+        stream's short buffers), where the backend can; others use the model's window."""
 
 
 # Name -> class, in the order `auto` tries them (the fastest first).
@@ -273,13 +277,18 @@ class CTranslate2Backend:
                 segments.append(Segment(round(piece.start, 3), round(end, 3), text, words))
         return Decoded(segments, info.language, predicted)
 
-    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool) -> list[Decoded]:
+    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
+                      window: Window | None = None) -> list[Decoded]:
         from faster_whisper.tokenizer import Tokenizer
 
+        # CTranslate2's encoder takes fewer frames than the model's window (a 10 s input costs a
+        # ninth of 30 s on a 2-core CPU); the decoder's timestamps then end with the shorter window.
+        window = window if window is not None and window.frames < self.window.frames else self.window
+        suppress = [-1, *window.timestamps_past_end(self.timestamp_begin)]
         decoded, language = [], options.forced_language
         for first in range(0, len(chunks), options.batch_size):
             batch = chunks[first: first + options.batch_size]
-            features = np.stack([self._window_features(chunk) for chunk in batch])
+            features = np.stack([self._window_features(chunk, window) for chunk in batch])
             encoded = self.model.encode(features)
             language = language or self._detect_language(encoded)
             tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, options.task, language)
@@ -287,34 +296,33 @@ class CTranslate2Backend:
                                                                     self.model.max_length),
                                            without_timestamps=not timestamps)
             seconds = [len(chunk) / SAMPLING_RATE for chunk in batch]
-            attempts = self._generate_with_fallback(features, encoded, prompt, tokenizer, seconds, options)
+            attempts = self._generate_with_fallback(features, encoded, prompt, tokenizer, seconds, options, suppress)
             pieces = [split_at_timestamps(attempt.tokens, tokenizer.timestamp_begin, duration)
                       for attempt, duration in zip(attempts, seconds)]
             if options.word_timestamps:
-                self._time_words(pieces, tokenizer, encoded, seconds)
+                self._time_words(pieces, tokenizer, encoded, seconds, window)
             decoded += [self._decoded(chunk_pieces, tokenizer, language) for chunk_pieces in pieces]
         return decoded
 
-    def _window_features(self, chunk: np.ndarray) -> np.ndarray:
+    def _window_features(self, chunk: np.ndarray, window: Window) -> np.ndarray:
         """Log-mel of the chunk padded with silence to the window, as in training (the
         transformers feature extractor pads the audio, not the spectrogram)."""
-        samples = self.window.samples
-        padded = np.pad(chunk[:samples], (0, max(0, samples - len(chunk))))
-        return self.model.feature_extractor(padded)[:, : self.window.frames]
+        padded = np.pad(chunk[:window.samples], (0, max(0, window.samples - len(chunk))))
+        return self.model.feature_extractor(padded)[:, : window.frames]
 
     def _detect_language(self, encoded) -> str:
         ranked = self.model.model.detect_language(encoded)[0]  # the first chunk's languages, likeliest first
         return ranked[0][0].strip("<|>")
 
     def _generate_with_fallback(self, features: np.ndarray, encoded, prompt: list[int], tokenizer,
-                                seconds: list[float], options: DecodingOptions) -> list[Attempt]:
+                                seconds: list[float], options: DecodingOptions, suppress: list[int]) -> list[Attempt]:
         """Decode the batch; the chunks whose output loops, overruns its budget or scores too low
         are decoded again, together, at the next temperature (the best attempt is kept)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         budgets = [max_new_tokens(duration, len(prompt), self.model.max_length) for duration in seconds]
         timestamps = prompt[-1] != tokenizer.no_timestamps
-        suppress = get_suppressed_tokens(tokenizer, self.suppress_tokens)
+        suppress = get_suppressed_tokens(tokenizer, suppress)
         best: list[Attempt | None] = [None] * len(seconds)
         pending = list(range(len(seconds)))
         for temperature in options.temperatures:
@@ -349,10 +357,10 @@ class CTranslate2Backend:
         return Attempt(tokens, avg_logprob, get_compression_ratio(tokenizer.decode(kept)),
                        over_budget=len(tokens) >= budget and not closing)
 
-    def _time_words(self, pieces: list[list[dict]], tokenizer, encoded, seconds: list[float]) -> None:
+    def _time_words(self, pieces: list[list[dict]], tokenizer, encoded, seconds: list[float], window: Window) -> None:
         """Add `words` to every piece: faster-whisper's alignment (cross-attention of the alignment
         heads, dynamic time warping) and its punctuation merging."""
-        frames = [min(self.window.frames, math.ceil(duration * FRAMES_PER_SECOND)) for duration in seconds]
+        frames = [min(window.frames, math.ceil(duration * FRAMES_PER_SECOND)) for duration in seconds]
         bounds = [[(piece["start"], piece["end"]) for piece in chunk] for chunk in pieces]
         self.model.add_word_timestamps(pieces, tokenizer, encoded, frames, PREPEND_PUNCTUATIONS,
                                        APPEND_PUNCTUATIONS, last_speech_timestamp=0.0)
@@ -447,7 +455,9 @@ class TransformersBackend:
             language = options.forced_language or self._detect_language(features)
             return self._generate(features, None, [len(audio) / SAMPLING_RATE], language, options, True)[0]
 
-    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool) -> list[Decoded]:
+    def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
+                      window: Window | None = None) -> list[Decoded]:
+        # `window` is not used: transformers' encoder takes exactly the model's window.
         decoded, language = [], options.forced_language
         with self._lock, self._torch.inference_mode():
             for first in range(0, len(chunks), options.batch_size):

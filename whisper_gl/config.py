@@ -349,6 +349,35 @@ class DecodingOptions:
 
 
 @dataclass
+class LiveOptions:
+    """How a live transcript (whisper_gl.streaming) decodes audio that is still arriving."""
+
+    step_seconds: float = field(
+        default=0.5,
+        metadata={"help": "Live captions: decode again once this much new audio has arrived (a decode that takes "
+                          "longer simply makes the next step wait for it)."},
+    )
+    window_seconds: float = field(
+        default=15.0,
+        metadata={"help": "Live captions: the window each live decode is encoded in (CTranslate2; capped at the "
+                          "model's). The encoder's cost follows it: 15 s costs a quarter of 30 s on a 2-core CPU."},
+    )
+    trim_seconds: float = field(
+        default=6.0,
+        metadata={"help": "Live captions: once the audio held is longer than this, it is cut at the end of the last "
+                          "confirmed segment (the confirmed text then prompts the next decodes)."},
+    )
+    prompt: bool = field(
+        default=True,
+        metadata={"help": "Live captions: prompt each decode with the confirmed text whose audio was cut."},
+    )
+
+    def __post_init__(self) -> None:
+        if not (self.step_seconds > 0 and self.window_seconds >= 5 and self.trim_seconds > 0):
+            raise WhisperGLError("live options: step must be positive, the window at least 5 s")
+
+
+@dataclass
 class TranscribeConfig(DecodingOptions, ModelOptions):
     """`whisper-gl transcribe PATH...`: files, folders and globs through one loaded engine.
 

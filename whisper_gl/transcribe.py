@@ -31,16 +31,20 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
-from .config import MODEL_ENV, DecodingOptions, ModelOptions
+from .config import MODEL_ENV, DecodingOptions, LiveOptions, ModelOptions
 from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
 from .subtitles import Segment, Word, to_srt, to_vtt
-from .window import SAMPLING_RATE
+from .window import SAMPLING_RATE, Window
+
+if TYPE_CHECKING:
+    from .streaming import LiveTranscript
 
 __all__ = ["Segment", "Word", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
 
@@ -164,6 +168,19 @@ def clean_segment(segment: Segment) -> Segment | None:
         dataclasses.replace(segment, text=text, words=words)
 
 
+def cleaned_segments(segments: list[Segment]) -> list[Segment]:
+    """Every segment through `clean_segment`; the dropped ones logged."""
+    kept = []
+    for segment in segments:
+        cleaned = clean_segment(segment)
+        if cleaned is None:
+            logger.warning("dropped a degenerate segment at %.1f-%.1f s: %.60r", segment.start, segment.end,
+                           segment.text)
+        else:
+            kept.append(cleaned)
+    return kept
+
+
 def _split_settings(settings: dict) -> tuple[dict, dict]:
     """Keyword settings -> (ModelOptions fields, DecodingOptions fields); an unknown name is a TypeError."""
     model_fields = {field.name for field in dataclasses.fields(ModelOptions)}
@@ -228,14 +245,7 @@ class Transcriber:
             decoded = Decoded([], options.forced_language or "", predicted_timestamps=False)
         else:
             decoded = self._decode(waveform, options)
-        segments = []
-        for segment in decoded.segments:
-            cleaned = clean_segment(segment)
-            if cleaned is None:
-                logger.warning("dropped a degenerate segment at %.1f-%.1f s: %.60r", segment.start, segment.end,
-                               segment.text)
-            else:
-                segments.append(cleaned)
+        segments = cleaned_segments(decoded.segments)
         return Transcription(
             text=" ".join(segment.text for segment in segments),
             segments=segments,
@@ -246,11 +256,40 @@ class Transcriber:
             model=self.model,
         )
 
+    def stream(self, decoding: DecodingOptions | None = None, *, live: LiveOptions | None = None,
+               keep_audio: bool = True, max_seconds: float | None = None, **settings) -> "LiveTranscript":
+        """A live transcript of audio that arrives while it is spoken (whisper_gl.streaming):
+
+            live = engine.stream()
+            update = live.push(samples, sampling_rate=48000)   # update.confirmed, update.tentative
+            result = live.finish()                              # the whole recording, decoded again
+
+        `decoding` and keyword settings as for transcribe(); `live`: how often to decode and how
+        much audio to hold (LiveOptions); keep_audio: keep the recording for finish()'s full
+        decode; max_seconds: refuse audio past this length (AudioTooLong).
+        """
+        from .streaming import LiveTranscript
+
+        options = dataclasses.replace(decoding or self.decoding, **settings) if settings else (decoding or self.decoding)
+        return LiveTranscript(self, options, live or LiveOptions(), keep_audio=keep_audio, max_seconds=max_seconds)
+
+    def decode_window(self, waveform: np.ndarray, decoding: DecodingOptions, window: Window | None = None) -> Decoded:
+        """Audio no longer than one window, decoded in one pass (no seeking) with the guards of
+        every decode: temperature fallback and token budget per decode, loops collapsed and
+        degenerate segments dropped. The live stream's step. `window`: a shorter window to
+        encode it in, where the backend can (CTranslate2)."""
+        timestamps = self._timestamps_wanted(decoding)
+        decoded = self._backend.decode_chunks([waveform[: self.window.samples]], decoding, timestamps, window)[0]
+        return dataclasses.replace(decoded, segments=cleaned_segments(decoded.segments))
+
+    def _timestamps_wanted(self, options: DecodingOptions) -> bool:
+        # A short window (10 s) cuts sentences at most seams, and there a short-window model's
+        # timestamps repeat and invent text (long.mp3, 10 s smoke model: WER 115 % with its
+        # timestamps, 52 % on voice-activity chunks, 4x faster). Chunks split at pauses instead.
+        return not (options.timestamps == "vad" or (options.timestamps == "auto" and not self.window.is_pretrained))
+
     def _decode(self, waveform: np.ndarray, options: DecodingOptions) -> Decoded:
-        if options.timestamps == "vad" or (options.timestamps == "auto" and not self.window.is_pretrained):
-            # A short window (10 s) cuts sentences at most seams, and there a short-window model's
-            # timestamps repeat and invent text (long.mp3, 10 s smoke model: WER 115 % with its
-            # timestamps, 52 % on voice-activity chunks, 4x faster). Chunks split at pauses instead.
+        if not self._timestamps_wanted(options):
             return self._decode_chunks(waveform, options, timestamps=False)
         if options.long_form == "batched":
             decoded = self._decode_chunks(waveform, options, timestamps=True)
