@@ -126,6 +126,91 @@ def test_prompt_and_translation(client, server, short, engine):
     assert english.text.strip() and english.task == "translate" and english.duration > 3
 
 
+@pytest.fixture(scope="module")
+def half_minute(examples_dir, tmp_path_factory):
+    """25 s of the long example as a 16 kHz WAV: several confirmed pieces, under the 2 MB and 1 min caps."""
+    from tests.support import ffmpeg
+
+    clip = tmp_path_factory.mktemp("stream") / "half-minute.wav"
+    ffmpeg("-i", str(examples_dir / "long.mp3"), "-t", "25", "-ar", "16000", "-ac", "1", str(clip))
+    return clip
+
+
+def live_answer(transcriber, path, **settings) -> str:
+    """The engine's own live transcript of the upload's audio, fed as the server feeds it."""
+    from whisper_gl.api import STREAM_PUSH_SECONDS
+    from whisper_gl.audio import read_audio
+
+    waveform = read_audio(path.read_bytes(), max_seconds=60).waveform
+    live, step = transcriber.stream(keep_audio=False, **settings), round(STREAM_PUSH_SECONDS * 16000)
+    for start in range(0, len(waveform), step):
+        live.push(waveform[start: start + step])
+    live.close()
+    return live.text
+
+
+def test_stream_true_sends_the_live_transcript_as_openais_events(client, server, engine, half_minute):
+    _, model = server
+    with open(half_minute, "rb") as audio:
+        events = list(client.audio.transcriptions.create(model=model, file=audio, language="gl", stream=True))
+    *deltas, done = events
+    assert [event.type for event in deltas] == ["transcript.text.delta"] * len(deltas)
+    assert done.type == "transcript.text.done" and len(deltas) >= 2  # the text arrives in pieces
+    assert "".join(event.delta for event in deltas) == done.text
+    assert done.text == live_answer(engine, half_minute, language="gl")  # the engine's streaming API
+
+
+def test_a_stream_refuses_other_formats_and_bad_audio_before_it_starts(server, short, tmp_path):
+    url, model = server
+    post = lambda files, **fields: httpx.post(  # noqa: E731
+        f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+        data={"model": model, "stream": "true", **fields}, files=files, timeout=120)
+    srt = post({"file": short.read_bytes()}, response_format="srt")
+    assert srt.status_code == 400 and srt.json()["error"]["param"] == "stream"
+    notes = post({"file": ("notes.wav", b"this is not audio\n" * 40)})
+    assert notes.status_code == 400 and "not an audio file" in notes.json()["error"]["message"]
+
+
+def test_a_client_that_leaves_a_stream_frees_its_place(engine, half_minute):
+    """concurrency 1, no queue: while a stream runs, others are told the server is busy; once its
+    client hangs up after the first event, the next request is served."""
+    app = build_server(ServeConfig(concurrency=1, queue_size=0, max_mb=2, max_minutes=1), engine)
+    model = app.state.service.model_id
+    request = dict(headers={"Authorization": f"Bearer {KEY}"}, data={"model": model, "language": "gl"},
+                   files={"file": half_minute.read_bytes()}, timeout=300)
+    with running(app) as url, httpx.Client() as http:
+        with http.stream("POST", f"{url}/v1/audio/transcriptions", **{**request, "data": {
+                **request["data"], "stream": "true"}}) as stream:
+            assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+            first = next(line for line in stream.iter_lines() if line.startswith("data: "))
+            assert "transcript.text.delta" in first
+            assert http.post(f"{url}/v1/audio/transcriptions", **request).status_code == 429
+        deadline = time.monotonic() + 60
+        while (answer := http.post(f"{url}/v1/audio/transcriptions", **request)).status_code == 429 \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json()["text"]
+        assert app.state.service._admitted == 0
+
+
+def test_live_decodes_take_the_shared_slot(engine, half_minute):
+    """Under serve --apps, a live transcript (a stream=true request, the microphone app's captions)
+    decodes within the one bound of --concurrency: with the only slot taken, its pushes wait."""
+    from whisper_gl.api import SharedEngine
+    from whisper_gl.audio import read_audio
+
+    shared = SharedEngine(engine, 1)
+    live = shared.stream(keep_audio=False, language="gl")
+    speech = read_audio(half_minute.read_bytes(), max_seconds=60).waveform[: 6 * 16000]
+    pushing = threading.Thread(target=lambda: [live.push(speech[i: i + 8000]) for i in range(0, len(speech), 8000)])
+    with shared._slots:
+        pushing.start()
+        pushing.join(5)
+        assert pushing.is_alive() and live.decodes == 0  # waiting for the slot
+    pushing.join(120)
+    assert not pushing.is_alive() and live.decodes > 0
+
+
 def test_models_and_health(client, server):
     url, model = server
     assert [m.id for m in client.models.list().data] == [model]

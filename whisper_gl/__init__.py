@@ -23,6 +23,10 @@ def _version() -> str:
 __version__ = _version()
 
 
+# What a server (app or API) tells a stranger when the fault is ours; the details go to its log.
+GENERIC_FAILURE = "could not transcribe this audio"
+
+
 class WhisperGLError(Exception):
     """A problem the user can fix (bad input, missing file, unreachable Hub).
 

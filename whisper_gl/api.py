@@ -4,7 +4,8 @@
 
     POST /v1/audio/transcriptions   multipart, as OpenAI documents it: file, model, language,
                                     prompt, response_format (json, text, srt, vtt, verbose_json),
-                                    temperature, timestamp_granularities[] (word, segment)
+                                    temperature, timestamp_granularities[] (word, segment),
+                                    stream (true: server-sent events transcript.text.delta/done)
     POST /v1/audio/translations     the same, into English (Whisper's translate task)
     GET  /v1/models                 the served model
     GET  /health                    no key needed
@@ -29,23 +30,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request  # FastAPI reads the routes' annotations: they must resolve here
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import (  # FastAPI reads the routes' annotations: they must resolve here
+    FastAPI,
+    Request,
+)
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from . import WhisperGLError
+from . import GENERIC_FAILURE, WhisperGLError
 from .config import APP_KINDS, ServeConfig, check_language
 from .uploads import FORM_OVERHEAD, BodyTooLarge, content_length, counting_receive
+from .window import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "WHISPER_GL_API_KEY"
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+STREAM_PUSH_SECONDS = 1.0  # of an upload fed at a time to a stream=true request's live transcript
 AUDIO_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/translations")
 
 
@@ -149,26 +156,28 @@ class TranscriptionService:
 
     async def handle(self, request, *, task: str):
         """One audio request: the key, then a place in the queue, before a byte of the body is read;
-        the upload stays in its spooled temporary file until a transcription slot is free."""
+        the upload stays in its spooled temporary file until a transcription slot is free. A
+        stream (stream=true) keeps its place, its slot and its upload until its last event."""
         self.authorize(request)
         declared = content_length(request.scope)
         if declared is not None and declared > self.config.limits.max_bytes + FORM_OVERHEAD:
             raise self._too_large()
-        async with self._admission():
+        async with contextlib.AsyncExitStack() as held:
+            await held.enter_async_context(self._admission())
             form = await self._form(request)
+            held.push_async_callback(form.close)
             try:
-                return await self._answer(form, task)
+                answer = await self._answer(form, task, held)
             except ApiError:
                 raise
             except Exception:  # noqa: BLE001 - a fault of ours: OpenAI's shape, the details in the log
-                from .apps import GENERIC_FAILURE  # what the apps say too
-
                 logger.exception("transcription failed")
                 raise ApiError(500, GENERIC_FAILURE, type="server_error") from None
-            finally:
-                await form.close()
+            if isinstance(answer, EventStream):
+                answer.hold(held.pop_all())
+            return answer
 
-    async def _answer(self, form, task: str):
+    async def _answer(self, form, task: str, held: contextlib.AsyncExitStack):
         self.check_model(form.get("model"))
         options = self._options(form, task)
         response_format = form.get("response_format") or "json"
@@ -178,7 +187,15 @@ class TranscriptionService:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "Send the audio as the multipart field 'file'.", param="file")
-        result = await self._transcribe(upload, options)
+        if _is_true(form.get("stream")):
+            if response_format not in ("json", "text") or options.get("word_timestamps"):
+                raise ApiError(400, "stream=true sends text events: response_format json or text, no word timestamps",
+                               param="stream")
+            await held.enter_async_context(self._slots)  # held by the stream until its last event
+            return EventStream(self._events(await self._waveform(upload), options))
+        async with self._slots:
+            waveform = await self._waveform(upload)
+            result = await self._run(self.transcriber.transcribe, waveform, **options)
         return render(result, response_format, task=task, words=options.get("word_timestamps", False))
 
     async def _form(self, request):
@@ -229,15 +246,41 @@ class TranscriptionService:
                 options["temperatures"] = (temperature,)
         return options
 
-    async def _transcribe(self, upload, options: dict):
+    async def _waveform(self, upload):
+        """The upload's audio, read into memory only now (inside a slot), under the duration cap."""
+        return await self._run(self._decode, await upload.read())
+
+    async def _run(self, function, *args, **kwargs):
+        """`function` in a worker thread, its WhisperGLError answered as OpenAI's 400 or 413."""
         from starlette.concurrency import run_in_threadpool
 
-        async with self._slots:  # only now are the upload's bytes read into memory
-            try:
-                waveform = await run_in_threadpool(self._decode, await upload.read())
-                return await run_in_threadpool(self.transcriber.transcribe, waveform, **options)
-            except WhisperGLError as error:
-                raise ApiError(_status_of(error), str(error), param="file") from None
+        try:
+            return await run_in_threadpool(function, *args, **kwargs)
+        except WhisperGLError as error:
+            raise ApiError(_status_of(error), str(error), param="file") from None
+
+    async def _events(self, waveform, options: dict):
+        """The stream's server-sent events, as OpenAI sends them: a `transcript.text.delta` for each
+        piece of text the engine's live transcript confirms (whisper_gl.streaming: the audio is fed
+        as fast as it decodes), then `transcript.text.done` with the whole text. A failure midway
+        is an `error` event (the status line has gone out)."""
+        try:
+            live = self.transcriber.stream(keep_audio=False, **options)
+            step = round(STREAM_PUSH_SECONDS * SAMPLING_RATE)
+            for start in range(0, len(waveform), step):
+                update = await self._run(live.push, waveform[start: start + step])
+                if update.delta:
+                    yield _event({"type": "transcript.text.delta", "delta": update.delta})
+            update = await self._run(live.close)
+            if update.delta:
+                yield _event({"type": "transcript.text.delta", "delta": update.delta})
+            yield _event({"type": "transcript.text.done", "text": live.text,
+                          "usage": {"type": "duration", "seconds": round(live.seconds, 3)}})
+        except ApiError as error:
+            yield _event(error.body())
+        except Exception:  # noqa: BLE001 - a fault of ours, mid-stream
+            logger.exception("streamed transcription failed")
+            yield _event(ApiError(500, GENERIC_FAILURE, type="server_error").body())
 
     def _decode(self, audio: bytes):
         """Decoded under the duration cap, whatever the file claims (the apps' rule)."""
@@ -257,6 +300,33 @@ class TranscriptionService:
             yield
         finally:
             self._admitted -= 1
+
+
+class EventStream(StreamingResponse):
+    """A text/event-stream response that holds what its request took (a place in the queue, a
+    transcription slot, the upload) until the last event is sent or the client goes away."""
+
+    def __init__(self, events):
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._held = contextlib.AsyncExitStack()
+
+    def hold(self, held: contextlib.AsyncExitStack) -> None:
+        self._held.push_async_callback(held.aclose)
+
+    async def __call__(self, scope, receive, send):
+        async with self._held:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                await self.body_iterator.aclose()  # a client gone mid-stream: no decode after this one
+
+
+def _event(data: dict) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _is_true(value) -> bool:
+    return str(value or "").strip().lower() in ("true", "1")
 
 
 def _status_of(error: WhisperGLError) -> int:
@@ -333,6 +403,16 @@ class SharedEngine:
     def transcribe(self, *args, **kwargs):
         with self._slots:
             return self._transcriber.transcribe(*args, **kwargs)
+
+    def decode_window(self, *args, **kwargs):  # a live transcript's step
+        with self._slots:
+            return self._transcriber.decode_window(*args, **kwargs)
+
+    def stream(self, *args, **kwargs):
+        """The engine's live transcript, decoding through this wrapper: each of its steps takes a slot."""
+        from .transcribe import Transcriber
+
+        return Transcriber.stream(self, *args, **kwargs)
 
     def __getattr__(self, name):  # model, backend, language, ...: the engine's own
         if name == "_transcriber":  # not set yet (a copy being made): no recursion

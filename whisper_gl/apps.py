@@ -34,13 +34,12 @@ from typing import Callable, ContextManager, Iterator
 import gradio as gr
 import numpy as np
 
-from . import WhisperGLError, shutdown
+from . import GENERIC_FAILURE, WhisperGLError, shutdown
 from .config import AppConfig, DecodingOptions, MediaLimits, ModelOptions, subset
 
 logger = logging.getLogger(__name__)
 
 API_NAME = "transcribe"  # every app answers gradio_client's predict(..., api_name="/transcribe")
-GENERIC_FAILURE = "could not transcribe this audio"
 NO_SPEECH = "no speech was heard in this audio"
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
 # Every 10 minutes, uploads and .srt files older than 30 minutes are deleted (and all at shutdown).
