@@ -74,7 +74,7 @@ class SpaceLook:
 
 LOOKS = {
     "microphone": SpaceLook("whisper-gl microphone", "🎙️", "indigo", "blue",
-                            "Speak Galician, get text: fine-tuned Whisper"),
+                            "Live Galician captions as you speak: fine-tuned Whisper"),
     "file": SpaceLook("whisper-gl file", "📁", "green", "blue",
                       "Galician audio file to text and subtitles: Whisper"),
     "youtube": SpaceLook("whisper-gl YouTube", "📺", "red", "yellow",
