@@ -56,6 +56,8 @@ RUNTIME_PACKAGES = (
     "faster-whisper",  # the CPU backend, on the model's ctranslate2/ export
     "torchcodec",  # in-process decoding with ffmpeg's libraries (audio.py falls back to the ffmpeg command)
     "gradio",  # pinned to the front matter's sdk_version below
+    "soundfile",  # the microphone's live chunks (apps.py)
+    "soxr",  # resampling them to 16 kHz as they stream (streaming.py)
 )
 YOUTUBE_PACKAGES = (
     "yt-dlp",  # with [default]: yt-dlp-ejs, YouTube's signature challenge solver
