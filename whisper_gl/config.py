@@ -371,6 +371,12 @@ class LiveOptions:
         default=True,
         metadata={"help": "Live captions: prompt each decode with the confirmed text whose audio was cut."},
     )
+    paced: bool = field(
+        default=True,
+        metadata={"help": "Live captions: wait for at least as much new audio as the last decode took (a slow or "
+                          "busy CPU then decodes less often instead of falling behind); --no-paced decodes every "
+                          "step, whatever it costs (repeatable: for tests)."},
+    )
 
     def __post_init__(self) -> None:
         if not (self.step_seconds > 0 and self.window_seconds >= 5 and self.trim_seconds > 0):
