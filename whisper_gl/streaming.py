@@ -126,7 +126,8 @@ class LiveTranscript:
                  keep_audio: bool = True, max_seconds: float | None = None):
         self.engine, self.live, self.max_seconds = engine, live, max_seconds
         self._final_decoding = decoding
-        self._decoding = dataclasses.replace(decoding, word_timestamps=True)
+        self._decoding = dataclasses.replace(decoding, word_timestamps=True, beam_size=live.beam_size,
+                                             temperatures=decoding.temperatures[:1])
         self.window = Window.of_seconds(min(live.window_seconds, engine.window.seconds))
         margin = min(WINDOW_MARGIN_SECONDS, self.window.seconds / 3)
         self._max_buffer = round((self.window.seconds - margin) * SAMPLING_RATE)
@@ -188,9 +189,14 @@ class LiveTranscript:
             before = len(self._confirmed)
             waveform = self._resampled(as_waveform(np.asarray(samples)), sampling_rate)
             room = math.inf if self.max_seconds is None else round(self.max_seconds * SAMPLING_RATE) - self._received
-            self._add(waveform[: max(0, int(min(room, len(waveform))))])
-            if self._undecoded >= self._step_seconds() * SAMPLING_RATE:
-                self._step(final=False)
+            kept = waveform[: max(0, int(min(room, len(waveform))))]
+            # A long push (a backlog, a file) is taken a step at a time: the buffer never holds
+            # more than one live window, whatever the caller sends at once.
+            piece = round(self.live.step_seconds * SAMPLING_RATE)
+            for start in range(0, len(kept), piece):
+                self._add(kept[start: start + piece])
+                if self._undecoded >= self._step_seconds() * SAMPLING_RATE or len(self._buffer) > self._max_buffer:
+                    self._step(final=False)
             if len(waveform) > room:
                 raise AudioTooLong(MediaLimits(max_seconds=self.max_seconds).too_long())
             return self._update(before)
