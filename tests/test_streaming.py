@@ -23,6 +23,7 @@ from whisper_gl.transcribe import Transcriber
 from whisper_gl.window import PRETRAINED_WINDOW, SAMPLING_RATE
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "artifacts" / "model"
+LONG_REFERENCE = Path(__file__).resolve().parents[1] / "Resources" / "examples" / "long.txt"
 REPEATABLE = LiveOptions(paced=False)  # a decode every step, whatever it costs: the same run every time
 
 
@@ -168,6 +169,10 @@ def test_live_text_is_confirmed_once_spaced_and_close_to_offline(backend, long_a
     assert any(update.confirmed and update.seconds < 20 for update in updates)  # text while it is spoken
     text = live.text
     assert not re.search(r"[.?!,][^\s.?!,]|\s\s|^\s|\s$", text)  # a space after punctuation, one between words
+    # The first seven sentences of long.txt are spoken in its first 25 s. The demo model is weak
+    # (WER ~45 %): the live text is held to offline transcription's errors, within a tolerance.
+    reference = " ".join((LONG_REFERENCE.read_text(encoding="utf-8").splitlines())[:7])
     offline = engine.transcribe(clip).text
-    assert compute_metrics([text], [offline])["wer"] <= 25
-    assert live.finish().text == offline
+    assert compute_metrics([text], [reference])["wer"] <= compute_metrics([offline], [reference])["wer"] + 10
+    # finish(): the engine's normal path over the recording it kept (as 16-bit samples).
+    assert live.finish().text == engine.transcribe((np.clip(clip, -1, 1) * 32767).astype(np.int16)).text

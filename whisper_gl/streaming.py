@@ -286,6 +286,8 @@ class LiveTranscript:
                 text = word.text
                 if index == 0:  # a segment starts a word (the model may open it with the last one's full stop)
                     text = " " + text.lstrip().lstrip(".,;:!?…").lstrip()
+                elif not text[:1].isspace() and segment.words[index - 1].text.rstrip()[-1:] in SENTENCE_END + ",;:":
+                    text = " " + text  # "t.A": the model wrote a new sentence without its space
                 if offset + word.start < speech_end / SAMPLING_RATE and _key(text):
                     words.append(Word(round(offset + word.start, 3), round(offset + word.end, 3), text,
                                       word.probability))
