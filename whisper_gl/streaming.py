@@ -58,6 +58,7 @@ OVERLAP_WORDS = 5  # confirmed words looked for at the start of a new decode
 MATCH_SECONDS = 1.0  # how far a new decode may time a confirmed word from where it was confirmed
 PROMPT_CHARACTERS = 200  # of the confirmed text cut from the buffer (Whisper-Streaming's choice)
 SENTENCE_END = ".?!…"
+PUNCTUATION = SENTENCE_END + ",;:"
 
 
 @dataclass(frozen=True)
@@ -284,10 +285,11 @@ class LiveTranscript:
         for segment in decoded.segments:
             for index, word in enumerate(segment.words):
                 text = word.text
-                if index == 0:  # a segment starts a word (the model may open it with the last one's full stop)
-                    text = " " + text.lstrip().lstrip(".,;:!?…").lstrip()
-                elif not text[:1].isspace() and segment.words[index - 1].text.rstrip()[-1:] in SENTENCE_END + ",;:":
-                    text = " " + text  # "t.A": the model wrote a new sentence without its space
+                previous = segment.words[index - 1].text if index else ""
+                if index == 0 or text.lstrip()[:1] in PUNCTUATION or previous.rstrip()[-1:] in PUNCTUATION:
+                    # A word of its own: a segment's first, one after punctuation ("t.A"), or one that
+                    # opens with the last one's full stop (".O", transformers' alignment).
+                    text = " " + text.lstrip().lstrip(PUNCTUATION).lstrip()
                 if offset + word.start < speech_end / SAMPLING_RATE and _key(text):
                     words.append(Word(round(offset + word.start, 3), round(offset + word.end, 3), text,
                                       word.probability))
