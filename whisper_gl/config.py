@@ -354,8 +354,8 @@ class LiveOptions:
 
     step_seconds: float = field(
         default=0.5,
-        metadata={"help": "Live captions: decode again once this much new audio has arrived (a decode that takes "
-                          "longer simply makes the next step wait for it)."},
+        metadata={"help": "Live captions: decode again once this much new audio has arrived (paced: at least as "
+                          "much as the last decode took)."},
     )
     window_seconds: float = field(
         default=10.0,

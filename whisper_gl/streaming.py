@@ -10,9 +10,13 @@ The policy is LocalAgreement-2 (Macháček et al. 2023, Whisper-Streaming): the 
 settled is held in a buffer and decoded again whenever `step_seconds` of new audio has
 arrived; the words on which two consecutive decodes agree (their common prefix, compared
 without case or punctuation) are confirmed and never change; the rest of the latest decode
-is the tentative tail. Each decode is the engine's (`Transcriber.decode_window`: temperature
-fallback, token budget, loops collapsed) with word timestamps, encoded in a short window
-(`LiveOptions.window_seconds`, which CTranslate2's encoder pays for in proportion).
+is the tentative tail. Each decode is the engine's (`Transcriber.decode_window`: token budget,
+loops collapsed) with word timestamps, greedy at the first temperature (`LiveOptions.beam_size`:
+the agreement of two decodes is the guard that the fallback is offline, at a third of its cost),
+encoded in a short window (`LiveOptions.window_seconds`, which CTranslate2's encoder pays for in
+proportion). Decodes are paced by their own cost (`LiveOptions.paced`): one waits for at least
+as much new audio as the last took to decode, so a busy CPU decodes less often instead of
+falling behind; audio pushed at once (a backlog) is taken a step at a time.
 
 The buffer stays bounded, so an hour costs what a minute does per second of audio: once it
 holds more than `trim_seconds` it is cut at the end of the last segment whose words are all
