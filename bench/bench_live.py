@@ -111,12 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trim", type=float, default=defaults.trim_seconds, help="LiveOptions.trim_seconds")
     parser.add_argument("--no-prompt", action="store_true", help="LiveOptions.prompt=False")
     parser.add_argument("--no-paced", action="store_true", help="LiveOptions.paced=False")
-    parser.add_argument("--beam-size", type=int, default=None, help="decoding beam (default: the engine's)")
+    parser.add_argument("--live-beam", type=int, default=defaults.beam_size, help="LiveOptions.beam_size")
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="the engine's beam: offline and finish() (default: the engine's, 5)")
     parser.add_argument("--language", default="gl", help="forced language (default: %(default)s)")
     parser.add_argument("--show", action="store_true", help="print the live, finish() and offline texts")
     args = parser.parse_args(argv)
     live = LiveOptions(step_seconds=args.step, window_seconds=args.window, trim_seconds=args.trim,
-                       prompt=not args.no_prompt, paced=not args.no_paced)
+                       prompt=not args.no_prompt, paced=not args.no_paced,
+                       beam_size=args.live_beam)
     print(f"{os.cpu_count()} CPUs; chunks of {args.chunk} s; {live}; simulated time charging real decode time")
     print("| model | input | audio s | words | median lag s | p90 lag s | first word s | WER live | WER finish() "
           "| WER offline | decode s / audio s | max buffer s |")
