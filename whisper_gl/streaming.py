@@ -11,18 +11,18 @@ settled is held in a buffer and decoded again whenever `step_seconds` of new aud
 arrived; the words on which two consecutive decodes agree (their common prefix, compared
 without case or punctuation) are confirmed and never change; the rest of the latest decode
 is the tentative tail. Each decode is the engine's (`Transcriber.decode_window`: token budget,
-loops collapsed) with word timestamps, at the first temperature only (the agreement of two decodes is the guard
-that the fallback is offline, at a fraction of its cost) and `LiveOptions.beam_size`,
-encoded in a short window (`LiveOptions.window_seconds`, which CTranslate2's encoder pays for in
-proportion). Decodes are paced by their own cost (`LiveOptions.paced`): one waits for at least
+loops collapsed) with word timestamps, at the first temperature only (the agreement of two
+decodes is the guard that the fallback is offline, at a fraction of its cost) and
+`LiveOptions.beam_size`, encoded in a short window (`LiveOptions.window_seconds`, which
+CTranslate2's encoder pays for in proportion). Decodes are paced by their own cost (`LiveOptions.paced`): one waits for at least
 as much new audio as the last took to decode, so a busy CPU decodes less often instead of
 falling behind; audio pushed at once (a backlog) is taken a step at a time.
 
 The buffer stays bounded, so an hour costs what a minute does per second of audio: once it
 holds more than `trim_seconds` it is cut at the end of the last segment whose words are all
 confirmed, and at a pause once everything in it is confirmed; with `LiveOptions.prompt`, the
-confirmed text that was cut away prompts the next decodes. Near the window's end it is cut at the last confirmed word
-(confirming the tentative words first if none is). Silero VAD keeps silence out: a buffer
+confirmed text that was cut away prompts the next decodes. Near the window's end it is cut at
+the last confirmed word (confirming the tentative words first if none is). Silero VAD keeps silence out: a buffer
 without speech is dropped undecoded (silence and noise give no text), words the model timed
 after the last speech are not kept, and nothing is decoded again until new speech arrives.
 
