@@ -106,19 +106,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds of audio per push, one push every that many seconds (the app's stream_every; "
                              "default: %(default)s)")
     defaults = LiveOptions()
-    parser.add_argument("--step", type=float, default=defaults.step_seconds, help="LiveOptions.step_seconds")
-    parser.add_argument("--window", type=float, default=defaults.window_seconds, help="LiveOptions.window_seconds")
-    parser.add_argument("--trim", type=float, default=defaults.trim_seconds, help="LiveOptions.trim_seconds")
-    parser.add_argument("--no-prompt", action="store_true", help="LiveOptions.prompt=False")
-    parser.add_argument("--no-paced", action="store_true", help="LiveOptions.paced=False")
-    parser.add_argument("--live-beam", type=int, default=defaults.beam_size, help="LiveOptions.beam_size")
+    parser.add_argument("--step", type=float, default=defaults.step_seconds, help="new audio before a decode (LiveOptions.step_seconds; default: %(default)s)")
+    parser.add_argument("--window", type=float, default=defaults.window_seconds, help="the live decodes' window (LiveOptions.window_seconds; default: %(default)s)")
+    parser.add_argument("--trim", type=float, default=defaults.trim_seconds, help="audio held before a cut at a segment end (LiveOptions.trim_seconds; default: %(default)s)")
+    parser.add_argument("--prompt", action=argparse.BooleanOptionalAction, default=defaults.prompt,
+                        help="prompt with the confirmed text cut away (LiveOptions.prompt; default: %(default)s)")
+    parser.add_argument("--paced", action=argparse.BooleanOptionalAction, default=defaults.paced,
+                        help="decode no more often than decoding takes (LiveOptions.paced; default: %(default)s)")
+    parser.add_argument("--live-beam", type=int, default=defaults.beam_size, help="the live decodes' beam (LiveOptions.beam_size; default: %(default)s)")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="the engine's beam: offline and finish() (default: the engine's, 5)")
     parser.add_argument("--language", default="gl", help="forced language (default: %(default)s)")
     parser.add_argument("--show", action="store_true", help="print the live, finish() and offline texts")
     args = parser.parse_args(argv)
     live = LiveOptions(step_seconds=args.step, window_seconds=args.window, trim_seconds=args.trim,
-                       prompt=not args.no_prompt, paced=not args.no_paced,
+                       prompt=args.prompt, paced=args.paced,
                        beam_size=args.live_beam)
     print(f"{os.cpu_count()} CPUs; chunks of {args.chunk} s; {live}; simulated time charging real decode time")
     print("| model | input | audio s | words | median lag s | p90 lag s | first word s | WER live | WER finish() "
