@@ -10,15 +10,19 @@ The policy is LocalAgreement-2 (Macháček et al. 2023, Whisper-Streaming): the 
 settled is held in a buffer and decoded again whenever `step_seconds` of new audio has
 arrived; the words on which two consecutive decodes agree (their common prefix, compared
 without case or punctuation) are confirmed and never change; the rest of the latest decode
-is the tentative tail. Each decode is the engine's (`Transcriber.decode_window`: temperature
-fallback, token budget, loops collapsed) with word timestamps, encoded in a short window
-(`LiveOptions.window_seconds`, which CTranslate2's encoder pays for in proportion).
+is the tentative tail. Each decode is the engine's (`Transcriber.decode_window`: token budget,
+loops collapsed) with word timestamps, at the first temperature only (the agreement of two
+decodes is the guard that the fallback is offline, at a fraction of its cost) and
+`LiveOptions.beam_size`, encoded in a short window (`LiveOptions.window_seconds`, which
+CTranslate2's encoder pays for in proportion). Decodes are paced by their own cost (`LiveOptions.paced`): one waits for at least
+as much new audio as the last took to decode, so a busy CPU decodes less often instead of
+falling behind; audio pushed at once (a backlog) is taken a step at a time.
 
 The buffer stays bounded, so an hour costs what a minute does per second of audio: once it
 holds more than `trim_seconds` it is cut at the end of the last segment whose words are all
-confirmed, and at a pause once everything in it is confirmed; the confirmed text that was cut
-away prompts the next decodes. Near the window's end it is cut at the last confirmed word
-(confirming the tentative words first if none is). Silero VAD keeps silence out: a buffer
+confirmed, and at a pause once everything in it is confirmed; with `LiveOptions.prompt`, the
+confirmed text that was cut away prompts the next decodes. Near the window's end it is cut at
+the last confirmed word (confirming the tentative words first if none is). Silero VAD keeps silence out: a buffer
 without speech is dropped undecoded (silence and noise give no text), words the model timed
 after the last speech are not kept, and nothing is decoded again until new speech arrives.
 
@@ -58,6 +62,7 @@ OVERLAP_WORDS = 5  # confirmed words looked for at the start of a new decode
 MATCH_SECONDS = 1.0  # how far a new decode may time a confirmed word from where it was confirmed
 PROMPT_CHARACTERS = 200  # of the confirmed text cut from the buffer (Whisper-Streaming's choice)
 SENTENCE_END = ".?!…"
+PUNCTUATION = SENTENCE_END + ",;:"
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,8 @@ class LiveTranscript:
                  keep_audio: bool = True, max_seconds: float | None = None):
         self.engine, self.live, self.max_seconds = engine, live, max_seconds
         self._final_decoding = decoding
-        self._decoding = dataclasses.replace(decoding, word_timestamps=True)
+        self._decoding = dataclasses.replace(decoding, word_timestamps=True, beam_size=live.beam_size,
+                                             temperatures=decoding.temperatures[:1])
         self.window = Window.of_seconds(min(live.window_seconds, engine.window.seconds))
         margin = min(WINDOW_MARGIN_SECONDS, self.window.seconds / 3)
         self._max_buffer = round((self.window.seconds - margin) * SAMPLING_RATE)
@@ -145,6 +151,10 @@ class LiveTranscript:
         self._closed = False
         self._result: Transcription | None = None
         self.decodes, self.decode_seconds = 0, 0.0  # for benchmarks: live decodes and their time
+        # A decode waits for at least as much new audio as the last one took to decode: a caller
+        # that pushes every chunk as it arrives then catches up after a slow decode instead of
+        # falling further behind with every step (a 2-core CPU shared by several sessions).
+        self._last_decode_seconds = 0.0
 
     # --- what the caller reads ---------------------------------------------------------
 
@@ -184,9 +194,14 @@ class LiveTranscript:
             before = len(self._confirmed)
             waveform = self._resampled(as_waveform(np.asarray(samples)), sampling_rate)
             room = math.inf if self.max_seconds is None else round(self.max_seconds * SAMPLING_RATE) - self._received
-            self._add(waveform[: max(0, int(min(room, len(waveform))))])
-            if self._undecoded >= self.live.step_seconds * SAMPLING_RATE:
-                self._step(final=False)
+            kept = waveform[: max(0, int(min(room, len(waveform))))]
+            # A long push (a backlog, a file) is taken a step at a time: the buffer never holds
+            # more than one live window, whatever the caller sends at once.
+            piece = round(self.live.step_seconds * SAMPLING_RATE)
+            for start in range(0, len(kept), piece):
+                self._add(kept[start: start + piece])
+                if self._undecoded >= self._step_seconds() * SAMPLING_RATE or len(self._buffer) > self._max_buffer:
+                    self._step(final=False)
             if len(waveform) > room:
                 raise AudioTooLong(MediaLimits(max_seconds=self.max_seconds).too_long())
             return self._update(before)
@@ -230,6 +245,9 @@ class LiveTranscript:
         if self._kept is not None:
             self._kept.append((np.clip(waveform, -1, 1) * 32767).astype(np.int16))
 
+    def _step_seconds(self) -> float:
+        return max(self.live.step_seconds, self._last_decode_seconds) if self.live.paced else self.live.step_seconds
+
     def _step(self, final: bool) -> None:
         """Decode the buffer if it holds new speech, confirm what two decodes agree on, trim."""
         self._undecoded = 0
@@ -261,8 +279,9 @@ class LiveTranscript:
         decoded = self.engine.decode_window(self._buffer, options, self.window)
         if options.forced_language is None and decoded.language:  # detected once, then kept
             self._decoding = dataclasses.replace(self._decoding, language=decoded.language)
+        self._last_decode_seconds = time.perf_counter() - began
         self.decodes += 1
-        self.decode_seconds += time.perf_counter() - began
+        self.decode_seconds += self._last_decode_seconds
         offset = self._offset / SAMPLING_RATE
         self._segment_ends = [(offset + segment.words[-1].end, offset + segment.end)
                               for segment in decoded.segments if segment.words]
@@ -270,8 +289,11 @@ class LiveTranscript:
         for segment in decoded.segments:
             for index, word in enumerate(segment.words):
                 text = word.text
-                if index == 0:  # a segment starts a word (the model may open it with the last one's full stop)
-                    text = " " + text.lstrip().lstrip(".,;:!?…").lstrip()
+                previous = segment.words[index - 1].text if index else ""
+                if index == 0 or text.lstrip()[:1] in PUNCTUATION or previous.rstrip()[-1:] in PUNCTUATION:
+                    # A word of its own: a segment's first, one after punctuation ("t.A"), or one that
+                    # opens with the last one's full stop (".O", transformers' alignment).
+                    text = " " + text.lstrip().lstrip(PUNCTUATION).lstrip()
                 if offset + word.start < speech_end / SAMPLING_RATE and _key(text):
                     words.append(Word(round(offset + word.start, 3), round(offset + word.end, 3), text,
                                       word.probability))
