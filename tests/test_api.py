@@ -138,11 +138,12 @@ def half_minute(examples_dir, tmp_path_factory):
 
 def live_answer(transcriber, path, **settings) -> str:
     """The engine's own live transcript of the upload's audio, fed as the server feeds it."""
-    from whisper_gl.api import STREAM_PUSH_SECONDS
+    from whisper_gl.api import STREAM_LIVE_OPTIONS, STREAM_PUSH_SECONDS
     from whisper_gl.audio import read_audio
 
     waveform = read_audio(path.read_bytes(), max_seconds=60).waveform
-    live, step = transcriber.stream(keep_audio=False, **settings), round(STREAM_PUSH_SECONDS * 16000)
+    live = transcriber.stream(keep_audio=False, live=STREAM_LIVE_OPTIONS, **settings)
+    step = round(STREAM_PUSH_SECONDS * 16000)
     for start in range(0, len(waveform), step):
         live.push(waveform[start: start + step])
     live.close()

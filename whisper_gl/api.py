@@ -44,7 +44,7 @@ from fastapi import (  # FastAPI reads the routes' annotations: they must resolv
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from . import GENERIC_FAILURE, WhisperGLError
-from .config import APP_KINDS, ServeConfig, check_language
+from .config import APP_KINDS, LiveOptions, ServeConfig, check_language
 from .uploads import FORM_OVERHEAD, BodyTooLarge, content_length, counting_receive
 from .window import SAMPLING_RATE
 
@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 API_KEY_ENV = "WHISPER_GL_API_KEY"
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 STREAM_PUSH_SECONDS = 1.0  # of an upload fed at a time to a stream=true request's live transcript
+# An upload is all there: decode every second of it (not paced by the clock), so the same file
+# always streams the same events.
+STREAM_LIVE_OPTIONS = LiveOptions(step_seconds=1.0, paced=False)
 AUDIO_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/translations")
 
 
@@ -265,7 +268,7 @@ class TranscriptionService:
         as fast as it decodes), then `transcript.text.done` with the whole text. A failure midway
         is an `error` event (the status line has gone out)."""
         try:
-            live = self.transcriber.stream(keep_audio=False, **options)
+            live = self.transcriber.stream(keep_audio=False, live=STREAM_LIVE_OPTIONS, **options)
             step = round(STREAM_PUSH_SECONDS * SAMPLING_RATE)
             for start in range(0, len(waveform), step):
                 update = await self._run(live.push, waveform[start: start + step])
