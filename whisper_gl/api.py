@@ -160,7 +160,7 @@ class TranscriptionService:
     async def handle(self, request, *, task: str):
         """One audio request: the key, then a place in the queue, before a byte of the body is read;
         the upload stays in its spooled temporary file until a transcription slot is free. A
-        stream (stream=true) keeps its place, its slot and its upload until its last event."""
+        stream (stream=true) keeps its place and its slot until its last event."""
         self.authorize(request)
         declared = content_length(request.scope)
         if declared is not None and declared > self.config.limits.max_bytes + FORM_OVERHEAD:
@@ -195,7 +195,9 @@ class TranscriptionService:
                 raise ApiError(400, "stream=true sends text events: response_format json or text, no word timestamps",
                                param="stream")
             await held.enter_async_context(self._slots)  # held by the stream until its last event
-            return EventStream(self._events(await self._waveform(upload), options))
+            waveform = await self._waveform(upload)
+            await upload.close()  # decoded: its spooled file need not last as long as the stream
+            return EventStream(self._events(waveform, options))
         async with self._slots:
             waveform = await self._waveform(upload)
             result = await self._run(self.transcriber.transcribe, waveform, **options)
@@ -307,7 +309,7 @@ class TranscriptionService:
 
 class EventStream(StreamingResponse):
     """A text/event-stream response that holds what its request took (a place in the queue, a
-    transcription slot, the upload) until the last event is sent or the client goes away."""
+    transcription slot) until the last event is sent or the client goes away."""
 
     def __init__(self, events):
         super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
