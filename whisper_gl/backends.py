@@ -328,7 +328,7 @@ class CTranslate2Backend:
         for temperature in options.temperatures:
             sampling = (dict(beam_size=options.beam_size) if temperature == 0 else
                         dict(beam_size=1, num_hypotheses=BEST_OF, sampling_topk=0, sampling_temperature=temperature))
-            inputs = encoded if len(pending) == len(seconds) else self.model.encode(features[pending])
+            inputs = encoded if len(pending) == len(seconds) else self._encoded_rows(encoded, features, pending)
             results = self.model.model.generate(
                 inputs, [prompt] * len(pending),
                 max_length=ctranslate2_max_length(len(prompt), max(budgets[i] for i in pending)),
@@ -341,6 +341,16 @@ class CTranslate2Backend:
             if not pending:
                 break
         return best
+
+    def _encoded_rows(self, encoded, features: np.ndarray, rows: list[int]):
+        """The encoder output of some chunks of the batch, for a fallback round: taken from the
+        batch's on a CPU (an encoder pass costs about a second per window on 2 cores, and the
+        encoder is deterministic: the same rows), encoded again where the output is on a GPU."""
+        import ctranslate2
+
+        if encoded.device != "cpu":
+            return self.model.encode(features[rows])
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
 
     @staticmethod
     def _attempt(result, budget: int, tokenizer, timestamps: bool) -> Attempt:
