@@ -25,7 +25,7 @@ from whisper_gl.audio import as_waveform, load_audio
 from whisper_gl.metrics import compute_metrics
 from whisper_gl.subtitles import Segment, Word
 from whisper_gl.transcribe import (Chunk, DecodingOptions, Transcriber, clean_segment, collapse_repetitions,
-                                   default_model, has_speech, joined_speech)
+                                   default_model, has_speech, joined_speech, speech_spans)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GREEDY = dict(beam_size=1, temperatures=(0.0,))
@@ -149,8 +149,9 @@ def test_long_audio_is_transcribed_whole_with_increasing_timestamps(base_model_d
     gave the same segments here and on four emulated CPUs: coverage 0.997, 0.75 of the words read
     (the base writes two words for 48.7-78.7 s), the last segment ending at 124.28 of 124.66 s.
     """
-    engine = Transcriber(base_model_dir, compute_type="float32", temperatures=(0.0,))
-    assert engine.backend == "ctranslate2"  # CTranslate2 on CPU, beam 5 by default
+    engine = Transcriber(base_model_dir, compute_type="float32", temperatures=(0.0,), long_form="sequential",
+                         beam_size=5)
+    assert engine.backend == "ctranslate2"  # CTranslate2 on CPU
     result = engine.transcribe(examples_dir / "long.mp3")
     reference_words = len((examples_dir / "long.txt").read_text().split())
     assert result.duration > 100
@@ -254,6 +255,30 @@ def assert_speech_chunks(result, reference_words: int) -> None:
     assert result.segments[0].start < 2 and result.segments[-1].end > result.duration - 2
     assert sum(s.end - s.start for s in result.segments) > 0.8 * result.duration
     assert 0.6 < len(result.text.split()) / reference_words < 1.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_the_default_cuts_the_text_into_sentences_timed_inside_the_speech(engine, examples_dir, request,
+                                                                        base_model_dir):
+    """The default (batched, timestamps auto = aligned): the speech packed into windows without its
+    pauses, decoded as text, cut into sentences and at pauses, each timed by its aligned words.
+    Structural checks only (the base model's Galician is not judged): cues in order, never
+    overlapping, none across a pause, so none longer than a span of speech plus a word."""
+    model = request.getfixturevalue(engine)
+    engine = Transcriber(base_model_dir, backend=model.backend, **GREEDY)
+    assert (engine.decoding.long_form, engine.decoding.timestamps) == ("batched", "auto")
+    waveform = _excerpt(examples_dir, 45)
+    result = engine.transcribe(waveform)
+    spans = speech_spans(waveform, engine.window.seconds)
+    assert len(joined_speech(spans, engine.window.samples, max_pause=0)) == 2  # 45 s of speech: two windows
+    assert_timed(result, result.duration)
+    assert len(result.segments) >= 4 and all(segment.words == () for segment in result.segments)
+    assert all(a.end <= b.start + 0.01 for a, b in zip(result.segments, result.segments[1:])), result.segments
+    longest_span = max(end - start for start, end in spans) / 16000
+    assert all(segment.end - segment.start <= longest_span + 1.5 for segment in result.segments), \
+        (longest_span, result.segments)
+    assert result.text == " ".join(segment.text for segment in result.segments)
 
 
 @pytest.mark.slow

@@ -106,6 +106,35 @@ class Attempt:
         return (self.passes, not self.repetitive, self.avg_logprob)
 
 
+# A word that is only this punctuation ends a sentence: the next word starts afresh even when the
+# model glued it on ("tempo.Mercamos", "miño?A"), so that the two sentences can be cut apart.
+SENTENCE_ENDS = frozenset(".?!…")
+
+
+@functools.cache
+def _sentence_aware_tokenizer() -> type:
+    """faster-whisper's Tokenizer, with a word that starts with a sentence's final punctuation
+    ("." + "Mercamos": faster-whisper starts a word at punctuation and glues on what follows
+    without a space) cut in two: the punctuation, which its punctuation merging then hands to
+    the word before, and the next sentence's first word."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    class SentenceAwareTokenizer(Tokenizer):
+        def split_tokens_on_spaces(self, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
+            words, word_tokens = [], []
+            for word, pieces in zip(*super().split_tokens_on_spaces(tokens)):
+                first = self.decode(pieces[:1]).strip()
+                if len(pieces) > 1 and first and set(first) <= SENTENCE_ENDS:
+                    words += [self.decode(pieces[:1]), self.decode(pieces[1:])]
+                    word_tokens += [pieces[:1], pieces[1:]]
+                else:
+                    words.append(word)
+                    word_tokens.append(pieces)
+            return words, word_tokens
+
+    return SentenceAwareTokenizer
+
+
 def split_at_timestamps(tokens: list[int], timestamp_begin: int, duration: float) -> list[dict]:
     """Timed pieces of one chunk's tokens: a timestamp after text closes a piece, one before
     text opens the next. Text left unclosed runs to the chunk's end; no timestamps at all make
@@ -279,8 +308,6 @@ class CTranslate2Backend:
 
     def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
                       window: Window | None = None) -> list[Decoded]:
-        from faster_whisper.tokenizer import Tokenizer
-
         # CTranslate2's encoder takes fewer frames than the model's window (a 10 s input costs a
         # ninth of 30 s on a 2-core CPU); the decoder's timestamps then end with the shorter window.
         window = window if window is not None and window.frames < self.window.frames else self.window
@@ -291,7 +318,8 @@ class CTranslate2Backend:
             features = np.stack([self._window_features(chunk, window) for chunk in batch])
             encoded = self.model.encode(features)
             language = language or self._detect_language(encoded)
-            tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, options.task, language)
+            tokenizer = _sentence_aware_tokenizer()(self.model.hf_tokenizer, self.model.model.is_multilingual,
+                                                    options.task, language)
             prompt = self.model.get_prompt(tokenizer, prompt_tokens(tokenizer.encode, options.initial_prompt,
                                                                     self.model.max_length),
                                            without_timestamps=not timestamps)
@@ -529,10 +557,9 @@ class TransformersBackend:
     def _words(self, tokens: list[int], times: list[float], language: str, options: DecodingOptions) -> tuple:
         """Words from transformers' per-token times (the alignment heads' DTW), split and joined
         with punctuation by faster-whisper's rules, as the CTranslate2 backend does."""
-        from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import merge_punctuations
 
-        tokenizer = Tokenizer(self.processor.tokenizer.backend_tokenizer, True, options.task, language)
+        tokenizer = _sentence_aware_tokenizer()(self.processor.tokenizer.backend_tokenizer, True, options.task, language)
         positions = [i for i, token in enumerate(tokens) if token < tokenizer.eot]
         names, word_tokens = tokenizer.split_to_word_tokens([tokens[i] for i in positions] + [tokenizer.eot])
         alignment, first = [], 0

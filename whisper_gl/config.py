@@ -17,10 +17,11 @@ from . import DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
 
 # Allowed values: each tuple is both the flag's `choices` and what the code checks against.
 TASKS = ("transcribe", "translate")
-# "model": the model's own timestamps; "vad": voice-activity chunks decoded without timestamps,
-# timed by their bounds; "auto": the model's timestamps, "vad" when it closes no segment with one
-# or when its window is shorter than Whisper's 30 s.
-TIMESTAMP_MODES = ("auto", "model", "vad")
+# "model": the model's own timestamps; "aligned" (batched decoding): chunks decoded as text only,
+# cut into sentences timed by their aligned words; "vad": voice-activity chunks decoded without
+# timestamps, timed by their bounds; "auto": "aligned" when batched, else "model", and "vad" when
+# the model closes no segment with a timestamp or its window is shorter than Whisper's 30 s.
+TIMESTAMP_MODES = ("auto", "model", "aligned", "vad")
 # "batched": voice-activity chunks of at most one window, decoded batch_size at a time;
 # "sequential": Whisper's long-form algorithm, window after window.
 LONG_FORM_MODES = ("batched", "sequential")
@@ -282,7 +283,11 @@ class DecodingOptions:
         default=DEFAULT_TASK,
         metadata={"help": "transcribe, or translate (into English).", "choices": TASKS},
     )
-    beam_size: int = field(default=5, metadata={"help": "Beam search width per window (1 = greedy, faster)."})
+    beam_size: int = field(
+        default=3,
+        metadata={"help": "Beam search width per chunk or window (1 = greedy, faster). 3: on the demo model, batched, "
+                          "beam 5 was no more accurate and beam 1 clearly less (bench/bench_transcribe.py)."},
+    )
     temperatures: tuple[float, ...] = field(
         default=TEMPERATURES,
         metadata={"help": "Decoding temperatures, tried in order while a window's output is too repetitive or "
@@ -290,18 +295,19 @@ class DecodingOptions:
     )
     timestamps: str = field(
         default="auto",
-        metadata={"help": "Segment times: model (the model's predicted timestamps), vad (voice-activity chunks "
-                          "decoded without timestamps, each timed by its bounds), auto (model, and vad when the "
-                          "model predicts no timestamps or has a window shorter than 30 s).",
+        metadata={"help": "Segment times: model (the model's predicted timestamps, inside each chunk when batched), "
+                          "aligned (batched only: chunks decoded as text only, cut into sentences and at pauses, "
+                          "each timed by aligning its words to the audio), vad (each voice-activity span decoded "
+                          "alone without timestamps, timed by its bounds), auto (aligned when batched, model when "
+                          "sequential; vad when the model predicts no timestamps or has a window shorter than 30 s).",
                   "choices": TIMESTAMP_MODES},
     )
     long_form: str = field(
-        default="sequential",
-        metadata={"help": "How a recording is cut for decoding: sequential (Whisper's long-form algorithm, window "
-                          "after window, each moved by the timestamps predicted in the last) or batched (split at "
-                          "pauses into voice-activity chunks of at most one window, decoded --batch-size at a time, "
-                          "each with its own fallback: the more accurate on the demo model, WER 39.8 against 41.6, "
-                          "but not faster on a 2-core CPU).",
+        default="batched",
+        metadata={"help": "How a recording is cut for decoding: batched (its speech, found by the voice-activity "
+                          "detector, packed into chunks of at most one window, decoded --batch-size at a time, "
+                          "each with its own fallback) or sequential (Whisper's long-form algorithm, window after "
+                          "window, each moved by the timestamps predicted in the last). BATCHED_NUMBERS",
                   "choices": LONG_FORM_MODES},
     )
     batch_size: int = field(
@@ -339,6 +345,9 @@ class DecodingOptions:
             raise WhisperGLError("beam size must be at least 1, with at least one temperature, none below 0")
         if self.batch_size < 1:
             raise WhisperGLError("batch size must be at least 1")
+        if self.timestamps == "aligned" and self.long_form != "batched":
+            raise WhisperGLError("--timestamps aligned needs --long-form batched (sequential decoding follows the "
+                                 "model's timestamps)")
         if self.forced_language is not None:
             check_language(self.forced_language)
 
