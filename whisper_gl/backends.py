@@ -27,7 +27,7 @@ import numpy as np
 
 from . import WhisperGLError
 from .config import DecodingOptions, ModelOptions
-from .subtitles import Segment, Word
+from .transcript import Segment, Word
 from .window import FRAMES_PER_SECOND, SAMPLING_RATE, TIME_PRECISION, Window
 
 logger = logging.getLogger(__name__)
