@@ -14,6 +14,7 @@ import pytest
 from whisper_gl import WhisperGLError
 from whisper_gl.api import API_KEY_ENV, app_kinds, build_server, listen_address
 from whisper_gl.config import ServeConfig
+from whisper_gl.streaming import live_transcript
 
 KEY = "sk-test-0123456789"
 REPO = Path(__file__).resolve().parents[1]
@@ -92,12 +93,17 @@ def test_every_response_format_matches_the_engine(client, server, short, engine)
         result = client.audio.transcriptions.create(model=model, file=audio, language="gl")
     assert result.text == expected.text
     for response_format, check in (("text", lambda out: out.strip() == expected.text),
-                                   ("srt", lambda out: out.strip() == expected.to_srt().strip()),
+                                   ("srt", lambda out: out.strip() == expected.render("srt").strip()),
                                    ("vtt", lambda out: out.startswith("WEBVTT") and "-->" in out)):
         with open(short, "rb") as audio:
             out = client.audio.transcriptions.create(model=model, file=audio, language="gl",
                                                      response_format=response_format)
         assert check(out), (response_format, out)
+    tsv = httpx.post(f"{client.base_url}audio/transcriptions", headers={"Authorization": f"Bearer {client.api_key}"},
+                     data={"model": model, "language": "gl", "response_format": "tsv"},
+                     files={"file": short.read_bytes()}, timeout=120)
+    assert tsv.status_code == 200 and tsv.headers["content-type"].startswith("text/tab-separated-values")
+    assert tsv.text == expected.render("tsv")
     with open(short, "rb") as audio:
         verbose = client.audio.transcriptions.create(model=model, file=audio, language="gl",
                                                      response_format="verbose_json")
@@ -142,7 +148,7 @@ def live_answer(transcriber, path, **settings) -> str:
     from whisper_gl.audio import read_audio
 
     waveform = read_audio(path.read_bytes(), max_seconds=60).waveform
-    live = transcriber.stream(keep_audio=False, live=STREAM_LIVE_OPTIONS, **settings)
+    live = live_transcript(transcriber, keep_audio=False, live=STREAM_LIVE_OPTIONS, **settings)
     step = round(STREAM_PUSH_SECONDS * 16000)
     for start in range(0, len(waveform), step):
         live.push(waveform[start: start + step])
@@ -201,7 +207,7 @@ def test_live_decodes_take_the_shared_slot(engine, half_minute):
     from whisper_gl.audio import read_audio
 
     shared = SharedEngine(engine, 1)
-    live = shared.stream(keep_audio=False, language="gl")
+    live = live_transcript(shared, keep_audio=False, language="gl")
     speech = read_audio(half_minute.read_bytes(), max_seconds=60).waveform[: 6 * 16000]
     pushing = threading.Thread(target=lambda: [live.push(speech[i: i + 8000]) for i in range(0, len(speech), 8000)])
     with shared._slots:

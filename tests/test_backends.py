@@ -8,7 +8,7 @@ import pytest
 from whisper_gl import WhisperGLError, backends
 from whisper_gl.backends import BACKENDS, Decoded, load_backend, register_backend
 from whisper_gl.config import DecodingOptions, ModelOptions
-from whisper_gl.subtitles import Segment
+from whisper_gl.transcript import Segment
 from whisper_gl.transcribe import Transcriber
 from whisper_gl.window import PRETRAINED_WINDOW
 

@@ -3,7 +3,8 @@
     whisper-gl serve --model artifacts/model --apps microphone,file,youtube
 
     POST /v1/audio/transcriptions   multipart, as OpenAI documents it: file, model, language,
-                                    prompt, response_format (json, text, srt, vtt, verbose_json),
+                                    prompt, response_format (json, text, verbose_json, and every
+                                    output format of whisper_gl.transcript: srt, vtt, tsv, ...),
                                     temperature, timestamp_granularities[] (word, segment),
                                     stream (true: server-sent events transcript.text.delta/done)
     POST /v1/audio/translations     the same, into English (Whisper's translate task)
@@ -41,17 +42,21 @@ from fastapi import (  # FastAPI reads the routes' annotations: they must resolv
     FastAPI,
     Request,
 )
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from . import GENERIC_FAILURE, WhisperGLError
 from .config import APP_KINDS, LiveOptions, ServeConfig, check_language
+from .streaming import live_transcript
+from .transcript import FORMATS
 from .uploads import FORM_OVERHEAD, BodyTooLarge, content_length, counting_receive
 from .window import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "WHISPER_GL_API_KEY"
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+# OpenAI's own response formats; every other output format registered in whisper_gl.transcript
+# (srt, vtt, tsv, ...) is served under its name too.
+OPENAI_FORMATS = ("json", "text", "verbose_json")
 STREAM_PUSH_SECONDS = 1.0  # of an upload fed at a time to a stream=true request's live transcript
 # An upload is all there: decode every second of it (not paced by the clock), so the same file
 # always streams the same events.
@@ -184,8 +189,8 @@ class TranscriptionService:
         self.check_model(form.get("model"))
         options = self._options(form, task)
         response_format = form.get("response_format") or "json"
-        if response_format not in RESPONSE_FORMATS:
-            raise ApiError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
+        if response_format not in response_formats():
+            raise ApiError(400, f"response_format must be one of {', '.join(response_formats())}",
                            param="response_format")
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
@@ -270,7 +275,7 @@ class TranscriptionService:
         as fast as it decodes), then `transcript.text.done` with the whole text. A failure midway
         is an `error` event (the status line has gone out)."""
         try:
-            live = self.transcriber.stream(keep_audio=False, live=STREAM_LIVE_OPTIONS, **options)
+            live = live_transcript(self.transcriber, keep_audio=False, live=STREAM_LIVE_OPTIONS, **options)
             step = round(STREAM_PUSH_SECONDS * SAMPLING_RATE)
             for start in range(0, len(waveform), step):
                 update = await self._run(live.push, waveform[start: start + step])
@@ -340,16 +345,20 @@ def _status_of(error: WhisperGLError) -> int:
     return 413 if isinstance(error, AudioTooLong) else 400
 
 
+def response_formats() -> tuple[str, ...]:
+    """OpenAI's formats, then every other registered output format."""
+    return (*OPENAI_FORMATS, *(name for name in FORMATS if name not in OPENAI_FORMATS))
+
+
 def render(result, response_format: str, *, task: str, words: bool = False):
-    """The engine's Transcription in the response format OpenAI's clients expect."""
+    """The engine's Transcription in the response format OpenAI's clients expect (json, text,
+    verbose_json), or in one of the registered output formats."""
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
-    if response_format == "srt":
-        return PlainTextResponse(result.to_srt(), media_type="application/x-subrip")
-    if response_format == "vtt":
-        return PlainTextResponse(result.to_vtt(), media_type="text/vtt")
+    if response_format not in ("json", "verbose_json"):
+        return Response(result.render(response_format), media_type=FORMATS[response_format].media_type)
     usage = {"type": "duration", "seconds": result.duration}
     if response_format == "json":
         return {"text": result.text, "usage": usage}
@@ -413,12 +422,6 @@ class SharedEngine:
         with self._slots:
             return self._transcriber.decode_window(*args, **kwargs)
 
-    def stream(self, *args, **kwargs):
-        """The engine's live transcript, decoding through this wrapper: each of its steps takes a slot."""
-        from .transcribe import Transcriber
-
-        return Transcriber.stream(self, *args, **kwargs)
-
     def __getattr__(self, name):  # model, backend, language, ...: the engine's own
         if name == "_transcriber":  # not set yet (a copy being made): no recursion
             raise AttributeError(name)
@@ -465,9 +468,3 @@ def serve(config: ServeConfig) -> None:
         for kind in app_kinds(config.apps):
             print(f"  {kind} app: http://{host}:{config.port}/{kind}{login}")
         uvicorn.run(server, host=host, port=config.port, log_level="warning")
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("serve", prog="python -m whisper_gl.api")

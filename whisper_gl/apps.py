@@ -36,6 +36,7 @@ import numpy as np
 
 from . import GENERIC_FAILURE, WhisperGLError, shutdown
 from .config import AppConfig, DecodingOptions, MediaLimits, ModelOptions, subset
+from .streaming import live_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def _write_srt(result, folder: Path, stem: str) -> str:
         raise WhisperGLError("the server is shutting down: try again in a minute")
     path = folder / "srt" / uuid.uuid4().hex / f"{stem}.srt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(result.to_srt(), encoding="utf-8")
+    path.write_text(result.render("srt"), encoding="utf-8")
     return str(path)
 
 
@@ -371,7 +372,7 @@ class LiveCaptions:
     def new_session(self) -> LiveSession:
         self.release_idle()
         max_seconds = self.config.limits.max_seconds
-        session = LiveSession(self.transcriber.stream(max_seconds=max_seconds), self.pool, max_seconds)
+        session = LiveSession(live_transcript(self.transcriber, max_seconds=max_seconds), self.pool, max_seconds)
         self.sessions.add(session)
         return session
 

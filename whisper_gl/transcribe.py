@@ -2,7 +2,7 @@
 
     from whisper_gl.transcribe import Transcriber
     result = Transcriber("artifacts/model").transcribe("talk.mp3")
-    print(result.text); open("talk.srt", "w").write(result.to_srt())
+    print(result.text); open("talk.srt", "w").write(result.render("srt"))
 
 It loads a local model folder or a Hub id and picks a backend (whisper_gl.backends): the
 CTranslate2 int8 export (`<model>/ctranslate2`, written by `whisper-gl export`) on CPU when
@@ -24,42 +24,29 @@ Command line:  whisper-gl transcribe PATH... [--output-dir OUT] [--format txt,sr
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
-from .config import MODEL_ENV, DecodingOptions, LiveOptions, ModelOptions
+from .config import MODEL_ENV, DecodingOptions, ModelOptions
 from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
-from .subtitles import Segment, Word, to_srt, to_vtt
+from .transcript import Segment, Transcription, Word
+from .vad import has_speech, is_inaudible, speech_spans
 from .window import SAMPLING_RATE, Window
-
-if TYPE_CHECKING:
-    from .streaming import LiveTranscript
 
 __all__ = ["Segment", "Word", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
 
 logger = logging.getLogger(__name__)
 
-# Pauses that end a voice-activity span: sentence breaks, not breaths.
-VAD_MIN_SILENCE_MS = 500
 TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
-# Shorter than this, quieter than this peak (-60 dBFS), or without speech for the VAD
-# (DecodingOptions.require_speech), there is nothing to transcribe: Whisper would only
-# hallucinate on it ("Mónido de Vígrima." on a 20 s tone), so the engine returns no text.
-MIN_SPEECH_SECONDS = 0.2
-MIN_VOICE_SECONDS = 0.25  # speech the detector must hear before the engine decodes (require_speech)
-SILENCE_PEAK = 1e-3
-VAD_LISTEN_SECONDS = 30.0  # has_speech: the voice-activity detector's window
 # A chunk whose decode stopped with this much voice activity still ahead is decoded on from there.
 MIN_UNHEARD_SECONDS = 1.0
 
@@ -71,41 +58,6 @@ def default_model() -> str:
     if (Path(TRAINED_MODEL_DIR) / "config.json").is_file():
         return TRAINED_MODEL_DIR
     return OFFLINE_BASE_DIR
-
-
-@dataclass
-class Transcription:
-    """Text and timed segments of one recording, with what produced them and how fast."""
-
-    text: str
-    segments: list[Segment]
-    language: str
-    duration: float  # seconds of audio
-    elapsed: float  # seconds spent, audio decoding included
-    backend: str
-    model: str
-
-    @property
-    def real_time_factor(self) -> float:
-        """Processing time over audio time (below 1: faster than real time)."""
-        return self.elapsed / self.duration if self.duration else 0.0
-
-    def to_text(self) -> str:
-        return self.text + "\n" if self.text else ""
-
-    def to_srt(self) -> str:
-        return to_srt(self.segments)
-
-    def to_vtt(self, highlight_words: bool = False) -> str:
-        return to_vtt(self.segments, highlight_words)
-
-    def to_dict(self) -> dict:
-        """Everything but the timing of the run, in plain types (the JSON output)."""
-        return {"text": self.text, "language": self.language, "duration": self.duration, "model": self.model,
-                "backend": self.backend, "segments": [dataclasses.asdict(segment) for segment in self.segments]}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n"
 
 
 def is_degenerate(text: str) -> bool:
@@ -237,11 +189,10 @@ class Transcriber:
         apply to this call only.
         """
         began = time.perf_counter()
-        options = dataclasses.replace(decoding or self.decoding, **settings) if settings else (decoding or self.decoding)
+        options = self.decoding_for(decoding, **settings)
         waveform = as_waveform(audio)
         duration = len(waveform) / SAMPLING_RATE
-        if duration < MIN_SPEECH_SECONDS or not np.isfinite(waveform).all() or np.abs(waveform).max() < SILENCE_PEAK \
-                or (options.require_speech and not has_speech(waveform)):
+        if is_inaudible(waveform) or (options.require_speech and not has_speech(waveform)):
             decoded = Decoded([], options.forced_language or "", predicted_timestamps=False)
         else:
             decoded = self._decode(waveform, options)
@@ -256,22 +207,10 @@ class Transcriber:
             model=self.model,
         )
 
-    def stream(self, decoding: DecodingOptions | None = None, *, live: LiveOptions | None = None,
-               keep_audio: bool = True, max_seconds: float | None = None, **settings) -> "LiveTranscript":
-        """A live transcript of audio that arrives while it is spoken (whisper_gl.streaming):
-
-            live = engine.stream()
-            update = live.push(samples, sampling_rate=48000)   # update.confirmed, update.tentative
-            result = live.finish()                              # the whole recording, decoded again
-
-        `decoding` and keyword settings as for transcribe(); `live`: how often to decode and how
-        much audio to hold (LiveOptions); keep_audio: keep the recording for finish()'s full
-        decode; max_seconds: refuse audio past this length (AudioTooLong).
-        """
-        from .streaming import LiveTranscript
-
-        options = dataclasses.replace(decoding or self.decoding, **settings) if settings else (decoding or self.decoding)
-        return LiveTranscript(self, options, live or LiveOptions(), keep_audio=keep_audio, max_seconds=max_seconds)
+    def decoding_for(self, decoding: DecodingOptions | None = None, **settings) -> DecodingOptions:
+        """The decoding options of one call: `decoding` (default: the engine's), keyword settings over it."""
+        options = decoding or self.decoding
+        return dataclasses.replace(options, **settings) if settings else options
 
     def decode_window(self, waveform: np.ndarray, decoding: DecodingOptions, window: Window | None = None) -> Decoded:
         """Audio no longer than one window, decoded in one pass (no seeking) with the guards of
@@ -389,29 +328,6 @@ def heard(result: Decoded, chunk: Chunk) -> tuple[list[Segment], Chunk | None]:
     return closed, rest
 
 
-def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
-    """(start, end) sample indices of the speech in `waveform`, split at pauses, each at most
-    `max_seconds` long (faster-whisper's Silero voice-activity detector)."""
-    no_onnxruntime_telemetry()
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=VAD_MIN_SILENCE_MS)
-    return [(span["start"], span["end"]) for span in get_speech_timestamps(waveform, options)]
-
-
-def has_speech(waveform: np.ndarray) -> bool:
-    """Whether the voice-activity detector hears speech anywhere in `waveform` (white noise, a
-    tone or music without voice: no). It listens one window at a time and stops at the first
-    speech, so a recording that talks costs one window of VAD (~0.1 s on a 2-core CPU)."""
-    step = int(VAD_LISTEN_SECONDS * SAMPLING_RATE)
-    for start in range(0, len(waveform), step):
-        spans = speech_spans(waveform[start:start + step], VAD_LISTEN_SECONDS)
-        # A blip shorter than a syllable is the detector's noise, not a voice.
-        if sum(end - begin for begin, end in spans) >= MIN_VOICE_SECONDS * SAMPLING_RATE:
-            return True
-    return False
-
-
 def joined_speech(spans: list[tuple[int, int]], max_samples: int) -> list[Chunk]:
     """Neighbouring spans grouped, pauses included, while the whole fits in `max_samples`.
     (Leaving the pauses out packs more speech in a window but made the demo model loop.)"""
@@ -423,14 +339,3 @@ def joined_speech(spans: list[tuple[int, int]], max_samples: int) -> list[Chunk]
             chunks.append([span])
     return [Chunk(tuple(chunk)) for chunk in chunks]
 
-
-def main(argv: list[str] | None = None):
-    from .cli import invoke_verb
-
-    return invoke_verb(("transcribe",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("transcribe", prog="python -m whisper_gl.transcribe")
