@@ -92,7 +92,7 @@ def transcribe(*args: str) -> subprocess.CompletedProcess:
 def test_a_folder_run_writes_every_output_reports_the_failure_and_a_rerun_skips_what_is_done(
         recordings, base_model_dir, tmp_path):
     out = tmp_path / "out"
-    flags = ["--output-dir", str(out), "--format", "txt,srt,vtt,json", "--model", str(base_model_dir),
+    flags = ["--output-dir", str(out), "--format", "txt,srt,vtt,json,tsv", "--model", str(base_model_dir),
              "--beam-size", "1", "--temperatures", "0", "--word-timestamps", "--long-form", "batched"]
     run = transcribe(str(recordings), *flags)
     assert run.returncode == 2, run.stderr
@@ -102,12 +102,15 @@ def test_a_folder_run_writes_every_output_reports_the_failure_and_a_rerun_skips_
     assert run.stderr.strip().splitlines()[-1] == "error: 1 of 5 input(s) failed (listed above)"
     stems = ["short", "nested/clip", "nested/voice memo", "nested/deeper/_odd_name_"]
     for stem in stems:
-        for suffix in ("txt", "srt", "vtt", "json"):
+        for suffix in ("txt", "srt", "vtt", "json", "tsv"):
             assert (out / f"{stem}.{suffix}").stat().st_size > 0, (stem, suffix)
     assert not (out / "corrupt.txt").exists() and not list(out.rglob("*.tmp"))
     transcript = json.loads((out / "short.json").read_text())
     assert transcript["text"] == (out / "short.txt").read_text().strip()
     assert transcript["segments"][0]["words"] and transcript["model"] == str(base_model_dir)
+    header, *rows = (out / "short.tsv").read_text().splitlines()
+    assert header == "start\tend\ttext" and [row.split("\t") for row in rows] == [
+        [str(round(s["start"] * 1000)), str(round(s["end"] * 1000)), s["text"]] for s in transcript["segments"]]
     assert (out / "nested/voice memo.txt").read_text() == (out / "short.txt").read_text()  # the same bytes
     video, short = (out / "nested/clip.txt").read_text(), (out / "short.txt").read_text()  # re-encoded in AAC
     assert compute_metrics([video], [short])["cer"] < 35, (video, short)
@@ -128,13 +131,16 @@ def test_a_folder_run_writes_every_output_reports_the_failure_and_a_rerun_skips_
 @pytest.mark.slow
 def test_one_file_prints_its_transcript_and_bad_paths_are_one_line(base_model_dir, examples_dir, tmp_path):
     run = transcribe(str(examples_dir / "short.mp3"), "--model", str(base_model_dir), "--beam-size", "1",
-                     "--vtt", str(tmp_path / "short.vtt"), "--highlight-words")
+                     "--vtt", str(tmp_path / "short.vtt"), "--highlight-words", "--format", "tsv")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() and "RTF" in run.stderr
+    header, *rows = run.stdout.splitlines()  # the one format asked for, on stdout
+    assert header == "start\tend\ttext" and rows and all(len(row.split("\t")) == 3 for row in rows)
+    assert "RTF" in run.stderr
     assert "<u>" in (tmp_path / "short.vtt").read_text()
     for args, message in (([str(examples_dir)], "a folder or a glob need --output-dir"),
                           ([str(examples_dir / "*.mp3")], "a folder or a glob need --output-dir"),
-                          ([str(examples_dir), "--output-dir", str(tmp_path), "--srt", "x.srt"], "--srt and --vtt")):
+                          ([str(examples_dir), "--output-dir", str(tmp_path), "--srt", "x.srt"], "--srt and --vtt"),
+                          ([str(examples_dir / "short.mp3"), "--format", "txt,srt"], "prints one format")):
         run = transcribe(*args)
         assert run.returncode == 2 and message in run.stderr.strip().splitlines()[-1], run.stderr
 

@@ -158,7 +158,7 @@ def settings_fingerprint(transcriber, config: TranscribeConfig) -> str:
                         for path in model_files),
         "backend": transcriber.backend, "compute_type": transcriber.options.compute_type,
         "decoding": dataclasses.asdict(transcriber.decoding),
-        "outputs": {"format": config.format, "highlight_words": config.highlight_words},
+        "outputs": {"format": config.formats, "highlight_words": config.highlight_words},
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -219,14 +219,18 @@ def load_engine(config: TranscribeConfig):
 
 
 def transcribe_one(config: TranscribeConfig):
-    """The transcript on stdout, the subtitles asked for, the speed on stderr."""
+    """The transcript on stdout (the text, or the one format asked for), the subtitles asked for,
+    the speed on stderr."""
     from .store import atomic_write_text
 
+    if len(config.formats) > 1:
+        raise WhisperGLError("one input without --output-dir prints one format: give one --format, or "
+                             "--output-dir for several")
     result = load_engine(config).transcribe(config.paths[0])
-    print(result.text)
-    for path, render in ((config.srt, result.to_srt), (config.vtt, lambda: result.to_vtt(config.highlight_words))):
+    sys.stdout.write(result.render(config.formats[0], highlight_words=config.highlight_words) or "\n")
+    for path, name in ((config.srt, "srt"), (config.vtt, "vtt")):
         if path:
-            atomic_write_text(path, render())
+            atomic_write_text(path, result.render(name, highlight_words=config.highlight_words))
     print(
         f"[{result.model} | {result.backend} | language {result.language or '?'} | "
         f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
@@ -266,7 +270,7 @@ def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint
     from .store import atomic_write_text
 
     outputs = {name: Path(config.output_dir) / job.output.parent / f"{job.output.name}.{name}"
-               for name in config.format}
+               for name in config.formats}
     try:
         record = {**source_identity(job.source), "settings": fingerprint}
         if not config.overwrite and ledger.is_done(job, record, list(outputs.values())):
@@ -278,10 +282,8 @@ def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint
         summary.failures.append((str(job.source), reason))
         progress.write(f"failed: {job.source}: {reason}", file=sys.stderr)
         return
-    renderers = {"txt": result.to_text, "srt": result.to_srt, "json": result.to_json,
-                 "vtt": lambda: result.to_vtt(config.highlight_words)}
     for name, path in outputs.items():
-        atomic_write_text(path, renderers[name]())
+        atomic_write_text(path, result.render(name, highlight_words=config.highlight_words))
     ledger.add(job, record)
     summary.transcribed += 1
     summary.audio_seconds += result.duration

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 
 from . import DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
+from .sources import described_sources
+from .transcript import FORMATS, output_format
 
 # Allowed values: each tuple is both the flag's `choices` and what the code checks against.
 TASKS = ("transcribe", "translate")
@@ -24,8 +26,6 @@ TIMESTAMP_MODES = ("auto", "model", "vad")
 # "batched": voice-activity chunks of at most one window, decoded batch_size at a time;
 # "sequential": Whisper's long-form algorithm, window after window.
 LONG_FORM_MODES = ("batched", "sequential")
-# What `whisper-gl transcribe --output-dir` writes per input (one file per format).
-OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 APP_KINDS = ("microphone", "file", "youtube")
@@ -391,11 +391,15 @@ class LiveOptions:
             raise WhisperGLError("live options: step, trim and beam must be positive, the window at least 5 s")
 
 
+DEFAULT_OUTPUTS = ("txt", "srt")  # per input into --output-dir, when --format is not given
+
+
 @dataclass
 class TranscribeConfig(DecodingOptions, ModelOptions):
     """`whisper-gl transcribe PATH...`: files, folders and globs through one loaded engine.
 
-    One file without --output-dir: its transcript on stdout (and --srt/--vtt). With --output-dir:
+    One file without --output-dir: its transcript on stdout (the text, or the one --format given;
+    and --srt/--vtt). With --output-dir:
     one output per input and format, the folders' layout mirrored; inputs already transcribed
     with the same model and options are skipped, failures reported and the run goes on.
     """
@@ -412,9 +416,12 @@ class TranscribeConfig(DecodingOptions, ModelOptions):
                           "several inputs). Without it, one file's transcript is printed."},
     )
     format: tuple[str, ...] = field(
-        default=("txt", "srt"),
-        metadata={"help": f"Outputs per input with --output-dir: {', '.join(OUTPUT_FORMATS)} (space- or "
-                          "comma-separated; json has the segments, and the words with --word-timestamps)."},
+        default=(),
+        metadata={"help": "Output formats, space- or comma-separated: "
+                          + "; ".join(f"{f.name} ({f.summary})" for f in FORMATS.values())
+                          + f". Default: {' and '.join(DEFAULT_OUTPUTS)} per input into --output-dir; the text on "
+                          "stdout for one input without it (or the one format given). json has the words with "
+                          "--word-timestamps."},
     )
     highlight_words: bool = field(
         default=False,
@@ -433,9 +440,15 @@ class TranscribeConfig(DecodingOptions, ModelOptions):
         self.format = tuple(dict.fromkeys(name.strip().lower() for item in self.format
                                           for name in item.split(",") if name.strip()))
         for name in self.format:
-            check_choice("format", name, OUTPUT_FORMATS)
+            output_format(name)
         if self.highlight_words:
             self.word_timestamps = True
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """What each input is written as: the formats asked for, else DEFAULT_OUTPUTS into
+        --output-dir, and the text on stdout."""
+        return self.format or (DEFAULT_OUTPUTS if self.output_dir is not None else ("txt",))
 
 
 @dataclass
@@ -614,10 +627,7 @@ class SourceOptions:
 
     dataset: str = field(
         default="Resources/cv-corpus-sample/gl",
-        metadata={"help": "A local Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv) or its "
-                          "cv-corpus-<version>/ parent, a local audiofolder (metadata.csv with file_name and a "
-                          "text column), a Hugging Face Hub dataset id (NAMESPACE/NAME, parquet), or a Mozilla "
-                          "Data Collective dataset id or slug (needs MDC_API_KEY and `pip install datacollective`)."},
+        metadata={"help": f"The speech dataset: {described_sources()}."},
     )
     config: Optional[str] = field(
         default=None,
@@ -741,8 +751,7 @@ class EvaluateConfig(DecodingOptions, ModelOptions, SourceOptions):
 
     dataset: list[str] = field(
         default_factory=lambda: ["Resources/cv-corpus-sample/gl"],
-        metadata={"help": "A test set; repeat the flag for several. Any source of `whisper-gl features` (a Common "
-                          "Voice folder, an audiofolder, a Hub parquet id, a Data Collective id), a features "
+        metadata={"help": f"A test set; repeat the flag for several: {described_sources()}; or a features "
                           "folder (its source's split is evaluated), or one audio/video file with its transcript "
                           "beside it as .txt (a long recording, transcribed whole).", "repeat": True},
     )
