@@ -180,3 +180,34 @@ def test_data_collective_download_is_read_as_common_voice(monkeypatch, tmp_path,
     loaded = load_source("common-voice-scripted-speech-23-0-galician")
     assert calls == [("common-voice-scripted-speech-23-0-galician", {"extract": True})]
     assert _rows(loaded["train"]) == TRAIN and _rows(loaded["validation"]) == DEV and _rows(loaded["test"]) == TEST
+
+
+def test_a_registered_source_is_tried_named_in_errors_and_read(tmp_path, monkeypatch):
+    """A new kind of dataset is one registration in whisper_gl.sources: --dataset finds it, and the
+    errors and the flag's help list it from the registry."""
+    from whisper_gl import sources
+
+    monkeypatch.setattr(sources, "SOURCES", dict(sources.SOURCES))  # the registration ends with the test
+    lists = tmp_path / "clips.list"
+
+    @sources.register_source("list", "a .list file of clip paths and sentences", lambda d: d.endswith(".list"))
+    def _read_list(dataset, request):
+        rows = [line.split("\t") for line in open(dataset, encoding="utf-8").read().splitlines()]
+        return datasets.DatasetDict({split: datasets.Dataset.from_dict(
+            {"audio": [path for path, _ in rows], "sentence": [text for _, text in rows]}) for split in request.wanted})
+
+    lists.write_text("a.mp3\tBos días.\n", encoding="utf-8")
+    assert sources.find_source("ghost.list").name == "list"
+    loaded = load_source(str(lists), {"test": "test"}, optional=())
+    assert [row["sentence"] for row in loaded["test"]] == ["Bos días."]
+    with pytest.raises(WhisperGLError, match="a .list file of clip paths and sentences"):
+        load_source(str(tmp_path))  # an empty folder: not a dataset; the error lists every kind
+    assert "a .list file of clip paths" in sources.described_sources()
+
+
+def test_the_dataset_flag_lists_every_registered_kind():
+    from whisper_gl.config import SourceOptions
+    from whisper_gl.sources import SOURCES
+
+    help_text = SourceOptions.__dataclass_fields__["dataset"].metadata["help"]
+    assert all(source.summary in help_text for source in SOURCES.values())

@@ -1,11 +1,13 @@
 """Where speech datasets come from, read into one shape.
 
-Every loader returns a `datasets.DatasetDict` with the splits "train" and "test" and two
-columns: `audio` (an undecoded `Audio(decode=False)` dict: {"path", "bytes"}) and
-`sentence` (the transcript). Decoding is left to the feature stage (whisper_gl.audio), so a
-missing or corrupt file becomes one rejected clip instead of a failed load.
+Every loader returns a `datasets.DatasetDict` with the splits asked for and two columns:
+`audio` (an undecoded `Audio(decode=False)` dict: {"path", "bytes"}) and `sentence` (the
+transcript). Decoding is left to the feature stage (whisper_gl.audio), so a missing or corrupt
+file becomes one rejected clip instead of a failed load.
 
-Sources, picked from the `--dataset` string:
+The kinds of source are registered below (`@register_source`), in the order they are tried
+on the `--dataset` string; the flag's help and the errors list them from the registry, so a
+new kind is one loader here:
 - a local Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv ...), or its
   `cv-corpus-<version>/` parent holding locale folders;
 - a local audiofolder (metadata.csv/.jsonl with `file_name` and a text column);
@@ -15,19 +17,24 @@ Sources, picked from the `--dataset` string:
 Output splits are built from source splits named in a '+'-separated spec per output split
 (default: train, validation and test as the source has them; the seed joined train + validation
 and selected on test). Common Voice's dev.tsv is "validation".
+
+`datasets` is imported by the loaders only: reading this module (for the registry, or
+--help) costs nothing.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Mapping
-
-import datasets
+from typing import TYPE_CHECKING, Callable, Collection, Mapping
 
 from . import WhisperGLError, error_line
 from .store import HUB_ID, hub_call
+
+if TYPE_CHECKING:
+    import datasets
 
 TEXT_COLUMNS = ("sentence", "text", "transcription")
 AUDIOFOLDER_METADATA = ("metadata.csv", "metadata.jsonl")
@@ -35,23 +42,63 @@ AUDIOFOLDER_SPLIT_DIRS = ("train", "test", "validation", "valid", "dev")
 # Common Voice names its validation split after the file dev.tsv.
 _CV_FILE_OF_SPLIT = {"validation": "dev"}
 
-EXPECTED_LAYOUTS = (
-    "expected a Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv), a "
-    "cv-corpus-<version>/ folder holding one, an audiofolder (metadata.csv with file_name and "
-    "a text column), a Hub dataset id NAMESPACE/NAME, or a Mozilla Data Collective dataset id"
-)
-
-
 # Output split -> the source splits joined into it ('+'-separated); "none" leaves it out.
 DEFAULT_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 NO_SPLIT = "none"
 Wanted = dict[str, tuple[list[str], bool, str]]  # output split -> (source splits, optional, flag)
 
 
+@dataclass(frozen=True)
+class SourceRequest:
+    """What a loader is asked for: the output splits, and how to read the source's columns."""
+
+    wanted: Wanted
+    config: str | None = None  # Hub configuration, or the locale folder of a cv-corpus-<version>/
+    revision: str | None = None
+    audio_column: str = "audio"
+    text_column: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A kind of dataset `--dataset` can name."""
+
+    name: str
+    summary: str  # how a user names one: for --help and errors
+    recognises: Callable[[str], bool]  # whether a --dataset string is one of these
+    load: Callable[[str, SourceRequest], "datasets.DatasetDict"]
+    # Tried after every other kind: it takes any name that is not a local path (a Hub id, a
+    # Data Collective slug), so a kind registered later with a stricter test still gets its turn.
+    fallback: bool = False
+
+
+SOURCES: dict[str, DataSource] = {}
+
+
+def register_source(name: str, summary: str, recognises: Callable[[str], bool], *, fallback: bool = False):
+    """Decorator: `load(dataset, request) -> DatasetDict` reads the sources that `recognises`."""
+
+    def register(load: Callable[[str, SourceRequest], "datasets.DatasetDict"]):
+        SOURCES[name] = DataSource(name, summary, recognises, load, fallback)
+        return load
+
+    return register
+
+
+def described_sources() -> str:
+    """The kinds of dataset there are, in one sentence (for --help and errors)."""
+    return "; ".join(source.summary for source in SOURCES.values())
+
+
+def expected_layouts() -> str:
+    return f"expected {described_sources()}"
+
+
 def load_source(dataset: str, splits: Mapping[str, str] | None = None, *, optional: Collection[str] = ("validation",),
                 config: str | None = None, revision: str | None = None, audio_column: str = "audio",
                 text_column: str | None = None, split_flag: str | None = None) -> datasets.DatasetDict:
-    """Read `dataset` (folder, Hub id or Mozilla Data Collective id) as audio + sentence per output split.
+    """Read `dataset` (folder, Hub id, Mozilla Data Collective id: any registered source) as
+    audio + sentence per output split.
 
     splits: output split -> source splits (default DEFAULT_SPLITS). An output split in `optional`
     that the source lacks is left out with a note; any other missing one is an error, which
@@ -59,27 +106,28 @@ def load_source(dataset: str, splits: Mapping[str, str] | None = None, *, option
     """
     wanted = split_plan(DEFAULT_SPLITS if splits is None else splits)
     wanted = {output: (parts, output in optional, split_flag or f"--{output}-split") for output, parts in wanted.items()}
+    request = SourceRequest(wanted, config=config, revision=revision, audio_column=audio_column,
+                            text_column=text_column)
+    return find_source(dataset).load(dataset, request)
+
+
+def find_source(dataset: str) -> DataSource:
+    """The first registered kind that recognises `dataset` (fallbacks last), or a one-line error
+    saying what was expected."""
+    for source in sorted(SOURCES.values(), key=lambda source: source.fallback):
+        if source.recognises(dataset):
+            return source
     path = Path(dataset).expanduser()
     if path.is_dir():
-        return _load_local(path, wanted, config=config, audio_column=audio_column, text_column=text_column)
+        raise WhisperGLError(f"'{dataset}' is not a dataset folder I know: {expected_layouts()}")
     if path.exists():
-        raise WhisperGLError(f"'{dataset}' is a file, not a dataset folder: {EXPECTED_LAYOUTS}")
-    if HUB_ID.match(dataset):
-        return load_hub(dataset, wanted, config=config, revision=revision,
-                        audio_column=audio_column, text_column=text_column)
-    if "/" in dataset or os.sep in dataset:
-        raise WhisperGLError(f"dataset folder '{dataset}' not found: {EXPECTED_LAYOUTS}")
-    return load_data_collective(dataset.removeprefix("mdc:"), wanted, config=config, text_column=text_column)
+        raise WhisperGLError(f"'{dataset}' is a file, not a dataset folder: {expected_layouts()}")
+    raise WhisperGLError(f"dataset folder '{dataset}' not found: {expected_layouts()}")
 
 
-def _load_local(path: Path, wanted: Wanted, *, config: str | None,
-                audio_column: str, text_column: str | None) -> datasets.DatasetDict:
-    release = find_common_voice_release(path, locale=config)
-    if release is not None:
-        return load_common_voice(release, wanted, text_column=text_column)
-    if is_audiofolder(path):
-        return load_audiofolder(path, wanted, audio_column=audio_column, text_column=text_column)
-    raise WhisperGLError(f"'{path}' is not a dataset folder I know: {EXPECTED_LAYOUTS}")
+def _local_folder(dataset: str) -> Path | None:
+    path = Path(dataset).expanduser()
+    return path if path.is_dir() else None
 
 
 # --- Common Voice release folders ---------------------------------------------------------
@@ -108,6 +156,8 @@ def _is_common_voice_release(folder: Path) -> bool:
 def load_common_voice(folder: Path, wanted: Wanted, *,
                       text_column: str | None = None) -> datasets.DatasetDict:
     """Read a Common Voice locale folder: `path` in the TSVs is relative to clips/."""
+    import datasets
+
     available = {_cv_split_name(tsv.stem): tsv for tsv in folder.glob("*.tsv")}
     text = text_column or "sentence"
 
@@ -137,6 +187,19 @@ def _cv_split_name(file_stem: str) -> str:
     return reverse.get(file_stem, file_stem)
 
 
+def _holds_common_voice(dataset: str) -> bool:
+    folder = _local_folder(dataset)
+    return folder is not None and (_is_common_voice_release(folder)
+                                   or any(_is_common_voice_release(child) for child in folder.iterdir()))
+
+
+@register_source("common-voice", "a Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv) or the "
+                 "cv-corpus-<version>/ folder holding it", _holds_common_voice)
+def _read_common_voice(dataset: str, request: SourceRequest) -> datasets.DatasetDict:
+    release = find_common_voice_release(Path(dataset).expanduser(), locale=request.config)
+    return load_common_voice(release, request.wanted, text_column=request.text_column)
+
+
 # --- audiofolder ---------------------------------------------------------------------------
 
 def is_audiofolder(folder: Path) -> bool:
@@ -148,6 +211,8 @@ def is_audiofolder(folder: Path) -> bool:
 def load_audiofolder(folder: Path, wanted: Wanted, *, audio_column: str = "audio",
                      text_column: str | None = None) -> datasets.DatasetDict:
     """Read an audiofolder with datasets' own builder (split folders, csv or jsonl metadata)."""
+    import datasets
+
     try:
         loaded = datasets.load_dataset("audiofolder", data_dir=str(folder))
     except Exception as error:  # noqa: BLE001 - the builder's errors become one clear line
@@ -157,6 +222,13 @@ def load_audiofolder(folder: Path, wanted: Wanted, *, audio_column: str = "audio
         ) from None
     return _assemble(wanted, set(loaded), lambda split: _standardize(
         loaded[split], audio_column, text_column, where=f"'{folder}' ({split})"), source=str(folder))
+
+
+@register_source("audiofolder", "an audiofolder (metadata.csv with file_name and a text column)",
+                 lambda dataset: _local_folder(dataset) is not None and is_audiofolder(_local_folder(dataset)))
+def _read_audiofolder(dataset: str, request: SourceRequest) -> datasets.DatasetDict:
+    return load_audiofolder(Path(dataset).expanduser(), request.wanted, audio_column=request.audio_column,
+                            text_column=request.text_column)
 
 
 # --- Hugging Face Hub ----------------------------------------------------------------------
@@ -182,6 +254,8 @@ def load_hub(repo_id: str, wanted: Wanted, *, config: str | None = None,
              revision: str | None = None, audio_column: str = "audio",
              text_column: str | None = None) -> datasets.DatasetDict:
     """A parquet dataset on the Hub, e.g. google/fleurs gl_es at revision refs/convert/parquet."""
+    import datasets
+
     check_hub_dataset(repo_id, revision)
     with hub_call(f"listing the splits of '{repo_id}'", hint="; a dataset with several configurations needs --config"):
         names = set(datasets.get_dataset_split_names(repo_id, config, revision=revision))
@@ -192,6 +266,13 @@ def load_hub(repo_id: str, wanted: Wanted, *, config: str | None = None,
         return _standardize(loaded, audio_column, text_column, where=f"'{repo_id}' ({split})")
 
     return _assemble(wanted, names, read, source=repo_id)
+
+
+@register_source("hub", "a Hugging Face Hub dataset id NAMESPACE/NAME (parquet; --config, --revision)",
+                 lambda dataset: not Path(dataset).expanduser().exists() and bool(HUB_ID.match(dataset)), fallback=True)
+def _read_hub(dataset: str, request: SourceRequest) -> datasets.DatasetDict:
+    return load_hub(dataset, request.wanted, config=request.config, revision=request.revision,
+                    audio_column=request.audio_column, text_column=request.text_column)
 
 
 # --- Mozilla Data Collective ---------------------------------------------------------------
@@ -220,8 +301,17 @@ def load_data_collective(dataset_id: str, wanted: Wanted, *, config: str | None 
                              f"({error_line(error)})") from None
     release = _find_release_below(extracted, config)
     if release is None:
-        raise WhisperGLError(f"the download '{extracted}' holds no Common Voice release folder: {EXPECTED_LAYOUTS}")
+        raise WhisperGLError(f"the download '{extracted}' holds no Common Voice release folder: {expected_layouts()}")
     return load_common_voice(release, wanted, text_column=text_column)
+
+
+@register_source("data-collective", "a Mozilla Data Collective dataset id or slug (needs MDC_API_KEY and "
+                 "`pip install datacollective`)",
+                 lambda dataset: not Path(dataset).expanduser().exists() and "/" not in dataset and os.sep not in dataset,
+                 fallback=True)
+def _read_data_collective(dataset: str, request: SourceRequest) -> datasets.DatasetDict:
+    return load_data_collective(dataset.removeprefix("mdc:"), request.wanted, config=request.config,
+                                text_column=request.text_column)
 
 
 def _find_release_below(root: Path, locale: str | None) -> Path | None:
@@ -259,6 +349,8 @@ def split_plan(splits: Mapping[str, str]) -> dict[str, list[str]]:
 def _assemble(wanted: Wanted, available: set[str], read, *,
               source: str) -> datasets.DatasetDict:
     """Join the wanted source splits into the output splits, skipping (and saying) those absent."""
+    import datasets
+
     result = {}
     for output, (parts, optional, flag) in wanted.items():
         present = [part for part in parts if part in available]
@@ -280,6 +372,8 @@ def _assemble(wanted: Wanted, available: set[str], read, *,
 def _standardize(dataset: datasets.Dataset, audio_column: str, text_column: str | None, *,
                  where: str) -> datasets.Dataset:
     """Keep only the audio and transcript columns, named `audio` and `sentence`."""
+    import datasets
+
     columns = dataset.column_names
     if audio_column not in columns:
         raise WhisperGLError(f"{where} has no audio column '{audio_column}' (columns: {', '.join(columns)}); "
