@@ -5,9 +5,10 @@
 
 A field `max_steps` of a config dataclass (whisper_gl.config) is the flag `--max-steps`; its
 `help` metadata is the flag's help, a bool is `--flag / --no-flag`, a tuple takes several
-values, and `choices` limit a value. The top-level doors (`train.py`, `app_file.py`, ...) and
-`python -m whisper_gl.<module>` run the same verbs (`door`). User errors (WhisperGLError)
-become one line on stderr and exit code 2.
+values, and `choices` limit a value. The top-level doors (`train.py`, `app_file.py`, ...) run
+the same verbs (`door`), and `python -m whisper_gl VERB` is this command. This module is the
+top of the package: nothing in it imports it. User errors (WhisperGLError) become one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def invoke(argv: Optional[list[str]] = None) -> Any:
 
 
 def invoke_verb(path: tuple[str, ...], argv: Optional[list[str]] = None, prog: Optional[str] = None) -> Any:
-    """Parse the flags of one verb (a door: train.py, python -m whisper_gl.export, ...) and run it."""
+    """Parse the flags of one verb (a door: train.py, app_file.py, ...) and run it."""
     verb = find_verb(*path)
     parser = config_parser(verb.config, _description(verb), prog)
     return _start(verb, config_from(verb.config, parser.parse_args(argv)))

@@ -293,7 +293,7 @@ def render_readme(app: str, space: str, model: str, hardware: str) -> str:
         f"# {look.title}", "",
         f"{look.short_description}. Model: {model_line}, set by the `{MODEL_VARIABLE}` variable.", "",
         "Deployed from the whisper-gl repository with:", "",
-        f"    python -m whisper_gl.deploy --app {app} --space {space} --model {model}", "",
+        f"    whisper-gl deploy --app {app} --space {space} --model {model}", "",
         "`whisper_gl/` holds only the package modules this app imports; `requirements.txt` only",
         "the inference packages; `packages.txt` installs ffmpeg.",
     ]
@@ -434,15 +434,3 @@ def stage_only(targets: list[Target], model: str, root: Path, hardware: str,
               f"run it: cd {folder} && python app.py")
         staged.append(str(folder))
     return staged
-
-
-def main(argv: list[str] | None = None) -> list[str]:
-    from .cli import invoke_verb
-
-    return invoke_verb(("deploy",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("deploy", prog="python -m whisper_gl.deploy")

@@ -272,9 +272,3 @@ def plot_wer(summaries: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("evaluate", prog="python -m whisper_gl.evaluate")

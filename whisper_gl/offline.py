@@ -8,7 +8,7 @@ list of named arrays, binary version 6) and map every array onto
 like `openai/whisper-base`: weights, WhisperProcessor, GenerationConfig, plus the original
 CTranslate2 model in `ctranslate2/` for the engine's fast CPU path (faster-whisper).
 
-    python -m whisper_gl.offline --output-dir artifacts/whisper-base [--force]
+    whisper-gl offline-model --output-dir artifacts/whisper-base [--force]
 """
 
 from __future__ import annotations
@@ -422,15 +422,3 @@ def run(config: OfflineModelConfig) -> Path:
         print(f"offline base: {config.output_dir} is complete, skipped (--force rebuilds)")
         return Path(config.output_dir)
     return build_base_model(config.output_dir)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    from .cli import invoke_verb
-
-    return invoke_verb(("offline-model",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("offline-model", prog="python -m whisper_gl.offline")

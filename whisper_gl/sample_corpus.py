@@ -6,7 +6,7 @@ Voice's hashed ids). The output is laid out exactly like a Common Voice release
 (`clips/*.mp3` at 48 kHz mono, `train.tsv dev.tsv test.tsv validated.tsv` with its
 columns), so the rest of the pipeline reads it through the same loader as the real thing.
 
-    python -m whisper_gl.sample_corpus --output-dir Resources/cv-corpus-sample/gl [--force]
+    whisper-gl corpus --output-dir Resources/cv-corpus-sample/gl [--force]
 
 It also writes the apps' examples: `short.mp3` (one sentence) and `long.mp3` (about two
 minutes of sentences with pauses, one voice) with their reference texts.
@@ -285,15 +285,3 @@ def run(config: SampleCorpusConfig) -> Path:
     build_examples(config.examples_dir, config.sentences, long_seconds=config.long_example_seconds,
                    workers=config.workers, force=config.force)
     return Path(config.output_dir)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    from .cli import invoke_verb
-
-    return invoke_verb(("corpus",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("corpus", prog="python -m whisper_gl.sample_corpus")
