@@ -399,7 +399,7 @@ def test_command_line_writes_text_and_subtitles(base_model_dir, short, tmp_path)
     path, _ = short
     srt, vtt = tmp_path / "out/short.srt", tmp_path / "out/short.vtt"
     run = subprocess.run(
-        [sys.executable, "-m", "whisper_gl.transcribe", str(path), "--model", str(base_model_dir),
+        [sys.executable, "-m", "whisper_gl", "transcribe", str(path), "--model", str(base_model_dir),
          "--beam-size", "1", "--srt", str(srt), "--vtt", str(vtt)],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
     )
@@ -410,7 +410,7 @@ def test_command_line_writes_text_and_subtitles(base_model_dir, short, tmp_path)
 
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio")
-    run = subprocess.run([sys.executable, "-m", "whisper_gl.transcribe", str(bad), "--model", str(base_model_dir)],
+    run = subprocess.run([sys.executable, "-m", "whisper_gl", "transcribe", str(bad), "--model", str(base_model_dir)],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("error: notes.wav")
