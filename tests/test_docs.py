@@ -111,3 +111,34 @@ def test_the_format_example_renders_lrc(monkeypatch):
     result = Transcription("Bos días. Ata logo.", [Segment(1.5, 3.0, " Bos días."), Segment(61.25, 63.0, " Ata logo.")],
                            "gl", 63.0, 0.1, "clock", "m")
     assert result.render("lrc") == "[00:01.50]Bos días.\n[01:01.25]Ata logo.\n"
+
+
+def defined_names(source: Path) -> set[str]:
+    """Names a module defines or imports at its top level (read from the source, no import)."""
+    import ast
+
+    names = set()
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {target.id for target in targets if isinstance(target, ast.Name)}
+        elif isinstance(node, ast.ImportFrom):
+            names |= {alias.asname or alias.name for alias in node.names}
+    return names
+
+
+def test_every_name_the_pages_cite_exists_in_the_package():
+    """`whisper_gl.X` and `whisper_gl.module.name` in the pages and the README: X is a module of the
+    package or a name of whisper_gl itself, and the name is defined at the module's top level."""
+    pages = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    cited = {match for page in pages for match in re.findall(r"whisper_gl\.(\w+)(?:\.(\w+))?", page.read_text("utf-8"))}
+    assert cited
+    package = defined_names(REPO_ROOT / "whisper_gl/__init__.py")
+    for module, name in sorted(cited):
+        source = REPO_ROOT / "whisper_gl" / f"{module}.py"
+        if not source.is_file():
+            assert module in package and not name, f"whisper_gl.{module} is cited but does not exist"
+            continue
+        assert not name or name in defined_names(source), f"whisper_gl.{module}.{name} is cited but not defined"
