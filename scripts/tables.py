@@ -251,7 +251,9 @@ def _features_per_hour(results: dict) -> str:
              megabytes(ours["bytes/audio hour"] * hours), megabytes(seed["bytes/audio hour"] * hours)]
             for hours in (1, 10, 100, 1000)]
     header = ["corpus", "feature time (this CPU, 1 process)", "features on disk", "the seed's 30 s fp32 features"]
-    return "\n".join([markdown_table(header, rows), "",
+    measured = (f"Measured: {ours['clips/s']:.1f} clips/s, {ours['seconds/audio hour']:.0f} s per hour of audio, "
+                f"{megabytes(ours['bytes/audio hour'])} of features per hour of audio.")
+    return "\n".join([measured, "", markdown_table(header, rows), "",
                       source_note(FEATURES_BENCH, extra=f": measured on {results['audio_seconds'] / 60:.1f} min of "
                                   f"the sample corpus ({machine_note(results)}), scaled linearly")])
 
