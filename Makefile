@@ -6,7 +6,7 @@ CORPUS := Resources/cv-corpus-sample/gl
 FEATURES := artifacts/features
 MODEL := artifacts/model
 
-.PHONY: setup corpus offline-model demo test bench clean
+.PHONY: setup corpus offline-model demo test bench docs tables results clean
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +42,20 @@ bench: corpus offline-model
 	$(PY) bench/bench_features.py
 	$(PY) bench/bench_transcribe.py
 	$(PY) bench/bench_window.py
+
+# The manual (docs/, mkdocs.yml) as a site in site/; --strict: a broken link or anchor fails.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# Every table in README.md and docs/ that comes from a run, rewritten from the committed JSON.
+tables: setup
+	$(PY) scripts/tables.py
+
+# After `make demo`: its evaluation and training JSON into docs/results/, then the tables.
+results: setup
+	cp artifacts/evaluation/metrics.json docs/results/demo-evaluation.json
+	cp artifacts/model/results.json docs/results/demo-training.json
+	$(PY) scripts/tables.py
 
 clean:
 	rm -rf artifacts $(CORPUS) Resources/examples/*.mp3

@@ -120,3 +120,16 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, sample_corpus_dir,
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and re.search(message, last), run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_report_says_why_figures_move_and_with_which_seeds(tmp_path):
+    from whisper_gl.evaluate import reproducibility
+
+    trained, untrained = tmp_path / "trained", tmp_path / "base"
+    trained.mkdir()
+    (trained / "results.json").write_text(json.dumps({"hyperparameters": {"seed": 1234}}))
+    text = reproducibility([str(trained), str(untrained)], {"temperatures": [0.0, 0.2, 0.4]})
+    assert "temperature 0.2, 0.4" in text and "without a fixed seed" in text
+    assert f"`{trained}`: seed 1234" in text and f"`{untrained}`: not trained" in text
+    assert "not bit-identical" in text and "seed 0" in text  # training drift; the bootstrap's seed
+    assert "deterministic here" in reproducibility([str(untrained)], {"temperatures": [0.0]})

@@ -241,8 +241,32 @@ def report_markdown(summaries: list[dict], confusions: dict, decoding: dict, con
     if failed:
         lines += ["", "## Clips that could not be scored", ""]
         lines += [f"- {model} on {dataset}: `{clip}`: {reason}" for model, dataset, clip, reason in failed]
+    lines += ["", "## Why these figures can move between runs", "",
+              reproducibility(list(confusions) or list(dict.fromkeys(s["model"] for s in summaries)), decoding)]
     lines += ["", "Per clip, worst first: `errors.csv`. Machine-readable: `metrics.json`."]
     return "\n".join(lines) + "\n"
+
+
+def reproducibility(models: list[str], decoding: dict) -> str:
+    """What makes another run give other figures, and the seeds these were made with."""
+    sampled = [f"{t:g}" for t in decoding["temperatures"] if t > 0]
+    sampling = (f"decoding at temperature {', '.join(sampled)} (the fallback after a decode that loops or scores "
+                "too low) samples without a fixed seed, as faster-whisper does, so a clip that falls back can come "
+                "out differently" if sampled else "decoding is deterministic here (temperature 0 only)")
+    seeds = "; ".join(f"`{model}`: {_training_seed(model)}" for model in models)
+    return (f"The models and clips being the same, {sampling}; beam search itself is deterministic on one machine, "
+            "but CPUs with other instruction sets (AVX2, AVX-512) round differently. A model fine-tuned on a CPU "
+            "is not bit-identical from one training run to the next even with the same seed (threaded reductions "
+            f"add in another order). Training seeds: {seeds}. The intervals are reproducible: the bootstrap is "
+            f"seeded (seed {BOOTSTRAP_SEED}).")
+
+
+def _training_seed(model: str) -> str:
+    try:
+        results = json.loads((Path(model) / "results.json").read_text(encoding="utf-8"))
+        return f"seed {results['hyperparameters']['seed']} (its results.json)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not trained by whisper-gl train (no results.json)"
 
 
 def plot_wer(summaries: list[dict], path: Path) -> None:
