@@ -71,6 +71,11 @@ class Summary:
     def real_time_factor(self) -> float:
         return self.decoding_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
+    def add_transcribed(self, audio_seconds: float, decoding_seconds: float) -> None:
+        self.transcribed += 1
+        self.audio_seconds += audio_seconds
+        self.decoding_seconds += decoding_seconds
+
     def lines(self) -> list[str]:
         lines = [f"transcribed {self.transcribed} file(s), {self.audio_seconds / 3600:.2f} h of audio in "
                  f"{self.decoding_seconds:.1f} s (RTF {self.real_time_factor:.3f}); skipped {self.already_done} "
@@ -237,22 +242,13 @@ def transcribe_one(config: TranscribeConfig):
 
 
 def transcribe_many(config: TranscribeConfig) -> Summary:
-    from tqdm import tqdm
-
     output_dir = Path(config.output_dir)
     found = plan(config.paths, output_dir)
     summary = Summary(not_media=found.not_media, failures=list(found.failures))
     for path, reason in found.failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     if found.jobs:
-        transcriber = load_engine(config)  # once for the whole run
-        fingerprint, ledger = settings_fingerprint(transcriber, config), Ledger(output_dir)
-        with _terminate_as_exit(), tqdm(total=len(found.jobs), unit="file", desc="transcribing") as progress:
-            for job in found.jobs:
-                _transcribe_job(job, transcriber, config, fingerprint, ledger, summary, progress)
-                progress.update()
-                progress.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
-                                         f"{len(summary.failures)} failed", refresh=False)
+        _transcribe_here(found.jobs, config, summary)
     for line in summary.lines():
         print(line, file=sys.stderr)
     if summary.failures:
@@ -261,35 +257,70 @@ def transcribe_many(config: TranscribeConfig) -> Summary:
     return summary
 
 
+def _transcribe_here(jobs: list[Job], config: TranscribeConfig, summary: Summary) -> None:
+    """In this process, one input after the other, through one engine."""
+    from tqdm import tqdm
+
+    transcriber = load_engine(config)  # once for the whole run
+    fingerprint, ledger = settings_fingerprint(transcriber, config), Ledger(Path(config.output_dir))
+    with terminate_as_exit(), tqdm(total=len(jobs), unit="file", desc="transcribing") as progress:
+        for job in jobs:
+            _transcribe_job(job, transcriber, config, fingerprint, ledger, summary, progress)
+            progress.update()
+            progress.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
+                                     f"{len(summary.failures)} failed", refresh=False)
+
+
 def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint: str, ledger: Ledger,
                     summary: Summary, progress) -> None:
-    from .store import atomic_write_text
-
-    outputs = {name: Path(config.output_dir) / job.output.parent / f"{job.output.name}.{name}"
-               for name in config.format}
     try:
-        record = {**source_identity(job.source), "settings": fingerprint}
-        if not config.overwrite and ledger.is_done(job, record, list(outputs.values())):
+        record = pending_record(job, config, fingerprint, ledger)
+        if record is None:
             summary.already_done += 1
             return
         result = transcriber.transcribe(job.source)
     except Exception as error:  # noqa: BLE001 - one bad input must not end the run; its reason is reported
-        reason = str(error) if isinstance(error, WhisperGLError) else error_line(error)
-        summary.failures.append((str(job.source), reason))
-        progress.write(f"failed: {job.source}: {reason}", file=sys.stderr)
+        summary.failures.append((str(job.source), failure_reason(error)))
+        progress.write(f"failed: {job.source}: {failure_reason(error)}", file=sys.stderr)
         return
+    write_outputs(job, result, config)
+    ledger.add(job, record)
+    summary.add_transcribed(result.duration, result.elapsed)
+
+
+# --- one input: the steps a run on several machines (whisper_gl.cluster) splits between them ---
+
+def output_paths(job: Job, config: TranscribeConfig) -> dict[str, Path]:
+    """Where each format asked for of `job` goes."""
+    return {name: Path(config.output_dir) / job.output.parent / f"{job.output.name}.{name}" for name in config.format}
+
+
+def pending_record(job: Job, config: TranscribeConfig, fingerprint: str, ledger: Ledger) -> dict | None:
+    """The ledger record `job` gets once done; None when the ledger says it is done already
+    (same source, same settings, every output there) and --overwrite is off."""
+    record = {**source_identity(job.source), "settings": fingerprint}
+    if not config.overwrite and ledger.is_done(job, record, list(output_paths(job, config).values())):
+        return None
+    return record
+
+
+def write_outputs(job: Job, result, config: TranscribeConfig) -> None:
+    """Every format asked for, each written atomically (temporary file, then rename)."""
+    from .store import atomic_write_text
+
     renderers = {"txt": result.to_text, "srt": result.to_srt, "json": result.to_json,
                  "vtt": lambda: result.to_vtt(config.highlight_words)}
-    for name, path in outputs.items():
+    for name, path in output_paths(job, config).items():
         atomic_write_text(path, renderers[name]())
-    ledger.add(job, record)
-    summary.transcribed += 1
-    summary.audio_seconds += result.duration
-    summary.decoding_seconds += result.elapsed
+
+
+def failure_reason(error: Exception) -> str:
+    """Why an input failed, in one line."""
+    return str(error) if isinstance(error, WhisperGLError) else error_line(error)
 
 
 @contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
+def terminate_as_exit() -> Iterator[None]:
     """SIGTERM ends the run like Ctrl-C: through the atomic writes' clean-up, so no temporary
     file is left behind (only in the main thread, where Python delivers signals)."""
     import threading
