@@ -268,6 +268,12 @@ class ModelOptions:
         default=1,
         metadata={"help": "CTranslate2: how many calls may decode at the same time.", "cli": False},
     )
+    cpu_threads: int = field(
+        default=0,
+        metadata={"help": "CPU threads of one decode (CTranslate2's intra_threads, torch's threads); 0: the "
+                          "library's default. Set by whoever shares a machine between engines (whisper_gl.cluster).",
+                  "cli": False},
+    )
 
 
 @dataclass
