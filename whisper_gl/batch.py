@@ -37,6 +37,7 @@ GLOB_CHARACTERS = "*?["
 # Characters no file system or shell handles well in a name, and control characters.
 _UNSAFE_CHARACTERS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 MAX_NAME_BYTES = 200  # below every file system's 255, with room for "-2.json"
+NAMED_NOT_DONE = 20  # a stopped run names this many of the inputs it did not reach, then counts the rest
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Summary:
     already_done: int = 0
     not_media: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    not_done: list[str] = field(default_factory=list)  # inputs a stopped run did not reach (whisper_gl.cluster)
     audio_seconds: float = 0.0
     decoding_seconds: float = 0.0
 
@@ -80,7 +82,20 @@ class Summary:
         lines = [f"transcribed {self.transcribed} file(s), {self.audio_seconds / 3600:.2f} h of audio in "
                  f"{self.decoding_seconds:.1f} s (RTF {self.real_time_factor:.3f}); skipped {self.already_done} "
                  f"already done and {self.not_media} that are not audio or video; {len(self.failures)} failed"]
-        return lines + [f"  failed: {path}: {reason}" for path, reason in self.failures]
+        lines += [f"  failed: {path}: {reason}" for path, reason in self.failures]
+        if self.not_done:
+            lines.append(f"{len(self.not_done)} not done (the run stopped first; the same command again does "
+                         "exactly these):")
+            lines += [f"  not done: {path}" for path in self.not_done[:NAMED_NOT_DONE]]
+            if len(self.not_done) > NAMED_NOT_DONE:
+                lines.append(f"  ... and {len(self.not_done) - NAMED_NOT_DONE} more")
+        return lines
+
+    def error(self, inputs: int) -> WhisperGLError | None:
+        """What ends a run in which inputs failed or were not done (None: all went well)."""
+        problems = [f"{len(self.failures)} of {inputs} input(s) failed"] if self.failures else []
+        problems += [f"{len(self.not_done)} not done"] if self.not_done else []
+        return WhisperGLError(f"{', '.join(problems)} (listed above)") if problems else None
 
 
 def safe_name(name: str) -> str:
@@ -203,6 +218,12 @@ def run(config: TranscribeConfig):
     """`whisper-gl transcribe`: one input printed, or many into --output-dir."""
     if not config.paths:
         raise WhisperGLError("give at least one file, folder or glob to transcribe")
+    if config.ray:
+        from .cluster import require_ray
+
+        if config.output_dir is None:
+            raise WhisperGLError("--ray needs --output-dir: a cluster writes one output per input there")
+        require_ray()
     if config.output_dir is not None:
         if config.srt or config.vtt:
             raise WhisperGLError("--srt and --vtt are for one input without --output-dir: use --format srt,vtt")
@@ -247,13 +268,17 @@ def transcribe_many(config: TranscribeConfig) -> Summary:
     summary = Summary(not_media=found.not_media, failures=list(found.failures))
     for path, reason in found.failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
-    if found.jobs:
+    if found.jobs and config.ray:
+        from .cluster import transcribe_jobs
+
+        transcribe_jobs(found.jobs, config, summary)
+    elif found.jobs:
         _transcribe_here(found.jobs, config, summary)
     for line in summary.lines():
         print(line, file=sys.stderr)
-    if summary.failures:
-        total = len(found.jobs) + len(found.failures)
-        raise WhisperGLError(f"{len(summary.failures)} of {total} input(s) failed (listed above)")
+    error = summary.error(len(found.jobs) + len(found.failures))
+    if error:
+        raise error
     return summary
 
 

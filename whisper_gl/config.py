@@ -398,7 +398,39 @@ class LiveOptions:
 
 
 @dataclass
-class TranscribeConfig(DecodingOptions, ModelOptions):
+class ClusterOptions:
+    """Where `whisper-gl transcribe --output-dir` runs: in this process, or on a Ray cluster
+    (whisper_gl.cluster), with how many engines and what each one reserves."""
+
+    ray: Optional[str] = field(
+        default=None,
+        metadata={"help": "Transcribe on a Ray cluster instead of in this process: auto (the cluster this machine "
+                          "joined with `ray start`), local (start one on this machine) or its address (HOST:PORT). "
+                          "The inputs and --output-dir must be on storage every node sees, at the same path. "
+                          "Needs pip install 'whisper-gl[cluster]'.",
+                  "metavar": "ADDRESS"},
+    )
+    actors: Optional[int] = field(
+        default=None,
+        metadata={"help": "With --ray: engines transcribing at the same time, each a Ray actor holding the model "
+                          "loaded once (default: as many as the cluster's nodes hold, given --cpus-per-actor and "
+                          "--gpus-per-actor).", "metavar": "N"},
+    )
+    cpus_per_actor: Optional[float] = field(
+        default=None,
+        metadata={"help": "With --ray: CPUs each actor reserves; its engine decodes with that many threads, so "
+                          "actors never share a core (default: 4 on CPU, at most the largest node's CPUs; with "
+                          "--device cuda, the node's CPUs per GPU, at most 4).", "metavar": "CPUS"},
+    )
+    gpus_per_actor: Optional[float] = field(
+        default=None,
+        metadata={"help": "With --ray: GPUs each actor reserves (default: 1 with --device cuda, else 0; 0.5 puts "
+                          "two actors on one GPU).", "metavar": "GPUS"},
+    )
+
+
+@dataclass
+class TranscribeConfig(ClusterOptions, DecodingOptions, ModelOptions):
     """`whisper-gl transcribe PATH...`: files, folders and globs through one loaded engine.
 
     One file without --output-dir: its transcript on stdout (and --srt/--vtt). With --output-dir:
