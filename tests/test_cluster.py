@@ -86,23 +86,27 @@ def test_half_written_outputs_of_a_killed_actor_are_removed_and_nothing_else(tmp
 
 # --- on a two-node test cluster ---------------------------------------------------------------
 
-def loopback_namespace_reason() -> str | None:
-    """Why a loopback-only network namespace cannot be made here (None: it can)."""
+def namespace_command() -> tuple[list[str], str]:
+    """(`unshare` and its flags for a loopback-only network namespace here, or [] with why not)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs unshare (util-linux) and ip (iproute2)"
-    probe = subprocess.run(["unshare", "-rn", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"`unshare -rn` is not permitted here ({probe.stderr.strip()[:120]}): user namespaces are off"
-    return None
+        return [], "needs unshare (util-linux) and ip (iproute2)"
+    errors = []
+    # A user namespace needs no privilege where they are allowed; root can do without one.
+    for flags in (["-rn"], ["-n"]):
+        probe = subprocess.run(["unshare", *flags, "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["unshare", *flags], ""
+        errors.append(probe.stderr.strip()[:100])
+    return [], f"`unshare -rn` and `unshare -n` are refused here ({'; '.join(errors)})"
 
 
-def run_on_test_cluster(steps: list[dict], tmp_path: Path) -> list[dict]:
+def run_on_test_cluster(steps: list[dict], tmp_path: Path, unshare: list[str]) -> list[dict]:
     """Run tests/cluster_harness.py with `steps` inside a loopback-only network namespace."""
     steps_file, results_file = tmp_path / "steps.json", tmp_path / "results.json"
     steps_file.write_text(json.dumps(steps))
     command = (f"ip link set lo up && exec {sys.executable} {REPO_ROOT / 'tests/cluster_harness.py'} "
                f"{steps_file} {results_file}")
-    harness = subprocess.Popen(["unshare", "-rn", "sh", "-c", command], cwd=REPO_ROOT, start_new_session=True,
+    harness = subprocess.Popen([*unshare, "sh", "-c", command], cwd=REPO_ROOT, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output, _ = harness.communicate(timeout=600)
@@ -146,8 +150,8 @@ def archive(sample_corpus_dir, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_a_two_node_cluster_writes_the_local_outputs_and_nothing_is_lost_with_a_node(
         archive, base_model_dir, tmp_path):
-    reason = loopback_namespace_reason()
-    if reason:
+    unshare, reason = namespace_command()
+    if not unshare:
         pytest.skip(f"Ray's test cluster runs in a loopback-only network namespace: {reason}")
     pytest.importorskip("ray", reason="needs the cluster extra: pip install 'whisper-gl[cluster]'")
     # Greedy at temperature 0 only: deterministic, so the engine gives the same text wherever it runs.
@@ -164,7 +168,7 @@ def test_a_two_node_cluster_writes_the_local_outputs_and_nothing_is_lost_with_a_
     same, lost, rerun, stopped, resumed = run_on_test_cluster(
         [step("same"), step("lost", remove_worker_after=1), step("lost"), step("stopped", terminate_after=2,
                                                                                  add_worker=True),
-         step("stopped")], tmp_path)
+         step("stopped")], tmp_path, unshare)
     stems = sorted(str(Path(path).with_suffix("")) for path in outputs(tmp_path / "local") if path.endswith(".txt"))
     assert len(stems) == 8
 
