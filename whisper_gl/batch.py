@@ -11,6 +11,8 @@ with its fingerprint (the source's size and mtime, the model's files, the option
 rerun after a crash skips what is done (`--overwrite` redoes it). Failures are reported as
 they happen, the run goes on, and a summary ends it (exit code 2 when any input failed).
 One input without --output-dir prints its transcript instead (and --srt / --vtt).
+With --ray ADDRESS the same run (plan, fingerprint, ledger, outputs, summary) is spread over a
+Ray cluster's actors: whisper_gl.cluster, docs/cluster.md.
 """
 
 from __future__ import annotations

@@ -435,7 +435,8 @@ class TranscribeConfig(ClusterOptions, DecodingOptions, ModelOptions):
 
     One file without --output-dir: its transcript on stdout (and --srt/--vtt). With --output-dir:
     one output per input and format, the folders' layout mirrored; inputs already transcribed
-    with the same model and options are skipped, failures reported and the run goes on.
+    with the same model and options are skipped, failures reported and the run goes on. With
+    --ray: the same run on a Ray cluster, one engine per actor (docs/cluster.md).
     """
 
     paths: tuple[str, ...] = field(
