@@ -48,11 +48,12 @@ def require_ray() -> None:
 
 @dataclass(frozen=True)
 class Sizing:
-    """How many actors, and what each one reserves."""
+    """How many actors, and what each one reserves; `room`: how many the cluster holds now."""
 
     actors: int
     cpus: float
     gpus: float
+    room: int
 
     @property
     def threads(self) -> int:
@@ -61,11 +62,24 @@ class Sizing:
 
     def describe(self) -> str:
         gpus = f", {self.gpus:g} GPU" if self.gpus else ""
-        return f"{self.actors} actor(s) of {self.cpus:g} CPU{gpus} ({self.threads} thread(s) each)"
+        waiting = f"; {self.actors - self.room} wait for nodes to join" if self.actors > self.room else ""
+        return f"{self.actors} actor(s) of {self.cpus:g} CPU{gpus} ({self.threads} thread(s) each){waiting}"
 
 
 def size_pool(options: ClusterOptions, device: str, nodes: list[dict[str, float]]) -> Sizing:
     """The pool for `options` on a cluster whose alive nodes hold `nodes` (Ray resources: CPU, GPU)."""
+    gpus = _gpus_per_actor(options, device)
+    cpus = options.cpus_per_actor or _default_cpus_per_actor(nodes, gpus)
+    room = sum(min(math.floor(node.get("CPU", 0) / cpus), math.floor(node.get("GPU", 0) / gpus) if gpus else math.inf)
+               for node in nodes)
+    if room < 1:
+        raise WhisperGLError(f"no node of the Ray cluster has {cpus:g} CPU(s){f' and {gpus:g} GPU(s)' if gpus else ''} "
+                             "for one actor: lower --cpus-per-actor / --gpus-per-actor, or add nodes")
+    return Sizing(options.actors or room, cpus, gpus, room)
+
+
+def _gpus_per_actor(options: ClusterOptions, device: str) -> float:
+    """--gpus-per-actor (default: 1 on CUDA, else 0), the flags checked."""
     gpus = options.gpus_per_actor if options.gpus_per_actor is not None else (1.0 if device == "cuda" else 0.0)
     if gpus < 0 or (options.cpus_per_actor is not None and options.cpus_per_actor <= 0):
         raise WhisperGLError("--cpus-per-actor must be above 0 and --gpus-per-actor at least 0")
@@ -73,17 +87,15 @@ def size_pool(options: ClusterOptions, device: str, nodes: list[dict[str, float]
         raise WhisperGLError("--gpus-per-actor above 0 goes with --device cuda, and --device cuda needs it")
     if options.actors is not None and options.actors < 1:
         raise WhisperGLError("--actors must be at least 1")
-    cpus = options.cpus_per_actor
-    if cpus is None:
-        per_actor = [node.get("CPU", 0) * gpus / node["GPU"] if gpus else node.get("CPU", 0)
-                     for node in nodes if not gpus or node.get("GPU")]
-        cpus = float(max(1, min(DEFAULT_CPUS_PER_ACTOR, math.floor(max(per_actor, default=1)))))
-    fits = sum(min(math.floor(node.get("CPU", 0) / cpus), math.floor(node.get("GPU", 0) / gpus) if gpus else math.inf)
-               for node in nodes)
-    if fits < 1:
-        raise WhisperGLError(f"no node of the Ray cluster has {cpus:g} CPU(s){f' and {gpus:g} GPU(s)' if gpus else ''} "
-                             "for one actor: lower --cpus-per-actor / --gpus-per-actor, or add nodes")
-    return Sizing(options.actors or fits, cpus, gpus)
+    return gpus
+
+
+def _default_cpus_per_actor(nodes: list[dict[str, float]], gpus: float) -> float:
+    """On CPU, DEFAULT_CPUS_PER_ACTOR at most the largest node's CPUs; on GPU, a GPU node's CPUs
+    for each actor's share of its GPUs, at most DEFAULT_CPUS_PER_ACTOR; at least 1."""
+    shares = [node.get("CPU", 0) * gpus / node["GPU"] if gpus else node.get("CPU", 0)
+              for node in nodes if not gpus or node.get("GPU")]
+    return float(max(1, min(DEFAULT_CPUS_PER_ACTOR, math.floor(max(shares, default=1)))))
 
 
 # --- on the cluster ---------------------------------------------------------------------------
@@ -210,6 +222,7 @@ def _run_pool(pending: list[tuple[Job, dict]], config: TranscribeConfig, sizing:
     """The pending jobs through the actor pool; the ledger and `summary` follow the reports."""
     from tqdm import tqdm
 
+    sizing = dataclasses.replace(sizing, actors=min(sizing.actors, len(pending)))  # no idle actor loads a model
     reported, nodes, began = set(), set(), time.monotonic()
     print(f"transcribing {len(pending)} file(s) on Ray: {sizing.describe()}", file=sys.stderr)
     with tqdm(total=len(pending), unit="file", desc="transcribing") as progress:
@@ -240,7 +253,7 @@ def _reports(pending: list[tuple[Job, dict]], config: TranscribeConfig, sizing: 
             for index, (job, _) in enumerate(pending)]
     return ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         TranscribeActor, fn_constructor_kwargs={"config": config}, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(sizing.actors, len(rows))),
+        compute=ray.data.ActorPoolStrategy(size=sizing.actors),
         num_cpus=sizing.cpus, num_gpus=sizing.gpus).iter_rows()
 
 
