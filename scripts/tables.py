@@ -275,6 +275,31 @@ def _model_sizes(results: dict) -> str:
                       f": {results['method']}")])
 
 
+@table("cluster", "bench/results/cluster.json")
+def _cluster(results: dict) -> str:
+    """The Ray sizing table (bench/bench_cluster.py)."""
+    rows, base, every = results["rows"], results["rows"][0], [row for runs in results["all_rounds"] for row in runs]
+    rounds = f", each pool's fastest of {results['rounds']} rounds" if results["rounds"] > 1 else ""
+    lines = [f"Measured by `bench/bench_cluster.py` on {results['date']}: {results['clips']} clips of the sample "
+             f"corpus ({base['audio_seconds']:.0f} s of audio), model `{results['model']}` (CTranslate2 int8), "
+             f"{results['decoding']}, Ray {results['ray']}, one node with {results['cpus']} CPUs ({results['cpu']})"
+             f"{rounds}. The machine was shared with other jobs: load average "
+             f"{min(row['load_before'] for row in every):.1f} to {max(row['load_after'] for row in every):.1f} "
+             f"during the run, on {results['cpus']} cores.",
+             "",
+             "| pool (actors x CPUs) | files / s | files / hour | audio h / hour | audio h per CPU hour | "
+             f"vs {base['actors']} x {base['cpus_per_actor']:g} CPU | first file after | peak MB per actor |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(
+            f"| {row['actors']} x {row['cpus_per_actor']:g} CPU | {row['files_per_second']:.2f} | "
+            f"{row['files_per_second'] * 3600:.0f} | {row['audio_hours_per_hour']:.2f} | "
+            f"{row['audio_hours_per_cpu_hour']:.2f} | {row['files_per_second'] / base['files_per_second']:.2f}x | "
+            f"{row['first_file_seconds']:.0f} s | {max(row['actor_peak_mb'], default=0):.0f} |")
+    lines.append("| 1 x 1 GPU, batched decoding | not measured (no GPU lent) | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
 # --- the generator --------------------------------------------------------------------------------
 
 def page_paths(root: Path = ROOT) -> list[Path]:

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from whisper_gl.batch import LEDGER_NAME, plan, safe_name, settings_fingerprint
+from whisper_gl.batch import plan, safe_name
+from whisper_gl.jobs import LEDGER_NAME, settings_fingerprint
 from whisper_gl.config import DecodingOptions, TranscribeConfig
 from whisper_gl.metrics import compute_metrics
 

@@ -229,7 +229,7 @@ class CTranslate2Backend:
         try:
             # num_workers > 1 lets that many transcribe() calls from different threads run at once.
             self.model = _whisper_model_class()(str(export), device=options.device, compute_type=compute_type,
-                                                num_workers=options.num_workers)
+                                                num_workers=options.num_workers, cpu_threads=options.cpu_threads)
         except (RuntimeError, ValueError, OSError) as error:
             raise WhisperGLError(f"cannot load the CTranslate2 export in '{export}': {error}") from None
         # The window comes from the export's preprocessor_config.json (chunk_length).
@@ -403,6 +403,8 @@ class TransformersBackend:
         except (OSError, ValueError) as error:
             raise WhisperGLError(f"cannot load the transformers model in '{folder}': {error}") from None
         logging.getLogger("transformers.generation.utils").addFilter(_GENERATE_NOISE)
+        if options.cpu_threads:  # for the whole process: torch has no per-model setting
+            torch.set_num_threads(options.cpu_threads)
         self.device = options.device
         # The window comes from the checkpoint (never a hard-coded 30 s).
         self.window = Window.of(self.model.config)

@@ -11,40 +11,30 @@ with its fingerprint (the source's size and mtime, the model's files, the option
 rerun after a crash skips what is done (`--overwrite` redoes it). Failures are reported as
 they happen, the run goes on, and a summary ends it (exit code 2 when any input failed).
 One input without --output-dir prints its transcript instead (and --srt / --vtt).
+With --ray ADDRESS the same run (plan, fingerprint, ledger, outputs, summary) is spread over a
+Ray cluster's actors: whisper_gl.cluster, docs/cluster.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import glob
-import hashlib
-import json
 import os
 import re
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterator
 
-from . import WhisperGLError, error_line
+from . import WhisperGLError
 from .audio import has_audio_stream
-from .config import DecodingOptions, ModelOptions, TranscribeConfig, subset
+from .config import TranscribeConfig
+from .jobs import (Job, Ledger, Summary, failure_reason, load_engine, pending_record, settings_fingerprint,
+                   terminate_as_exit, write_outputs)
 
-LEDGER_NAME = ".whisper-gl-done.jsonl"
 GLOB_CHARACTERS = "*?["
 # Characters no file system or shell handles well in a name, and control characters.
 _UNSAFE_CHARACTERS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 MAX_NAME_BYTES = 200  # below every file system's 255, with room for "-2.json"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input to transcribe and where its outputs go under the output folder (no suffix)."""
-
-    source: Path
-    output: PurePath
 
 
 @dataclass
@@ -54,28 +44,6 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): named but unusable
     not_media: int = 0  # files inside folders or globs that are not audio or video
-
-
-@dataclass
-class Summary:
-    """How a run went: what `whisper-gl transcribe` prints at the end."""
-
-    transcribed: int = 0
-    already_done: int = 0
-    not_media: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    audio_seconds: float = 0.0
-    decoding_seconds: float = 0.0
-
-    @property
-    def real_time_factor(self) -> float:
-        return self.decoding_seconds / self.audio_seconds if self.audio_seconds else 0.0
-
-    def lines(self) -> list[str]:
-        lines = [f"transcribed {self.transcribed} file(s), {self.audio_seconds / 3600:.2f} h of audio in "
-                 f"{self.decoding_seconds:.1f} s (RTF {self.real_time_factor:.3f}); skipped {self.already_done} "
-                 f"already done and {self.not_media} that are not audio or video; {len(self.failures)} failed"]
-        return lines + [f"  failed: {path}: {reason}" for path, reason in self.failures]
 
 
 def safe_name(name: str) -> str:
@@ -146,58 +114,18 @@ def plan(paths: tuple[str, ...], output_dir: Path | None = None) -> Plan:
     return found
 
 
-# --- what is done -----------------------------------------------------------------------------
-
-def settings_fingerprint(transcriber, config: TranscribeConfig) -> str:
-    """Changes with the model's files, the backend and weight type, the decoding options and
-    the outputs asked for: what makes an earlier output stale."""
-    model_files = [path for path in (*transcriber.folder.glob("*"), *transcriber.folder.glob("ctranslate2/*"))
-                   if path.is_file()]
-    settings = {
-        "model": sorted((str(path.relative_to(transcriber.folder)), path.stat().st_size, path.stat().st_mtime_ns)
-                        for path in model_files),
-        "backend": transcriber.backend, "compute_type": transcriber.options.compute_type,
-        "decoding": dataclasses.asdict(transcriber.decoding),
-        "outputs": {"format": config.formats, "highlight_words": config.highlight_words},
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def source_identity(path: Path) -> dict:
-    status = path.stat()
-    return {"source": str(path.resolve()), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
-
-
-class Ledger:
-    """OUT/.whisper-gl-done.jsonl: one line per finished input, appended after its outputs are
-    in place; a line cut by a crash is ignored."""
-
-    def __init__(self, output_dir: Path):
-        self.path = output_dir / LEDGER_NAME
-        self.done: dict[str, dict] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError, TypeError, KeyError):
-                    entry = json.loads(line)
-                    self.done[entry["output"]] = entry
-
-    def is_done(self, job: Job, record: dict, outputs: list[Path]) -> bool:
-        """Finished from the same source with the same settings, and every output still there."""
-        entry = self.done.get(str(job.output), {})
-        return all(entry.get(key) == value for key, value in record.items()) and all(path.is_file() for path in outputs)
-
-    def add(self, job: Job, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as ledger:  # one short write: appended whole
-            ledger.write(json.dumps({**record, "output": str(job.output)}, ensure_ascii=False) + "\n")
-
-
 # --- the command --------------------------------------------------------------------------------
 
 def run(config: TranscribeConfig):
     """`whisper-gl transcribe`: one input printed, or many into --output-dir."""
     if not config.paths:
         raise WhisperGLError("give at least one file, folder or glob to transcribe")
+    if config.ray:
+        from .cluster import require_ray
+
+        if config.output_dir is None:
+            raise WhisperGLError("--ray needs --output-dir: a cluster writes one output per input there")
+        require_ray()
     if config.output_dir is not None:
         if config.srt or config.vtt:
             raise WhisperGLError("--srt and --vtt are for one input without --output-dir: use --format srt,vtt")
@@ -210,12 +138,6 @@ def run(config: TranscribeConfig):
 
 def _is_glob(path: str) -> bool:
     return any(character in path for character in GLOB_CHARACTERS)
-
-
-def load_engine(config: TranscribeConfig):
-    from .transcribe import Transcriber
-
-    return Transcriber(options=subset(ModelOptions, config), decoding=subset(DecodingOptions, config))
 
 
 def transcribe_one(config: TranscribeConfig):
@@ -241,66 +163,53 @@ def transcribe_one(config: TranscribeConfig):
 
 
 def transcribe_many(config: TranscribeConfig) -> Summary:
-    from tqdm import tqdm
-
     output_dir = Path(config.output_dir)
     found = plan(config.paths, output_dir)
     summary = Summary(not_media=found.not_media, failures=list(found.failures))
     for path, reason in found.failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
-    if found.jobs:
-        transcriber = load_engine(config)  # once for the whole run
-        fingerprint, ledger = settings_fingerprint(transcriber, config), Ledger(output_dir)
-        with _terminate_as_exit(), tqdm(total=len(found.jobs), unit="file", desc="transcribing") as progress:
-            for job in found.jobs:
-                _transcribe_job(job, transcriber, config, fingerprint, ledger, summary, progress)
-                progress.update()
-                progress.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
-                                         f"{len(summary.failures)} failed", refresh=False)
+    if found.jobs and config.ray:
+        from .cluster import transcribe_jobs
+
+        transcribe_jobs(found.jobs, config, summary)
+    elif found.jobs:
+        _transcribe_here(found.jobs, config, summary)
     for line in summary.lines():
         print(line, file=sys.stderr)
-    if summary.failures:
-        total = len(found.jobs) + len(found.failures)
-        raise WhisperGLError(f"{len(summary.failures)} of {total} input(s) failed (listed above)")
+    error = summary.error(len(found.jobs) + len(found.failures))
+    if error:
+        raise error
     return summary
+
+
+def _transcribe_here(jobs: list[Job], config: TranscribeConfig, summary: Summary) -> None:
+    """In this process, one input after the other, through one engine."""
+    from tqdm import tqdm
+
+    transcriber = load_engine(config)  # once for the whole run
+    fingerprint, ledger = settings_fingerprint(transcriber, config), Ledger(Path(config.output_dir))
+    with terminate_as_exit(), tqdm(total=len(jobs), unit="file", desc="transcribing") as progress:
+        for job in jobs:
+            _transcribe_job(job, transcriber, config, fingerprint, ledger, summary, progress)
+            progress.update()
+            progress.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
+                                     f"{len(summary.failures)} failed", refresh=False)
 
 
 def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint: str, ledger: Ledger,
                     summary: Summary, progress) -> None:
-    from .store import atomic_write_text
-
-    outputs = {name: Path(config.output_dir) / job.output.parent / f"{job.output.name}.{name}"
-               for name in config.formats}
     try:
-        record = {**source_identity(job.source), "settings": fingerprint}
-        if not config.overwrite and ledger.is_done(job, record, list(outputs.values())):
+        record = pending_record(job, config, fingerprint, ledger)
+        if record is None:
             summary.already_done += 1
             return
         result = transcriber.transcribe(job.source)
     except Exception as error:  # noqa: BLE001 - one bad input must not end the run; its reason is reported
-        reason = str(error) if isinstance(error, WhisperGLError) else error_line(error)
-        summary.failures.append((str(job.source), reason))
-        progress.write(f"failed: {job.source}: {reason}", file=sys.stderr)
+        summary.failures.append((str(job.source), failure_reason(error)))
+        progress.write(f"failed: {job.source}: {failure_reason(error)}", file=sys.stderr)
         return
-    for name, path in outputs.items():
-        atomic_write_text(path, result.render(name, highlight_words=config.highlight_words))
+    write_outputs(job, result, config)
     ledger.add(job, record)
-    summary.transcribed += 1
-    summary.audio_seconds += result.duration
-    summary.decoding_seconds += result.elapsed
+    summary.add_transcribed(result.duration, result.elapsed)
 
 
-@contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """SIGTERM ends the run like Ctrl-C: through the atomic writes' clean-up, so no temporary
-    file is left behind (only in the main thread, where Python delivers signals)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import importlib.util
 import inspect
 import logging
 import sys
@@ -24,7 +23,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from . import WhisperGLError, __version__
+from . import WhisperGLError, __version__, require_extra
 from . import config as configs
 
 Config = TypeVar("Config")
@@ -45,10 +44,7 @@ class Verb:
     needs: tuple[str, ...] = ()  # modules of the `train` extra the verb imports (an inference install lacks them)
 
     def check_installed(self) -> None:
-        missing = [module for module in self.needs if importlib.util.find_spec(module) is None]
-        if missing:
-            raise WhisperGLError(f"whisper-gl {self.name} needs the training extras (missing: {', '.join(missing)}): "
-                                 "pip install 'whisper-gl[train]'")
+        require_extra(f"whisper-gl {self.name}", self.needs, "train")
 
     def run(self, config: Any) -> Any:
         module, function = self.handler.split(":")

@@ -268,6 +268,12 @@ class ModelOptions:
         default=1,
         metadata={"help": "CTranslate2: how many calls may decode at the same time.", "cli": False},
     )
+    cpu_threads: int = field(
+        default=0,
+        metadata={"help": "CPU threads of one decode (CTranslate2's intra_threads, torch's threads); 0: the "
+                          "library's default. Set by whoever shares a machine between engines (whisper_gl.cluster).",
+                  "cli": False},
+    )
 
 
 @dataclass
@@ -395,13 +401,46 @@ DEFAULT_OUTPUTS = ("txt", "srt")  # per input into --output-dir, when --format i
 
 
 @dataclass
-class TranscribeConfig(DecodingOptions, ModelOptions):
+class ClusterOptions:
+    """Where `whisper-gl transcribe --output-dir` runs: in this process, or on a Ray cluster
+    (whisper_gl.cluster), with how many engines and what each one reserves."""
+
+    ray: Optional[str] = field(
+        default=None,
+        metadata={"help": "Transcribe on a Ray cluster instead of in this process: auto (the cluster this machine "
+                          "joined with `ray start`), local (start one on this machine) or its address (HOST:PORT). "
+                          "The inputs and --output-dir must be on storage every node sees, at the same path. "
+                          "Needs pip install 'whisper-gl[cluster]'.",
+                  "metavar": "ADDRESS"},
+    )
+    actors: Optional[int] = field(
+        default=None,
+        metadata={"help": "With --ray: engines transcribing at the same time, each a Ray actor holding the model "
+                          "loaded once (default: as many as the cluster's nodes hold, given --cpus-per-actor and "
+                          "--gpus-per-actor).", "metavar": "N"},
+    )
+    cpus_per_actor: Optional[float] = field(
+        default=None,
+        metadata={"help": "With --ray: CPUs each actor reserves; its engine decodes with that many threads, so "
+                          "actors never share a core (default: 4 on CPU, at most the largest node's CPUs; with "
+                          "--device cuda, the node's CPUs per GPU, at most 4).", "metavar": "CPUS"},
+    )
+    gpus_per_actor: Optional[float] = field(
+        default=None,
+        metadata={"help": "With --ray: GPUs each actor reserves (default: 1 with --device cuda, else 0; 0.5 puts "
+                          "two actors on one GPU).", "metavar": "GPUS"},
+    )
+
+
+@dataclass
+class TranscribeConfig(ClusterOptions, DecodingOptions, ModelOptions):
     """`whisper-gl transcribe PATH...`: files, folders and globs through one loaded engine.
 
     One file without --output-dir: its transcript on stdout (the text, or the one --format given;
     and --srt/--vtt). With --output-dir:
     one output per input and format, the folders' layout mirrored; inputs already transcribed
-    with the same model and options are skipped, failures reported and the run goes on.
+    with the same model and options are skipped, failures reported and the run goes on. With
+    --ray: the same run on a Ray cluster, one engine per actor (docs/cluster.md).
     """
 
     paths: tuple[str, ...] = field(
