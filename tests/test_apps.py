@@ -677,13 +677,16 @@ def test_live_pieces_sent_faster_than_they_are_decoded_are_all_kept(live_caption
     """Gradio hands the stream handler only the latest piece: the handler must queue, not decode."""
     pushed = []  # samples per LiveTranscript.push
 
-    def counted_stream(*args, real_stream=base_transcriber.stream, **kwargs):
-        live = real_stream(*args, **kwargs)
+    from whisper_gl import apps
+    from whisper_gl.streaming import live_transcript
+
+    def counted_stream(*args, **kwargs):
+        live = live_transcript(*args, **kwargs)
         real_push = live.push
         live.push = lambda samples, sampling_rate: pushed.append(len(samples)) or real_push(samples, sampling_rate)
         return live
 
-    monkeypatch.setattr(base_transcriber, "stream", counted_stream)
+    monkeypatch.setattr(apps, "live_transcript", counted_stream)
     captions = live_captions()
     pieces = browser_pieces(short_clip[0], tmp_path / "cache")
     session = None
