@@ -161,6 +161,9 @@ def _shown(value: Any) -> str:
 
 def _help(config_class: type, field: dataclasses.Field, default: Any) -> str:
     text = field.metadata.get("help", "")
+    if "registry" in field.metadata:  # the names registered where config cannot look (below it: a cycle)
+        module, name = field.metadata["registry"].split(":")
+        text = text.format(registered=", ".join(getattr(importlib.import_module(module), name)))
     # A config may describe defaults that depend on other flags (TrainConfig: the preset's values).
     described = getattr(config_class, "default_text", lambda name: None)(field.name)
     if described:

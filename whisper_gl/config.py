@@ -256,8 +256,9 @@ class ModelOptions:
     )
     backend: str = field(
         default="auto",
-        metadata={"help": "auto (the CTranslate2 export in <model>/ctranslate2 on CPU when present, else "
-                          "transformers), ctranslate2 or transformers."},
+        metadata={"help": "auto (the first registered backend that suits the model: the CTranslate2 export in "
+                          "<model>/ctranslate2 on CPU when present, else transformers), or a registered backend: "
+                          "{registered}.", "registry": "whisper_gl.backends:BACKENDS"},
     )
     device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
     compute_type: str = field(
