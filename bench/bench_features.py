@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
@@ -40,6 +41,8 @@ import datasets  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.config import FeatureConfig  # noqa: E402
 from whisper_gl.features import extract_features  # noqa: E402
+from whisper_gl.models import resolve_model  # noqa: E402
+from whisper_gl.paths import BASE_MODEL  # noqa: E402
 from whisper_gl.sources import load_source  # noqa: E402
 
 
@@ -134,10 +137,11 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="Resources/cv-corpus-sample/gl", help="Common Voice release folder")
-    parser.add_argument("--model", default="artifacts/whisper-base", help="Whisper checkpoint (its processor)")
+    parser.add_argument("--dataset", default=str(REPO / "Resources/cv-corpus-sample/gl"), help="Common Voice release folder")
+    parser.add_argument("--model", default=BASE_MODEL, help="Whisper checkpoint: folder or built-in name (its processor)")
     parser.add_argument("--clips", type=int, default=None, help="clips to process (default: all; repeats if more)")
     args = parser.parse_args()
+    args.model = str(resolve_model(args.model))
     datasets.disable_progress_bars()
 
     with tempfile.TemporaryDirectory(prefix="bench_features-") as work:

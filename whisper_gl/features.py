@@ -34,7 +34,8 @@ from .config import FeatureConfig
 from .manifest import FeaturesManifest
 from .sources import NO_SPLIT, check_hub_dataset, load_source
 from .stats import format_length_table, write_length_report
-from .store import HUB_ID, atomic_dir, check_replaceable, hub_call, hub_token, resolve_model
+from .models import resolve_model
+from .store import HUB_ID, atomic_dir, check_replaceable, hub_call, hub_token
 from .window import HOP_LENGTH, MAX_WINDOW_SECONDS, N_FFT, PRETRAINED_WINDOW, SAMPLING_RATE
 
 if TYPE_CHECKING:
@@ -341,8 +342,8 @@ def load_features(location: str | Path) -> tuple[datasets.DatasetDict, FeaturesM
             manifest = FeaturesManifest.read(hf_hub_download(str(location), FeaturesManifest.FILE,
                                                              repo_type="dataset"))
     else:
-        raise WhisperGLError(f"features '{location}' not found: expected a folder written by "
-                             "feature_extraction.py or a Hub dataset id")
+        raise WhisperGLError(f"features '{location}' not found ({Path(location).absolute()}): expected a folder "
+                             "written by `whisper-gl features` or a Hub dataset id")
     if not isinstance(dataset, datasets.DatasetDict) or not {"train", "test"} <= set(dataset):
         raise WhisperGLError(f"'{location}' is not a features DatasetDict with train and test splits")
     return dataset, manifest
