@@ -43,7 +43,7 @@ from whisper_gl.config import FeatureConfig  # noqa: E402
 from whisper_gl.features import extract_features  # noqa: E402
 from whisper_gl.models import resolve_model  # noqa: E402
 from whisper_gl.paths import BASE_MODEL  # noqa: E402
-from whisper_gl.sources import load_source  # noqa: E402
+from whisper_gl.sources import as_dataset_dict, load_source  # noqa: E402
 
 
 def corpus_of(source: Path, clips: int | None, folder: Path) -> tuple[Path, int]:
@@ -74,7 +74,7 @@ def seed_way(corpus: Path, model: str, output: Path, *, numpy: bool) -> None:
 
     extractor = WhisperFeatureExtractor.from_pretrained(model)
     tokenizer = WhisperTokenizer.from_pretrained(model, language="galician", task="transcribe")
-    source = load_source(str(corpus)).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    source = as_dataset_dict(load_source(str(corpus))).cast_column("audio", datasets.Audio(sampling_rate=16000))
 
     def prepare_dataset(batch):
         audio = batch["audio"]

@@ -32,7 +32,7 @@ from . import WhisperGLError, error_line
 from .audio import AudioError, load_audio
 from .config import FeatureConfig
 from .manifest import FeaturesManifest
-from .sources import NO_SPLIT, check_hub_dataset, load_source
+from .sources import NO_SPLIT, as_dataset_dict, check_hub_dataset, load_source
 from .stats import format_length_table, write_length_report
 from .models import resolve_model
 from .store import HUB_ID, atomic_dir, check_replaceable, hub_call, hub_token
@@ -267,8 +267,9 @@ def load_splits(config: FeatureConfig) -> tuple[datasets.DatasetDict, dict[str, 
     without knowing it.
     """
     splits = {"train": config.train_split, "validation": config.validation_split, "test": config.test_split}
-    source = load_source(config.dataset, splits, optional=("validation",), config=config.config,
-                         revision=config.revision, audio_column=config.audio_column, text_column=config.text_column)
+    source = as_dataset_dict(load_source(config.dataset, splits, optional=("validation",), config=config.config,
+                                         revision=config.revision, audio_column=config.audio_column,
+                                         text_column=config.text_column))
     origins = {split: splits[split] for split in source}
     if "validation" not in source and config.validation_split.strip().lower() != NO_SPLIT:
         if not 0 < config.validation_share < 1 or len(source["train"]) < 2:
