@@ -431,7 +431,7 @@ def run(config: OfflineModelConfig) -> Path:
     else:
         build_base_model(folder)
     if folder == home().base_model:
-        print(f"use it with --model {BASE_MODEL} (from any folder)")
+        print(f"use it with --model {BASE_MODEL}, from any folder, while the whisper-gl home is {home().root}")
     else:
         print(f"use it with --model {folder}")
     return folder
