@@ -46,10 +46,10 @@ def _pip_cache() -> str:
                           check=True).stdout.strip()
 
 
-def _run(command: list[str] | str, **kwargs) -> subprocess.CompletedProcess:
+def _run(command: list, **kwargs) -> subprocess.CompletedProcess:
     began = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, **kwargs)
-    shown = command if isinstance(command, str) else " ".join(map(str, command[:4]))
+    shown = command[-1] if command[0] == "bash" else " ".join(Path(str(part)).name for part in command[:4])
     print(f"[{time.perf_counter() - began:5.0f} s] {shown}")
     assert done.returncode == 0, f"{shown}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
