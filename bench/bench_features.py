@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
@@ -49,7 +50,9 @@ import datasets  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.config import FeatureConfig  # noqa: E402
 from whisper_gl.features import extract_features  # noqa: E402
-from whisper_gl.sources import load_source  # noqa: E402
+from whisper_gl.models import resolve_model  # noqa: E402
+from whisper_gl.paths import BASE_MODEL  # noqa: E402
+from whisper_gl.sources import as_dataset_dict, load_source  # noqa: E402
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "features.json"
 
@@ -82,7 +85,7 @@ def seed_way(corpus: Path, model: str, output: Path, *, numpy: bool) -> None:
 
     extractor = WhisperFeatureExtractor.from_pretrained(model)
     tokenizer = WhisperTokenizer.from_pretrained(model, language="galician", task="transcribe")
-    source = load_source(str(corpus)).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    source = as_dataset_dict(load_source(str(corpus))).cast_column("audio", datasets.Audio(sampling_rate=16000))
 
     def prepare_dataset(batch):
         audio = batch["audio"]
@@ -167,11 +170,12 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="Resources/cv-corpus-sample/gl", help="Common Voice release folder")
-    parser.add_argument("--model", default="artifacts/whisper-base", help="Whisper checkpoint (its processor)")
+    parser.add_argument("--dataset", default=str(REPO / "Resources/cv-corpus-sample/gl"), help="Common Voice release folder")
+    parser.add_argument("--model", default=BASE_MODEL, help="Whisper checkpoint: folder or built-in name (its processor)")
     parser.add_argument("--clips", type=int, default=None, help="clips to process (default: all; repeats if more)")
     parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the results (default: %(default)s)")
     args = parser.parse_args()
+    args.model = str(resolve_model(args.model))
     datasets.disable_progress_bars()
 
     with tempfile.TemporaryDirectory(prefix="bench_features-") as work:

@@ -99,7 +99,7 @@ def wer(text: str, reference: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["artifacts/whisper-base", "artifacts/model"],
+    parser.add_argument("--models", nargs="+", default=["base", "fine-tuned"],
                         help="model folders (default: %(default)s)")
     parser.add_argument("--inputs", nargs="+", default=[str(EXAMPLES / "long.mp3"), str(EXAMPLES / "short.mp3")],
                         help="recordings, each with its reference text in a .txt beside it (default: %(default)s)")

@@ -5,7 +5,7 @@
 #  - chromium (with --with-browser): the headless browser tests of the apps
 #  - iproute2 (`ip`): the Ray tests run their cluster in a loopback-only network namespace
 #  - .venv: a virtual environment with this project installed, editable, with its `dev` extras
-#    (training, tests, the offline Whisper base): `.venv/bin/whisper-gl` is the command
+#    (training, tests, the offline Whisper base, the YouTube stack): `.venv/bin/whisper-gl` is the command
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -141,7 +141,10 @@ def test_one_file_prints_its_transcript_and_bad_paths_are_one_line(base_model_di
     for args, message in (([str(examples_dir)], "a folder or a glob need --output-dir"),
                           ([str(examples_dir / "*.mp3")], "a folder or a glob need --output-dir"),
                           ([str(examples_dir), "--output-dir", str(tmp_path), "--srt", "x.srt"], "--srt and --vtt"),
-                          ([str(examples_dir / "short.mp3"), "--format", "txt,srt"], "prints one format")):
+                          ([str(examples_dir / "short.mp3"), "--format", "txt,srt"], "prints one format"),
+                          # before the model loads, with the full path, and for an example the command that makes it
+                          ([str(tmp_path / "gone" / "long.mp3")], f"{tmp_path / 'gone' / 'long.mp3'}: missing file "
+                           "(the example clips are made by `whisper-gl examples`")):
         run = transcribe(*args)
         assert run.returncode == 2 and message in run.stderr.strip().splitlines()[-1], run.stderr
 

@@ -34,7 +34,7 @@ def help_text(*path: str) -> str:
 def test_the_console_script_lists_every_verb_with_one_line():
     assert WHISPER_GL.is_file(), "run scripts/setup.sh: it installs the project (pip install -e .[dev])"
     text = help_text()
-    for verb in ("corpus", "offline-model", "features", "train", "export", "transcribe", "app", "deploy"):
+    for verb in ("examples", "corpus", "offline-model", "features", "train", "export", "transcribe", "app", "deploy"):
         assert re.search(rf"^    {re.escape(verb)}\b", text, re.M), verb
     version = whisper_gl("--version")
     assert version.stdout.strip() == f"whisper-gl {__version__}" and __version__ != "0+unknown"
@@ -109,8 +109,8 @@ def test_a_verb_runs_its_handler_and_bad_input_is_one_line(tmp_path):
     run = whisper_gl("train", "--preset", "smoke", "--features", str(tmp_path / "none"),
                      "--model", str(tmp_path / "none"), cwd=REPO)
     assert run.returncode == 2 and run.stderr.strip().splitlines() == [
-        f"error: features '{tmp_path / 'none'}' not found: expected a folder written by feature_extraction.py "
-        "or a Hub dataset id"]
+        f"error: features '{tmp_path / 'none'}' not found ({tmp_path / 'none'}): expected a folder written by "
+        "`whisper-gl features` or a Hub dataset id"]
 
 
 @pytest.mark.parametrize("door, path", [("train.py", ("train",)), ("feature_extraction.py", ("features",)),
@@ -123,11 +123,23 @@ def test_the_doors_are_the_same_verbs(door, path):
     assert flags(run.stdout) == flags(help_text(*path))
 
 
-def test_a_training_verb_on_an_inference_install_says_what_to_install(monkeypatch):
+@pytest.mark.parametrize("argv, module, extra", [
+    (["features", "--dataset", "nowhere"], "datasets", "train"),
+    (["train", "--features", "nowhere"], "peft", "train"),
+    (["app", "youtube"], "yt_dlp", "youtube"),
+])
+def test_a_verb_of_an_extra_on_the_core_install_says_what_to_install(monkeypatch, argv, module, extra):
     import importlib.util
 
+    from whisper_gl.paths import install_command
+
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
-    with pytest.raises(WhisperGLError, match=r"needs the training extras \(missing: datasets\): pip install "
-                                             r"'whisper-gl\[train\]'"):
-        invoke(["evaluate", "--dataset", "nowhere"])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    with pytest.raises(WhisperGLError) as caught:
+        invoke(argv)
+    assert str(caught.value) == (f"whisper-gl {argv[-1] if argv[0] == 'app' else argv[0]} needs the {extra} extra "
+                                 f"(missing: {module}): {install_command(extra)}")
+
+
+def test_evaluate_needs_no_extra():
+    assert find_verb("evaluate").needs == () and find_verb("transcribe").needs == ()

@@ -54,9 +54,12 @@ def test_ray_needs_an_output_folder_and_says_what_to_install(monkeypatch, tmp_pa
         invoke(["transcribe", "a.mp3", "--ray", "auto"])
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
-    with pytest.raises(WhisperGLError, match=r"^whisper-gl transcribe --ray needs the cluster extra \(Ray\) "
-                                             r"\(missing: ray\): pip install 'whisper-gl\[cluster\]'$"):
+    from whisper_gl.paths import install_command
+
+    with pytest.raises(WhisperGLError) as caught:
         invoke(["transcribe", str(tmp_path), "--output-dir", str(tmp_path / "out"), "--ray", "auto"])
+    assert str(caught.value) == (f"whisper-gl transcribe --ray needs the cluster extra (missing: ray): "
+                                 f"{install_command('cluster')}")
 
 
 def test_a_stopped_run_names_what_it_did_not_do():

@@ -4,6 +4,7 @@ playlists pointing at private addresses, DNS rebinding."""
 
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -260,3 +261,14 @@ def test_dns_rebinding_cannot_reach_a_private_address(sites, monkeypatch, temp_r
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
     message, _ = refused(f"http://rebind.example:{port}/secret.mp3")
     assert message == "links to private or local addresses are not allowed" and hits == []
+
+
+def test_links_on_the_core_install_say_what_to_install():
+    """yt-dlp is the youtube extra's: without it, a link gets one line naming the install."""
+    from whisper_gl.paths import install_command
+
+    run = subprocess.run([sys.executable, "-c", "import sys; sys.modules['yt_dlp'] = None\n"
+                          "from whisper_gl import WhisperGLError\n"
+                          "try:\n    import whisper_gl.download\nexcept WhisperGLError as error:\n    print(error)"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == f"media links need the youtube extra: {install_command('youtube')}", run.stderr

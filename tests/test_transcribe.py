@@ -74,13 +74,15 @@ def test_chunks_join_spans_up_to_a_window_and_place_segments_in_the_recording():
 
 
 def test_default_model_prefers_env_then_trained_model(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WHISPER_GL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("WHISPER_GL_MODEL", raising=False)
-    assert default_model() == "artifacts/whisper-base"
-    (tmp_path / "artifacts/model").mkdir(parents=True)
-    assert default_model() == "artifacts/whisper-base"  # an empty folder is not a trained model
-    (tmp_path / "artifacts/model/config.json").write_text("{}")
-    assert default_model() == "artifacts/model"
+    assert default_model() == "base"
+    (tmp_path / "home/model").mkdir(parents=True)
+    assert default_model() == "base"  # an empty folder is not a trained model
+    (tmp_path / "home/model/config.json").write_text("{}")
+    assert default_model() == "fine-tuned"
+    monkeypatch.chdir(tmp_path / "home/model")
+    assert default_model() == "fine-tuned"  # the same from any folder
     monkeypatch.setenv("WHISPER_GL_MODEL", "me/whisper-small-gl")
     assert default_model() == "me/whisper-small-gl"
 
@@ -88,7 +90,7 @@ def test_default_model_prefers_env_then_trained_model(tmp_path, monkeypatch):
 @pytest.mark.parametrize("option", [{"backend": "onnx"}, {"timestamps": "never"}, {"task": "summarise"}])
 def test_unknown_options_are_refused(option):
     with pytest.raises(WhisperGLError, match="unknown"):
-        Transcriber("artifacts/whisper-base", **option)
+        Transcriber("base", **option)
 
 
 def test_stereo_integer_samples_are_scaled_like_mono():

@@ -7,8 +7,6 @@ the top-level scripts of the repository are thin doors into the same entry point
 
 DEFAULT_LANGUAGE = "gl"
 DEFAULT_TASK = "transcribe"
-ARTIFACTS_DIR = "artifacts"
-OFFLINE_BASE_DIR = "artifacts/whisper-base"
 
 
 def _version() -> str:
@@ -41,17 +39,3 @@ def error_line(error: BaseException | str, limit: int = 200) -> str:
     if lines:
         return lines[0][:limit]
     return "" if isinstance(error, str) else type(error).__name__
-
-
-# The optional parts of the install (pyproject's extras), as a missing one is named to the user.
-EXTRAS = {"train": "the training extras", "cluster": "the cluster extra (Ray)"}
-
-
-def require_extra(who: str, modules: tuple[str, ...], extra: str) -> None:
-    """Raise one line saying what to install when `who` needs modules this install lacks."""
-    from importlib.util import find_spec
-
-    missing = [module for module in modules if find_spec(module) is None]
-    if missing:
-        raise WhisperGLError(f"{who} needs {EXTRAS[extra]} (missing: {', '.join(missing)}): "
-                             f"pip install 'whisper-gl[{extra}]'")

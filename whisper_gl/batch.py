@@ -30,6 +30,7 @@ from .audio import has_audio_stream
 from .config import TranscribeConfig
 from .jobs import (Job, Ledger, Summary, failure_reason, load_engine, pending_record, settings_fingerprint,
                    terminate_as_exit, write_outputs)
+from .paths import missing_file
 
 GLOB_CHARACTERS = "*?["
 # Characters no file system or shell handles well in a name, and control characters.
@@ -133,7 +134,9 @@ def run(config: TranscribeConfig):
     (path,) = config.paths[:1]
     if len(config.paths) > 1 or Path(path).is_dir() or (not Path(path).exists() and _is_glob(path)):
         raise WhisperGLError("several inputs, a folder or a glob need --output-dir")
-    return transcribe_one(config)  # a missing or unreadable file fails there, with its reason
+    if not Path(path).exists():  # said before the model loads, with the full path
+        raise WhisperGLError(missing_file(path))
+    return transcribe_one(config)  # an unreadable file fails there, with its reason
 
 
 def _is_glob(path: str) -> bool:

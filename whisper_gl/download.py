@@ -38,17 +38,20 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-import yt_dlp
-from yt_dlp.networking.exceptions import HTTPError
-
 from . import WhisperGLError, shutdown
-from .config import MediaLimits
+from .config import COOKIES_ENV, MediaLimits
+from .paths import install_command
+
+try:
+    import yt_dlp
+    from yt_dlp.networking.exceptions import HTTPError
+except ImportError:  # the core install: links are the youtube extra's
+    raise WhisperGLError(f"media links need the youtube extra: {install_command('youtube')}") from None
 
 logger = logging.getLogger(__name__)
 
 # "1" lifts the private-address guard; "127.0.0.1:8000,10.0.0.5" lifts it for those addresses only.
 ALLOW_PRIVATE_ENV = "WHISPER_GL_ALLOW_PRIVATE_URLS"
-COOKIES_ENV = "WHISPER_GL_YTDLP_COOKIES"
 SOCKET_TIMEOUT_S = 15  # an unreachable host fails in seconds, not minutes
 PRIVATE_REFUSAL = "links to private or local addresses are not allowed"
 WATCH_INTERVAL_S = 0.25

@@ -17,7 +17,8 @@ from pathlib import Path
 from . import WhisperGLError, error_line
 from .backends import CTRANSLATE2_SUBDIR
 from .config import QUANTIZATIONS, ExportConfig, ModelOptions, check_choice
-from .store import atomic_dir, resolve_model
+from .models import resolve_model
+from .store import atomic_dir
 
 logger = logging.getLogger(__name__)
 

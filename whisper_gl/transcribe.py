@@ -29,14 +29,13 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR
 from .audio import Audio, as_waveform
 from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
-from .config import MODEL_ENV, DecodingOptions, ModelOptions
+from .config import DecodingOptions, ModelOptions
+from .models import default_model, resolve_model
 from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
 from .transcript import Segment, Transcription, Word
 from .vad import has_speech, is_inaudible, speech_spans
@@ -46,18 +45,8 @@ __all__ = ["Segment", "Word", "Transcription", "Transcriber", "default_model", "
 
 logger = logging.getLogger(__name__)
 
-TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
 # A chunk whose decode stopped with this much voice activity still ahead is decoded on from there.
 MIN_UNHEARD_SECONDS = 1.0
-
-
-def default_model() -> str:
-    """WHISPER_GL_MODEL, else the fine-tuned artifacts/model when trained, else the offline base."""
-    if os.environ.get(MODEL_ENV):
-        return os.environ[MODEL_ENV]
-    if (Path(TRAINED_MODEL_DIR) / "config.json").is_file():
-        return TRAINED_MODEL_DIR
-    return OFFLINE_BASE_DIR
 
 
 def is_degenerate(text: str) -> bool:
@@ -150,7 +139,7 @@ class Transcriber:
         Transcriber("artifacts/model", beam_size=1, language="es")
         Transcriber(options=ModelOptions(device="cuda"), decoding=DecodingOptions(task="translate"))
 
-    model: local folder or Hub id (default: options.model, else `default_model()`).
+    model: local folder, Hub id or built-in name (default: options.model, else `default_model()`).
     options / decoding: how to load and how to decode; keyword settings override their fields
     (backend, device, compute_type, num_workers; language, task, beam_size, temperatures,
     timestamps, vad_filter: see whisper_gl.config).
@@ -158,8 +147,6 @@ class Transcriber:
 
     def __init__(self, model: str | os.PathLike | None = None, *, options: ModelOptions | None = None,
                  decoding: DecodingOptions | None = None, **settings):
-        from .store import resolve_model
-
         passive_openmp_waits()  # before torch or CTranslate2 load, when nothing has loaded them yet
         no_onnxruntime_telemetry()  # before the VAD loads onnxruntime
         model_settings, decoding_settings = _split_settings(settings)
