@@ -294,6 +294,37 @@ def _ffmpeg_reason(message: str) -> str:
     return line.split(".cpp:", 1)[-1].lstrip("0123456789, ").strip()
 
 
+# What audio and video files are called, and how they begin: a file that claims to be media by
+# its name or its first bytes and does not decode is a broken recording, not some other file.
+MEDIA_SUFFIXES = frozenset(
+    "3g2 3gp aac ac3 aif aifc aiff amr ape asf au avi caf dts eac3 f4a f4v flac flv m2ts m4a m4b m4v mka "
+    "mkv mov mp2 mp3 mp4 mpa mpeg mpg mts mxf oga ogg ogv opus qt ra rm snd spx ts vob wav wave weba webm "
+    "wma wmv wv".split())
+_MEDIA_SIGNATURES = (
+    (0, b"RIFF"), (0, b"RIFX"), (0, b"RF64"), (0, b"ID3"), (0, b"fLaC"), (0, b"OggS"), (0, b"\x1aE\xdf\xa3"),  # Matroska/WebM
+    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (0, b"FORM"), (0, b".snd"), (0, b"#!AMR"), (0, b"caff"),
+    (0, b"FLV"), (0, b"0&\xb2u\x8ef\xcf\x11"), (0, b"MAC "), (0, b"wvpk"), (0, b"\x00\x00\x01\xba"),  # ASF, APE, WavPack, MPEG-PS
+    (0, b"\xff\xfb"), (0, b"\xff\xfa"), (0, b"\xff\xf3"), (0, b"\xff\xf2"), (0, b"\xff\xe3"),  # MPEG audio layer III
+    (0, b"\xff\xf1"), (0, b"\xff\xf9"),  # AAC in ADTS
+)
+
+
+def claims_media(path: str | os.PathLike) -> bool:
+    """Whether a file says it is audio or video, by its extension or its first bytes (never
+    decoded here): what tells a broken recording from a file that is simply something else."""
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") in MEDIA_SUFFIXES:
+        return True
+    if not path.is_file():  # a device or a pipe could block a read for ever
+        return False
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError:
+        return False
+    return any(head[offset: offset + len(signature)] == signature for offset, signature in _MEDIA_SIGNATURES)
+
+
 def has_audio_stream(path: str | os.PathLike) -> bool:
     """Whether FFmpeg finds an audio stream in the file, judged by its content (never its name):
     how audio and video files are told from the rest of a folder without decoding them. A file

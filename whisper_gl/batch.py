@@ -4,8 +4,11 @@
 
 Inputs: named files are always attempted (one that does not decode is a failure); folders are
 searched recursively and globs expanded, and there audio and video are told from other files
-by content (FFmpeg finds an audio stream: `audio.has_audio_stream`); the rest is skipped and
-counted. Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
+by content (FFmpeg finds an audio stream: `audio.has_audio_stream`). A file found there that
+claims to be audio or video (its extension or its first bytes: `audio.claims_media`) and has no
+audio stream is a failure too: a broken recording is never lost silently. The rest is skipped,
+and named: in the summary and in OUT/.whisper-gl-skipped.tsv. Every name printed is escaped
+(`printable`), so a newline in a file name cannot forge a line of the report. Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
 each written atomically. A ledger (OUT/.whisper-gl-done.jsonl) records every finished input
 with its fingerprint (the source's size and mtime, the model's files, the options), so a
 rerun after a crash skips what is done (`--overwrite` redoes it). Failures are reported as
@@ -24,15 +27,19 @@ import os
 import re
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterator
 
 from . import WhisperGLError, error_line
-from .audio import has_audio_stream
+from .audio import EMPTY_FILE, NOT_AUDIO, claims_media, has_audio_stream
 from .config import DecodingOptions, ModelOptions, TranscribeConfig, subset
 
 LEDGER_NAME = ".whisper-gl-done.jsonl"
+SKIPPED_NAME = ".whisper-gl-skipped.tsv"  # beside the ledger: every file skipped as not audio or video
+SKIPPED_SHOWN = 10  # of them named in the summary
+NOT_MEDIA = "not audio or video"
 GLOB_CHARACTERS = "*?["
 # Characters no file system or shell handles well in a name, and control characters.
 _UNSAFE_CHARACTERS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
@@ -52,8 +59,13 @@ class Plan:
     """What the paths on the command line amount to."""
 
     jobs: list[Job] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): named but unusable
-    not_media: int = 0  # files inside folders or globs that are not audio or video
+    # (path, reason): named but unusable, or found claiming to be media and not decodable
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): found, not audio or video
+
+    @property
+    def not_media(self) -> int:
+        return len(self.skipped)
 
 
 @dataclass
@@ -62,20 +74,48 @@ class Summary:
 
     transcribed: int = 0
     already_done: int = 0
-    not_media: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): not audio or video
     failures: list[tuple[str, str]] = field(default_factory=list)
     audio_seconds: float = 0.0
     decoding_seconds: float = 0.0
 
     @property
+    def not_media(self) -> int:
+        return len(self.skipped)
+
+    @property
     def real_time_factor(self) -> float:
         return self.decoding_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
-    def lines(self) -> list[str]:
-        lines = [f"transcribed {self.transcribed} file(s), {self.audio_seconds / 3600:.2f} h of audio in "
+    def lines(self, skipped_list: Path | None = None) -> list[str]:
+        """The report: the counts, every failure, the first skipped files (all of them in `skipped_list`)."""
+        lines = [f"transcribed {plural(self.transcribed, 'file')}, {self.audio_seconds / 3600:.2f} h of audio in "
                  f"{self.decoding_seconds:.1f} s (RTF {self.real_time_factor:.3f}); skipped {self.already_done} "
-                 f"already done and {self.not_media} that are not audio or video; {len(self.failures)} failed"]
-        return lines + [f"  failed: {path}: {reason}" for path, reason in self.failures]
+                 f"already done and {self.not_media} {NOT_MEDIA}; {len(self.failures)} failed"]
+        lines += [failure_line(path, reason, indent="  ") for path, reason in self.failures]
+        shown = self.skipped[:SKIPPED_SHOWN]
+        lines += [f"  skipped, {NOT_MEDIA}: {printable(path)}" for path, _ in shown]
+        listed = f"listed in {printable(str(skipped_list))}" if skipped_list else ""
+        if len(self.skipped) > len(shown):
+            lines.append(f"  ... and {len(self.skipped) - len(shown)} more" + (f", all {listed}" if listed else ""))
+        elif shown and listed:
+            lines.append(f"  ({listed})")
+        return lines
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal or a log would act on (control characters such as a
+    newline or an escape, line separators, bidirectional overrides) written as its escape: a file
+    name cannot forge a line of the report or restyle the terminal."""
+    return "".join(character if character.isprintable() else ascii(character)[1:-1] for character in text)
+
+
+def failure_line(path: str | Path, reason: str, indent: str = "") -> str:
+    return f"{indent}failed: {printable(str(path))}: {printable(reason)}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def safe_name(name: str) -> str:
@@ -122,10 +162,13 @@ def plan(paths: tuple[str, ...], output_dir: Path | None = None) -> Plan:
         found.jobs.append(Job(source, output))
 
     def add_found(source: Path, root: Path) -> None:
-        if has_audio_stream(source):
+        unusable = _unusable(source)
+        if unusable is None:
             add(source, source.relative_to(root))
+        elif claims_media(source):  # a broken recording: a failure, never silently skipped
+            found.failures.append((str(source), unusable))
         else:
-            found.not_media += 1
+            found.skipped.append((str(source), NOT_MEDIA))
 
     for path in paths:
         location = Path(path)
@@ -144,6 +187,18 @@ def plan(paths: tuple[str, ...], output_dir: Path | None = None) -> Plan:
         else:
             found.failures.append((path, "missing file"))
     return found
+
+
+def _unusable(source: Path) -> str | None:
+    """Why a file found in a folder or glob cannot be transcribed, or None. Only regular files are
+    opened (a device or a pipe, even behind a link, could block the run for ever)."""
+    if not source.exists():
+        return "missing file (a link to nothing)"
+    if not source.is_file():
+        return "not a regular file"
+    if source.stat().st_size == 0:
+        return EMPTY_FILE
+    return None if has_audio_stream(source) else NOT_AUDIO
 
 
 # --- what is done -----------------------------------------------------------------------------
@@ -226,15 +281,19 @@ def transcribe_one(config: TranscribeConfig):
     if len(config.formats) > 1:
         raise WhisperGLError("one input without --output-dir prints one format: give one --format, or "
                              "--output-dir for several")
-    result = load_engine(config).transcribe(config.paths[0])
+    began = time.perf_counter()
+    engine = load_engine(config)
+    loaded = time.perf_counter() - began
+    result = engine.transcribe(config.paths[0])
     sys.stdout.write(result.render(config.formats[0], highlight_words=config.highlight_words) or "\n")
     for path, name in ((config.srt, "srt"), (config.vtt, "vtt")):
         if path:
             atomic_write_text(path, result.render(name, highlight_words=config.highlight_words))
-    print(
-        f"[{result.model} | {result.backend} | language {result.language or '?'} | "
-        f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
-        f"{len(result.segments)} segments]",
+    print(printable(
+        f"[{result.model} | {result.backend} | language {result.language or '?'} | model loaded in "
+        f"{loaded:.1f} s | {result.duration:.1f} s of audio transcribed in {result.elapsed:.1f} s, RTF "
+        f"{result.real_time_factor:.2f} (the first file of a run includes the engine's warm-up) | "
+        f"{plural(len(result.segments), 'segment')}]"),
         file=sys.stderr,
     )
     return result
@@ -245,9 +304,9 @@ def transcribe_many(config: TranscribeConfig) -> Summary:
 
     output_dir = Path(config.output_dir)
     found = plan(config.paths, output_dir)
-    summary = Summary(not_media=found.not_media, failures=list(found.failures))
+    summary = Summary(skipped=list(found.skipped), failures=list(found.failures))
     for path, reason in found.failures:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+        print(failure_line(path, reason), file=sys.stderr)
     if found.jobs:
         transcriber = load_engine(config)  # once for the whole run
         fingerprint, ledger = settings_fingerprint(transcriber, config), Ledger(output_dir)
@@ -257,12 +316,26 @@ def transcribe_many(config: TranscribeConfig) -> Summary:
                 progress.update()
                 progress.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
                                          f"{len(summary.failures)} failed", refresh=False)
-    for line in summary.lines():
+    for line in summary.lines(write_skipped(output_dir, summary.skipped)):
         print(line, file=sys.stderr)
     if summary.failures:
         total = len(found.jobs) + len(found.failures)
-        raise WhisperGLError(f"{len(summary.failures)} of {total} input(s) failed (listed above)")
+        raise WhisperGLError(f"{len(summary.failures)} of {plural(total, 'input')} failed (listed above)")
     return summary
+
+
+def write_skipped(output_dir: Path, skipped: list[tuple[str, str]]) -> Path | None:
+    """OUT/.whisper-gl-skipped.tsv: every file of this run skipped as not audio or video (path and
+    reason, escaped); none skipped: no such file (an earlier run's is removed)."""
+    from .store import atomic_write_text
+
+    path = output_dir / SKIPPED_NAME
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return None
+    rows = ["path\treason"] + [f"{printable(source)}\t{printable(reason)}" for source, reason in skipped]
+    atomic_write_text(path, "\n".join(rows) + "\n")
+    return path
 
 
 def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint: str, ledger: Ledger,
@@ -280,7 +353,7 @@ def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint
     except Exception as error:  # noqa: BLE001 - one bad input must not end the run; its reason is reported
         reason = str(error) if isinstance(error, WhisperGLError) else error_line(error)
         summary.failures.append((str(job.source), reason))
-        progress.write(f"failed: {job.source}: {reason}", file=sys.stderr)
+        progress.write(failure_line(job.source, reason), file=sys.stderr)
         return
     for name, path in outputs.items():
         atomic_write_text(path, result.render(name, highlight_words=config.highlight_words))
