@@ -67,8 +67,8 @@ class Group:
 def _app_verbs() -> tuple[Verb, ...]:
     sources = {"microphone": "live captions from the browser's microphone", "file": "upload an audio or video file",
                "youtube": "paste a YouTube or media link"}
-    return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.AppConfig, "whisper_gl.apps:launch",
-                      arguments=(kind,), server=True) for kind in configs.APP_KINDS)
+    return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.APP_CONFIGS[kind],
+                      "whisper_gl.apps:launch", arguments=(kind,), server=True) for kind in configs.APP_KINDS)
 
 
 TRAIN_EXTRA = ("datasets", "accelerate", "peft", "matplotlib", "pandas")
