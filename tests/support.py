@@ -267,3 +267,26 @@ def best_stretch_cer(transcript: str, sentences: list[str], longest: int = 50) -
     words = " ".join(sentences).split()
     return min(compute_metrics([transcript], [" ".join(words[start:end])])["cer"]
                for start in range(len(words)) for end in range(start + 1, min(len(words), start + longest) + 1))
+
+
+@contextlib.contextmanager
+def serving_in_thread(app, options=None, on_shutdown=()):
+    """`app` (ASGI) served by whisper_gl.webserver (uvicorn with its time bounds: head deadline,
+    keep-alive, shutdown deadline) on a free 127.0.0.1 port, in a thread; yields its URL (no
+    trailing slash). `options`: a whisper_gl.config.ServerOptions (or any config with its fields)."""
+    from whisper_gl.config import ServerOptions
+    from whisper_gl.webserver import Server
+
+    port = free_port()
+    server = Server(app, "127.0.0.1", port, options or ServerOptions(), on_shutdown)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
