@@ -164,3 +164,24 @@ def test_a_training_verb_on_an_inference_install_says_what_to_install(monkeypatc
     with pytest.raises(WhisperGLError, match=r"needs the training extras \(missing: datasets\): pip install "
                                              r"'whisper-gl\[train\]'"):
         invoke(["evaluate", "--dataset", "nowhere"])
+
+
+def test_the_security_pages_defaults_are_the_flags_defaults(monkeypatch):
+    """docs/security.md's table of bounds names flags and their defaults: they are the config's."""
+    from whisper_gl.config import ServeConfig
+
+    for variable in ("WHISPER_GL_MAX_MB", "WHISPER_GL_MAX_MINUTES", "WHISPER_GL_UPLOAD_STORE_MB",
+                     "WHISPER_GL_MAX_DOWNLOAD_SECONDS"):
+        monkeypatch.delenv(variable, raising=False)
+    defaults = {f"--{name.replace('_', '-')}": value for name, value in vars(ServeConfig()).items()}
+    rows = [line.split(" | ") for line in (REPO / "docs" / "security.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and "`--" in line]
+    checked = set()
+    for _, bounded_by, default, _ in rows:
+        shown = re.findall(r"\d+(?:\.\d+)?", default)
+        for flag in re.findall(r"`(--[a-z-]+)`", bounded_by):
+            assert f"{defaults[flag]:g}" in shown, (flag, defaults[flag], default)
+            checked.add(flag)
+    assert {"--max-mb", "--max-upload-seconds", "--min-upload-rate", "--keep-alive-seconds", "--max-minutes",
+            "--concurrency", "--queue-size", "--places-per-client", "--upload-store-mb", "--max-download-seconds",
+            "--live-sessions", "--shutdown-timeout"} <= checked
