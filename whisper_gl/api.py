@@ -585,15 +585,18 @@ def serve(config: ServeConfig) -> None:
     """`whisper-gl serve`: the API (and apps) until SIGTERM or Ctrl-C, then a shutdown within
     --shutdown-timeout that leaves no file."""
     from . import shutdown, webserver
+    from .apps import ready_engine
 
     host, note = listen_address(config)
     with shutdown.serving():  # SIGTERM like SIGINT; the apps' upload folder removed at exit
         cache = shutdown.kept_folder("whisper-gl-serve-", root=os.environ.get("GRADIO_TEMP_DIR"))
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
-        server = build_server(config, cache=cache)
+        transcriber = ready_engine(config)
+        server = build_server(config, transcriber, cache=cache)
         service = server.state.service
-        print(f"serving '{service.model_id}' at http://{host}:{config.port}/v1 ({note}); it "
-              f"{' and '.join(task + 's' for task in service.tasks)}", flush=True)
+        print(f"serving '{service.model_id}' at http://{host}:{config.port}/v1 ({note})", flush=True)
+        tasks = " and ".join(task + "s" for task in service.tasks)
+        print(f"  model {transcriber.model} {transcriber.startup}; it {tasks}", flush=True)
         login = " (sign in with any user name and the API key as password)" if os.environ.get(API_KEY_ENV) else ""
         for kind in app_kinds(config.apps):
             print(f"  {kind} app: http://{host}:{config.port}/{kind}{login}", flush=True)

@@ -177,6 +177,16 @@ def load_transcriber(config: AppConfig):
                        decoding=subset(DecodingOptions, config))
 
 
+def ready_engine(config: AppConfig):
+    """The engine loaded and warmed up, what that took in its `startup` (shown on the page)."""
+    began = time.perf_counter()
+    transcriber = load_transcriber(config)
+    loaded = time.perf_counter()
+    warm_up(transcriber)
+    transcriber.startup = f"loaded in {loaded - began:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s"
+    return transcriber
+
+
 def warm_up(transcriber) -> None:
     """Make the first request cost what the others do: the voice-activity detector loaded and one
     short decode run (a stranger's first upload then times its own decoding, not the start-up)."""
@@ -195,12 +205,7 @@ def launch(kind: str, config: ServerOptions) -> None:
         # at exit, with the half-written uploads Gradio itself never deletes.
         cache = shutdown.kept_folder("whisper-gl-app-", root=os.environ.get("GRADIO_TEMP_DIR"))
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
-        began = time.perf_counter()
-        transcriber = load_transcriber(config)
-        loaded = time.perf_counter()
-        warm_up(transcriber)
-        transcriber.startup = (f"loaded in {loaded - began:.1f} s, warmed up in "
-                               f"{time.perf_counter() - loaded:.1f} s")
+        transcriber = ready_engine(config)
         host, port = config.listen_on()
         server = app_server(build_app(kind, transcriber, config), config.limits, cache)
         print(f"serving the {kind} app at http://{host}:{port} (model {transcriber.model}, "

@@ -334,7 +334,9 @@ def write_skipped(output_dir: Path, skipped: list[tuple[str, str]]) -> Path | No
         path.unlink(missing_ok=True)
         return None
     rows = ["path\treason"] + [f"{printable(source)}\t{printable(reason)}" for source, reason in skipped]
-    atomic_write_text(path, "\n".join(rows) + "\n")
+    text = "\n".join(rows) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # a rerun rewrites nothing it has
+        atomic_write_text(path, text)
     return path
 
 

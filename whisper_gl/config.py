@@ -579,9 +579,9 @@ class ServerOptions:
     shutdown_timeout: float = field(
         default=8.0,
         metadata={"help": "On SIGTERM or Ctrl-C: seconds to finish the requests in progress (none is admitted "
-                          "after the signal); those that do not fit are answered 503, then every temporary file "
-                          "is removed and the process exits. Keep it under the stop timeout of what runs the "
-                          "server (Docker and Kubernetes: 10 s, then SIGKILL)."},
+                          "after the signal); those that do not fit are given up (the API answers them 503), then "
+                          "every temporary file is removed and the process exits. Keep it under the stop timeout "
+                          "of what runs the server (Docker and Kubernetes: 10 s, then SIGKILL)."},
     )
 
     def __post_init__(self) -> None:

@@ -391,7 +391,7 @@ def _downloaded_file(folder: Path, limits: MediaLimits) -> Path:
 
 def _explain(message: str, url: str) -> str:
     """Turn a yt-dlp error into one human line (the full text goes to the server log)."""
-    logger.warning("yt-dlp failed for %s: %s", url, message)
+    logger.warning("yt-dlp failed for %r: %r", url, message)  # as escapes: a link cannot forge a log line
     text = message.lower()
     if "confirm you" in text and "bot" in text:
         return BOT_CHECK_MESSAGE
