@@ -585,12 +585,13 @@ def serve(config: ServeConfig) -> None:
     """`whisper-gl serve`: the API (and apps) until SIGTERM or Ctrl-C, then a shutdown within
     --shutdown-timeout that leaves no file."""
     from . import shutdown, webserver
-    from .apps import ready_engine
 
     host, note = listen_address(config)
     with shutdown.serving():  # SIGTERM like SIGINT; the apps' upload folder removed at exit
         cache = shutdown.kept_folder("whisper-gl-serve-", root=os.environ.get("GRADIO_TEMP_DIR"))
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
+        from .apps import ready_engine  # imports Gradio, which reads GRADIO_TEMP_DIR as it is imported
+
         transcriber = ready_engine(config)
         server = build_server(config, transcriber, cache=cache)
         service = server.state.service
