@@ -681,15 +681,17 @@ def test_live_pieces_are_read_within_bounds_and_bad_ones_refused(live_captions, 
 def test_live_pieces_sent_faster_than_they_are_decoded_are_all_kept(live_captions, base_transcriber, short_clip,
                                                                    tmp_path, monkeypatch):
     """Gradio hands the stream handler only the latest piece: the handler must queue, not decode."""
+    from whisper_gl import apps
+
     pushed = []  # samples per LiveTranscript.push
 
-    def counted_stream(*args, real_stream=base_transcriber.stream, **kwargs):
+    def counted_stream(*args, real_stream=apps.live_transcript, **kwargs):
         live = real_stream(*args, **kwargs)
         real_push = live.push
         live.push = lambda samples, sampling_rate: pushed.append(len(samples)) or real_push(samples, sampling_rate)
         return live
 
-    monkeypatch.setattr(base_transcriber, "stream", counted_stream)
+    monkeypatch.setattr(apps, "live_transcript", counted_stream)  # where the app makes its live transcripts
     captions = live_captions()
     pieces = browser_pieces(short_clip[0], tmp_path / "cache")
     session = None
