@@ -92,7 +92,8 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers={"Connection": "close"} if self.close else None)
+        headers = {"Connection": "close"} if self.close else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 class BodyBounds:
@@ -590,7 +591,7 @@ def serve(config: ServeConfig) -> None:
     with shutdown.serving():  # SIGTERM like SIGINT; the apps' upload folder removed at exit
         cache = shutdown.kept_folder("whisper-gl-serve-", root=os.environ.get("GRADIO_TEMP_DIR"))
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
-        from .apps import ready_engine  # imports Gradio, which reads GRADIO_TEMP_DIR as it is imported
+        from .apps import ending_heartbeats, ready_engine  # Gradio reads GRADIO_TEMP_DIR as it is imported
 
         transcriber = ready_engine(config)
         server = build_server(config, transcriber, cache=cache)
@@ -601,4 +602,5 @@ def serve(config: ServeConfig) -> None:
         login = " (sign in with any user name and the API key as password)" if os.environ.get(API_KEY_ENV) else ""
         for kind in app_kinds(config.apps):
             print(f"  {kind} app: http://{host}:{config.port}/{kind}{login}", flush=True)
-        webserver.run(server, host, config.port, config, on_shutdown=[service.begin_shutdown])
+        webserver.run(server, host, config.port, config,
+                      on_shutdown=[service.begin_shutdown, ending_heartbeats(server)])

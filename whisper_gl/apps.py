@@ -210,7 +210,7 @@ def launch(kind: str, config: ServerOptions) -> None:
         server = app_server(build_app(kind, transcriber, config), config.limits, cache)
         print(f"serving the {kind} app at http://{host}:{port} (model {transcriber.model}, "
               f"{transcriber.startup}); Ctrl-C stops it", flush=True)
-        webserver.run(server, host, port, config)
+        webserver.run(server, host, port, config, on_shutdown=[ending_heartbeats(server)])
 
 
 def app_server(app: gr.Blocks, limits: MediaLimits, cache: Path):
@@ -225,6 +225,21 @@ def app_server(app: gr.Blocks, limits: MediaLimits, cache: Path):
     server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     server.add_middleware(UploadGuard, folder=cache, limits=limits)
     return gr.mount_gradio_app(server, app, path="/", max_file_size=limits.max_bytes)
+
+
+def ending_heartbeats(server) -> Callable[[float], None]:
+    """A shutdown hook that ends the heartbeat streams of the Gradio apps mounted in `server` (every
+    open page and gradio_client keeps one, for ever): they close at once instead of being cut at
+    the deadline. Requests in progress go on."""
+    from starlette.routing import Mount
+
+    apps = [route.app for route in server.routes if isinstance(route, Mount) and hasattr(route.app, "stop_event")]
+
+    def end(answer_by: float) -> None:
+        for app in apps:
+            app.stop_event.set()
+
+    return end
 
 
 def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder: Path):

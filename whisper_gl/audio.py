@@ -315,10 +315,12 @@ MEDIA_SUFFIXES = frozenset(
     "3g2 3gp aac ac3 aif aifc aiff amr ape asf au avi caf dts eac3 f4a f4v flac flv m2ts m4a m4b m4v mka "
     "mkv mov mp2 mp3 mp4 mpa mpeg mpg mts mxf oga ogg ogv opus qt ra rm snd spx ts vob wav wave weba webm "
     "wma wmv wv".split())
-_MEDIA_SIGNATURES = (
-    (0, b"RIFF"), (0, b"RIFX"), (0, b"RF64"), (0, b"ID3"), (0, b"fLaC"), (0, b"OggS"), (0, b"\x1aE\xdf\xa3"),  # Matroska/WebM
-    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (0, b"FORM"), (0, b".snd"), (0, b"#!AMR"), (0, b"caff"),
-    (0, b"FLV"), (0, b"0&\xb2u\x8ef\xcf\x11"), (0, b"MAC "), (0, b"wvpk"), (0, b"\x00\x00\x01\xba"),  # ASF, APE, WavPack, MPEG-PS
+_MEDIA_SIGNATURES = (  # (offset, bytes)
+    (0, b"RIFF"), (0, b"RIFX"), (0, b"RF64"), (0, b"ID3"), (0, b"fLaC"), (0, b"OggS"), (0, b"FORM"), (0, b".snd"),
+    (0, b"\x1aE\xdf\xa3"),  # Matroska, WebM
+    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"),  # MP4, M4A, MOV, 3GP
+    (0, b"#!AMR"), (0, b"caff"), (0, b"FLV"), (0, b"MAC "), (0, b"wvpk"),
+    (0, b"0&\xb2u\x8ef\xcf\x11"), (0, b"\x00\x00\x01\xba"),  # ASF (WMA, WMV), MPEG program stream
     (0, b"\xff\xfb"), (0, b"\xff\xfa"), (0, b"\xff\xf3"), (0, b"\xff\xf2"), (0, b"\xff\xe3"),  # MPEG audio layer III
     (0, b"\xff\xf1"), (0, b"\xff\xf9"),  # AAC in ADTS
 )

@@ -8,7 +8,8 @@ by content (FFmpeg finds an audio stream: `audio.has_audio_stream`). A file foun
 claims to be audio or video (its extension or its first bytes: `audio.claims_media`) and has no
 audio stream is a failure too: a broken recording is never lost silently. The rest is skipped,
 and named: in the summary and in OUT/.whisper-gl-skipped.tsv. Every name printed is escaped
-(`printable`), so a newline in a file name cannot forge a line of the report. Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
+(`printable`), so a newline in a file name cannot forge a line of the report.
+Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
 each written atomically. A ledger (OUT/.whisper-gl-done.jsonl) records every finished input
 with its fingerprint (the source's size and mtime, the model's files, the options), so a
 rerun after a crash skips what is done (`--overwrite` redoes it). Failures are reported as

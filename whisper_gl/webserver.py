@@ -21,6 +21,7 @@ deadline.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Callable, Iterable
 
@@ -98,7 +99,15 @@ class Server(uvicorn.Server):
         answer_by = time.monotonic() + self.timeout - self.margin
         for hook in self.on_shutdown:
             hook(answer_by)
+        logging.getLogger("uvicorn.error").addFilter(_given_up_quietly)
         await super().shutdown(sockets)
+
+
+def _given_up_quietly(record: logging.LogRecord) -> bool:
+    """At the deadline uvicorn cancels what is left, and logs each cancelled request as an
+    "Exception in ASGI application" with its traceback: work given up on purpose, said in one
+    line by uvicorn ("Cancel N running task(s)") instead."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def run(app, host: str, port: int, options: ServerOptions, on_shutdown: Iterable[Callable[[float], None]] = ()) -> None:
