@@ -588,30 +588,13 @@ BOUNDED = dict(max_mb=2, max_minutes=1, concurrency=2, queue_size=64, max_upload
 UPLOAD_HEAD = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n\r\n'
 
 
-def _trickler(url: str, source: str, stop: threading.Event, every: float = 0.5) -> dict:
-    """One attacker: a connection from `source` that declares a 1 MB upload and sends one byte every
-    `every` seconds until the server answers or closes it, or `stop` is set. Returns what it got."""
-    host, port = url.removeprefix("http://").split(":")
-    outcome = {"answer": b"", "closed": False}
-    with socket.create_connection((host, int(port)), source_address=(source, 0)) as connection:
-        connection.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
-                           "Content-Length: 1000000\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
-                           .encode() + UPLOAD_HEAD)
-        connection.settimeout(every)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                connection.sendall(b"x")
-            try:
-                piece = connection.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                piece = b""
-            if not piece:
-                outcome["closed"] = True
-                break
-            outcome["answer"] += piece
-    return outcome
+def _trickler(url: str, source: str, stop: threading.Event) -> dict:
+    """One attacker: from `source`, a 1 MB upload declared and sent a byte every 0.5 s."""
+    from tests.support import trickle
+
+    head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Length: 1000000\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n").encode()
+    return trickle(url, head + UPLOAD_HEAD, source=source, stop=stop)
 
 
 def test_a_trickle_attack_holds_the_places_only_until_the_grace_period(engine, short):

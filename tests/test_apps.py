@@ -829,28 +829,13 @@ def gr_error(message: str):
 def test_a_trickling_upload_is_refused_and_its_room_freed(guarded_file_app):
     """An upload sending a byte every 0.5 s is refused (408) at the end of the grace period (2 s
     here), its connection closed and the room it reserved in the upload store given back."""
+    from tests.support import trickle
+
     url, cache, limits = guarded_file_app
-    host, port = url.removeprefix("http://").rstrip("/").split(":")
-    started = time.monotonic()
-    with socket.create_connection((host, int(port))) as connection:
-        connection.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n"
-                           b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\nContent-Disposition: "
-                           b"form-data; name=\"files\"; filename=\"a\"\r\n\r\n")
-        connection.settimeout(0.5)
-        answer = b""
-        while time.monotonic() - started < 20:
-            with contextlib.suppress(OSError):
-                connection.sendall(b"x")
-            try:
-                piece = connection.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:  # reset: the server closed while a byte was on its way
-                break
-            if not piece:
-                break
-            answer += piece
-    took = time.monotonic() - started
+    outcome = trickle(url, b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\nContent-Type: "
+                           b"multipart/form-data; boundary=b\r\n\r\n--b\r\nContent-Disposition: form-data; "
+                           b"name=\"files\"; filename=\"a\"\r\n\r\n", give_up_after=20)
+    answer, took = outcome["answer"], outcome["seconds"]
     assert answer.startswith(b"HTTP/1.1 408") and b"the upload was too slow" in answer, answer[:200]
-    assert 2 <= took < 6, took
+    assert outcome["closed"] and 2 <= took < 6, took
     assert _post(url, os.urandom(900_000)).status_code == 200  # its reservation is free again
