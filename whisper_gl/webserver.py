@@ -31,8 +31,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from . import shutdown
 from .config import ServerOptions
 
-# Of the shutdown deadline, kept after the requests in progress are answered: sending the last
-# answers, the frameworks' own shutdown and removing the temporary files.
+# Of the shutdown deadline, kept after the requests in progress are answered: half of it for
+# uvicorn to send the last answers before it cancels what is left, half for the frameworks' own
+# shutdown and removing the temporary files.
 SHUTDOWN_MARGIN_S = 1.0
 
 
@@ -93,7 +94,7 @@ class Server(uvicorn.Server):
         super().__init__(uvicorn.Config(
             app, host=host, port=port, log_level="warning", http=BoundedH11Protocol,
             timeout_keep_alive=options.keep_alive_seconds,  # type: ignore[arg-type]  (a float works)
-            timeout_graceful_shutdown=self.timeout - self.margin))  # type: ignore[arg-type]
+            timeout_graceful_shutdown=self.timeout - self.margin / 2))  # type: ignore[arg-type]
 
     async def shutdown(self, sockets=None) -> None:
         answer_by = time.monotonic() + self.timeout - self.margin
