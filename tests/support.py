@@ -267,3 +267,60 @@ def best_stretch_cer(transcript: str, sentences: list[str], longest: int = 50) -
     words = " ".join(sentences).split()
     return min(compute_metrics([transcript], [" ".join(words[start:end])])["cer"]
                for start in range(len(words)) for end in range(start + 1, min(len(words), start + longest) + 1))
+
+
+@contextlib.contextmanager
+def serving_in_thread(app, options=None, on_shutdown=()):
+    """`app` (ASGI) served by whisper_gl.webserver (uvicorn with its time bounds: head deadline,
+    keep-alive, shutdown deadline) on a free 127.0.0.1 port, in a thread; yields its URL (no
+    trailing slash). `options`: a whisper_gl.config.ServerOptions (or any config with its fields)."""
+    from whisper_gl.config import ServerOptions
+    from whisper_gl.webserver import Server
+
+    port = free_port()
+    server = Server(app, "127.0.0.1", port, options or ServerOptions(), on_shutdown)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def trickle(url: str, head: bytes, *, every: float = 0.5, source: str = "127.0.0.1",
+            stop: threading.Event | None = None, give_up_after: float = 60) -> dict:
+    """A slow client: open a connection to `url` (from the loopback address `source`), send the
+    request `head`, then one byte of body every `every` seconds until the server answers and
+    closes the connection, `stop` is set or `give_up_after` seconds pass. Returns what it got:
+    {"answer": bytes received, "closed": whether the server hung up, "seconds": how long it took}."""
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    outcome = {"answer": b"", "closed": False}
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), source_address=(source, 0)) as connection:
+        connection.sendall(head)
+        connection.settimeout(every)
+        while not (stop and stop.is_set()) and time.monotonic() - started < give_up_after:
+            with contextlib.suppress(OSError):
+                connection.sendall(b"x")
+            try:
+                piece = connection.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:  # reset: the server closed while a byte was on its way
+                piece = b""
+            if not piece:
+                outcome["closed"] = True
+                break
+            outcome["answer"] += piece
+    return {**outcome, "seconds": time.monotonic() - started}
+
+
+def fake_microphone(speech: Path) -> list[str]:
+    """Chromium flags: a microphone that plays `speech` (looped) and is allowed without asking."""
+    return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={speech}"]

@@ -69,8 +69,8 @@ def test_a_stopped_run_names_what_it_did_not_do():
     assert lines[1] == "  failed: bad.wav: not an audio file"
     assert lines[2].startswith("23 not done") and "the same command again does exactly these" in lines[2]
     assert lines[3:23] == [f"  not done: clip{i}.mp3" for i in range(20)] and lines[23] == "  ... and 3 more"
-    assert str(summary.error(24)) == "1 of 24 input(s) failed, 23 not done (listed above)"
-    assert str(Summary(failures=[("a", "b")]).error(5)) == "1 of 5 input(s) failed (listed above)"
+    assert str(summary.error(24)) == "1 of 24 inputs failed, 23 not done (listed above)"
+    assert str(Summary(failures=[("a", "b")]).error(5)) == "1 of 5 inputs failed (listed above)"
     assert Summary(transcribed=3).error(3) is None
 
 

@@ -4,8 +4,12 @@
 
 Inputs: named files are always attempted (one that does not decode is a failure); folders are
 searched recursively and globs expanded, and there audio and video are told from other files
-by content (FFmpeg finds an audio stream: `audio.has_audio_stream`); the rest is skipped and
-counted. Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
+by content (FFmpeg finds an audio stream: `audio.has_audio_stream`). A file found there that
+claims to be audio or video (its extension or its first bytes: `audio.claims_media`) and has no
+audio stream is a failure too: a broken recording is never lost silently. The rest is skipped,
+and named: in the summary and in OUT/.whisper-gl-skipped.tsv. Every name printed is escaped
+(`printable`), so a newline in a file name cannot forge a line of the report.
+Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
 each written atomically. A ledger (OUT/.whisper-gl-done.jsonl) records every finished input
 with its fingerprint (the source's size and mtime, the model's files, the options), so a
 rerun after a crash skips what is done (`--overwrite` redoes it). Failures are reported as
@@ -21,15 +25,16 @@ import glob
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterator
 
 from . import WhisperGLError
-from .audio import has_audio_stream
+from .audio import EMPTY_FILE, NOT_AUDIO, claims_media, has_audio_stream
 from .config import TranscribeConfig
-from .jobs import (Job, Ledger, Summary, failure_reason, load_engine, pending_record, settings_fingerprint,
-                   terminate_as_exit, write_outputs)
+from .jobs import (NOT_MEDIA, Job, Ledger, Summary, failure_line, failure_reason, load_engine, pending_record, plural,
+                   printable, settings_fingerprint, terminate_as_exit, write_outputs, write_skipped)
 from .paths import missing_file
 
 GLOB_CHARACTERS = "*?["
@@ -43,8 +48,13 @@ class Plan:
     """What the paths on the command line amount to."""
 
     jobs: list[Job] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): named but unusable
-    not_media: int = 0  # files inside folders or globs that are not audio or video
+    # (path, reason): named but unusable, or found claiming to be media and not decodable
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): found, not audio or video
+
+    @property
+    def not_media(self) -> int:
+        return len(self.skipped)
 
 
 def safe_name(name: str) -> str:
@@ -91,10 +101,13 @@ def plan(paths: tuple[str, ...], output_dir: Path | None = None) -> Plan:
         found.jobs.append(Job(source, output))
 
     def add_found(source: Path, root: Path) -> None:
-        if has_audio_stream(source):
+        unusable = _unusable(source)
+        if unusable is None:
             add(source, source.relative_to(root))
+        elif claims_media(source):  # a broken recording: a failure, never silently skipped
+            found.failures.append((str(source), unusable))
         else:
-            found.not_media += 1
+            found.skipped.append((str(source), NOT_MEDIA))
 
     for path in paths:
         location = Path(path)
@@ -113,6 +126,18 @@ def plan(paths: tuple[str, ...], output_dir: Path | None = None) -> Plan:
         else:
             found.failures.append((path, "missing file"))
     return found
+
+
+def _unusable(source: Path) -> str | None:
+    """Why a file found in a folder or glob cannot be transcribed, or None. Only regular files are
+    opened (a device or a pipe, even behind a link, could block the run for ever)."""
+    if not source.exists():
+        return "missing file (a link to nothing)"
+    if not source.is_file():
+        return "not a regular file"
+    if source.stat().st_size == 0:
+        return EMPTY_FILE
+    return None if has_audio_stream(source) else NOT_AUDIO
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -151,15 +176,19 @@ def transcribe_one(config: TranscribeConfig):
     if len(config.formats) > 1:
         raise WhisperGLError("one input without --output-dir prints one format: give one --format, or "
                              "--output-dir for several")
-    result = load_engine(config).transcribe(config.paths[0])
+    began = time.perf_counter()
+    engine = load_engine(config)
+    loaded = time.perf_counter() - began
+    result = engine.transcribe(config.paths[0])
     sys.stdout.write(result.render(config.formats[0], highlight_words=config.highlight_words) or "\n")
     for path, name in ((config.srt, "srt"), (config.vtt, "vtt")):
         if path:
             atomic_write_text(path, result.render(name, highlight_words=config.highlight_words))
-    print(
-        f"[{result.model} | {result.backend} | language {result.language or '?'} | "
-        f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
-        f"{len(result.segments)} segments]",
+    print(printable(
+        f"[{result.model} | {result.backend} | language {result.language or '?'} | model loaded in "
+        f"{loaded:.1f} s | {result.duration:.1f} s of audio transcribed in {result.elapsed:.1f} s, RTF "
+        f"{result.real_time_factor:.2f} (the first file of a run includes the engine's warm-up) | "
+        f"{plural(len(result.segments), 'segment')}]"),
         file=sys.stderr,
     )
     return result
@@ -168,16 +197,16 @@ def transcribe_one(config: TranscribeConfig):
 def transcribe_many(config: TranscribeConfig) -> Summary:
     output_dir = Path(config.output_dir)
     found = plan(config.paths, output_dir)
-    summary = Summary(not_media=found.not_media, failures=list(found.failures))
+    summary = Summary(skipped=list(found.skipped), failures=list(found.failures))
     for path, reason in found.failures:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+        print(failure_line(path, reason), file=sys.stderr)
     if found.jobs and config.ray:
         from .cluster import transcribe_jobs
 
         transcribe_jobs(found.jobs, config, summary)
     elif found.jobs:
         _transcribe_here(found.jobs, config, summary)
-    for line in summary.lines():
+    for line in summary.lines(write_skipped(output_dir, summary.skipped)):
         print(line, file=sys.stderr)
     error = summary.error(len(found.jobs) + len(found.failures))
     if error:
@@ -209,7 +238,7 @@ def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint
         result = transcriber.transcribe(job.source)
     except Exception as error:  # noqa: BLE001 - one bad input must not end the run; its reason is reported
         summary.failures.append((str(job.source), failure_reason(error)))
-        progress.write(f"failed: {job.source}: {failure_reason(error)}", file=sys.stderr)
+        progress.write(failure_line(job.source, failure_reason(error)), file=sys.stderr)
         return
     write_outputs(job, result, config)
     ledger.add(job, record)

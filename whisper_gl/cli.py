@@ -65,12 +65,10 @@ class Group:
 def _app_verbs() -> tuple[Verb, ...]:
     sources = {"microphone": "live captions from the browser's microphone", "file": "upload an audio or video file",
                "youtube": "paste a YouTube or media link"}
-    return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.AppConfig, "whisper_gl.apps:launch",
-                      arguments=(kind,), server=True, needs=("youtube",) if kind == "youtube" else ())
-                 for kind in configs.APP_KINDS)
+    return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.APP_CONFIGS[kind],
+                      "whisper_gl.apps:launch", arguments=(kind,), server=True,
+                      needs=("youtube",) if kind == "youtube" else ()) for kind in configs.APP_KINDS)
 
-
-# The modules each extra of pyproject.toml brings that a verb imports (the core install lacks them).
 
 COMMANDS: tuple[Verb | Group, ...] = (
     Verb("examples", "speak two example recordings (short.mp3, long.mp3, with transcripts) and print where they are",

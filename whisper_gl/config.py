@@ -563,6 +563,12 @@ class MediaLimits:
     # Uploads waiting on disk, claimed by a transcription or not: total size and count.
     upload_store_bytes: int = 1_000_000_000
     upload_store_files: int = 500
+    # A request body (an upload, an API request) must arrive within this deadline, and average at
+    # least min_upload_rate bytes/s once upload_grace_seconds have passed: a client that trickles
+    # is refused and its place freed.
+    upload_seconds: float = 600.0
+    min_upload_rate: float = 16_000.0
+    upload_grace_seconds: float = 10.0
 
     def too_long(self, seconds: Optional[float] = None) -> str:
         """The refusal of media longer than max_seconds (`seconds`: its length, when known)."""
@@ -580,29 +586,53 @@ def _span(seconds: float) -> str:
 
 
 @dataclass
-class AppConfig(DecodingOptions, ModelOptions):
-    """`whisper-gl app microphone|file|youtube` (or `python app_file.py` ...): serve one transcription app.
+class ServerOptions:
+    """What every server of the engine shares (the apps, `whisper-gl serve`): where it listens, what
+    it accepts from a stranger, how many it serves at once, and the time bounds on every client.
+    The caps on media become a MediaLimits (`limits`)."""
 
-    Host and port follow Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
-    """
-
+    host: Optional[str] = field(
+        default=None,
+        metadata={"help": "Address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1; 0.0.0.0 listens on "
+                          "every network interface)."},
+    )
+    port: Optional[int] = field(
+        default=None,
+        metadata={"help": "Port to listen on (default: $GRADIO_SERVER_PORT, else 7860)."},
+    )
     max_minutes: float = field(
         default_factory=_env_number("WHISPER_GL_MAX_MINUTES", MediaLimits.max_seconds / 60),
-        metadata={"help": "Longest audio accepted, in minutes (default: $WHISPER_GL_MAX_MINUTES, else 30)."},
+        metadata={"help": "Longest audio accepted, in minutes, counted on the decoded audio (default: "
+                          "$WHISPER_GL_MAX_MINUTES, else 30)."},
     )
     max_mb: float = field(
         default_factory=_env_number("WHISPER_GL_MAX_MB", MediaLimits.max_bytes / 1e6),
         metadata={"help": "Largest upload or download accepted, in MB (default: $WHISPER_GL_MAX_MB, else 200)."},
     )
-    max_download_seconds: float = field(
-        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", MediaLimits.download_seconds),
-        metadata={"help": "YouTube app: deadline of one download, metadata included, in seconds (default: "
-                          "$WHISPER_GL_MAX_DOWNLOAD_SECONDS, else 300)."},
-    )
     upload_store_mb: float = field(
         default_factory=_env_number("WHISPER_GL_UPLOAD_STORE_MB", MediaLimits.upload_store_bytes / 1e6),
         metadata={"help": "Uploads kept on disk at once, in MB (default: $WHISPER_GL_UPLOAD_STORE_MB, else 1000); "
                           "beyond it new uploads are refused until old ones expire."},
+    )
+    max_upload_seconds: float = field(
+        default=MediaLimits.upload_seconds,
+        metadata={"help": "Deadline of one request body (an upload), in seconds; a client still sending after it "
+                          "is refused and its place freed."},
+    )
+    min_upload_rate: float = field(
+        default=MediaLimits.min_upload_rate / 1000,
+        metadata={"help": f"Slowest upload accepted, in kB/s, averaged from its "
+                          f"{MediaLimits.upload_grace_seconds:g}th second on: a client that trickles its body is "
+                          "refused and its place freed."},
+    )
+    upload_grace_seconds: float = field(
+        default=MediaLimits.upload_grace_seconds,
+        metadata={"help": "Seconds before --min-upload-rate applies.", "cli": False},
+    )
+    keep_alive_seconds: float = field(
+        default=5.0,
+        metadata={"help": "A connection that has no request in progress is closed after this many seconds: an idle "
+                          "one, and one whose request head has not fully arrived by then."},
     )
     concurrency: int = field(
         default=2,
@@ -610,32 +640,105 @@ class AppConfig(DecodingOptions, ModelOptions):
     )
     queue_size: int = field(
         default=64,
-        metadata={"help": "Requests allowed to wait; beyond that a new request is told the app is busy."},
+        metadata={"help": "Requests allowed to wait; beyond that a new request is told the server is busy."},
     )
-    live_sessions: int = field(
-        default=2,
-        metadata={"help": "Microphone app: live recordings captioned at the same time (each keeps a CPU core "
-                          "busy while it lasts); a later one waits in the queue and is captioned from its turn."},
-    )
-    stream_every: float = field(
-        default=0.5,
-        metadata={"help": "Microphone app: seconds of audio the browser sends at a time while recording; the "
-                          "live captions are refreshed as often."},
+    shutdown_timeout: float = field(
+        default=8.0,
+        metadata={"help": "On SIGTERM or Ctrl-C: seconds to finish the requests in progress (none is admitted "
+                          "after the signal); those that do not fit are given up (the API answers them 503), then "
+                          "every temporary file is removed and the process exits. Keep it under the stop timeout "
+                          "of what runs the server (Docker and Kubernetes: 10 s, then SIGKILL)."},
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.concurrency < 1 or self.queue_size < 0 or self.live_sessions < 1:
-            raise WhisperGLError("--concurrency and --live-sessions must be at least 1, --queue-size at least 0")
-        if not 0.1 <= self.stream_every <= 5:
-            raise WhisperGLError("--stream-every must be between 0.1 and 5 seconds")
+        getattr(super(), "__post_init__", lambda: None)()
+        if self.concurrency < 1 or self.queue_size < 0:
+            raise WhisperGLError("--concurrency must be at least 1, --queue-size at least 0")
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise WhisperGLError(f"--port must be between 0 and 65535, got {self.port}")
+        if min(self.max_upload_seconds, self.min_upload_rate, self.keep_alive_seconds, self.shutdown_timeout) < 0:
+            raise WhisperGLError("the time bounds (--max-upload-seconds, --min-upload-rate, --keep-alive-seconds, "
+                                 "--shutdown-timeout) cannot be negative")
 
     @property
     def limits(self) -> MediaLimits:
         """The caps above, in the units the code counts (seconds, bytes)."""
-        return MediaLimits(max_seconds=self.max_minutes * 60, max_bytes=int(self.max_mb * 1e6),
-                           download_seconds=self.max_download_seconds,
-                           upload_store_bytes=int(self.upload_store_mb * 1e6))
+        return MediaLimits(**self._limit_settings())
+
+    def _limit_settings(self) -> dict:
+        return dict(max_seconds=self.max_minutes * 60, max_bytes=int(self.max_mb * 1e6),
+                    upload_store_bytes=int(self.upload_store_mb * 1e6), upload_seconds=self.max_upload_seconds,
+                    min_upload_rate=self.min_upload_rate * 1000, upload_grace_seconds=self.upload_grace_seconds)
+
+    def listen_on(self) -> tuple[str, int]:
+        """(host, port): the flags, else Gradio's own variables, else 127.0.0.1:7860."""
+        host = self.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+        port = self.port if self.port is not None else int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
+        return host, port
+
+
+@dataclass
+class LiveCaptionOptions:
+    """The microphone app's live captions (shared by `whisper-gl app microphone` and `serve --apps`)."""
+
+    live_sessions: int = field(
+        default=2,
+        metadata={"help": "Live recordings captioned at the same time (each keeps a CPU core busy while it lasts); "
+                          "a later one waits in the queue and is captioned from its turn."},
+    )
+    stream_every: float = field(
+        default=0.5,
+        metadata={"help": "Seconds of audio the browser sends at a time while recording; the live captions are "
+                          "refreshed as often."},
+    )
+
+    def __post_init__(self) -> None:
+        getattr(super(), "__post_init__", lambda: None)()
+        if self.live_sessions < 1:
+            raise WhisperGLError("--live-sessions must be at least 1")
+        if not 0.1 <= self.stream_every <= 5:
+            raise WhisperGLError("--stream-every must be between 0.1 and 5 seconds")
+
+
+@dataclass
+class DownloadOptions:
+    """The YouTube app's downloads (shared by `whisper-gl app youtube` and `serve --apps`)."""
+
+    max_download_seconds: float = field(
+        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", MediaLimits.download_seconds),
+        metadata={"help": "Deadline of one download, metadata included, in seconds (default: "
+                          "$WHISPER_GL_MAX_DOWNLOAD_SECONDS, else 300)."},
+    )
+
+    def _limit_settings(self) -> dict:
+        inherited = getattr(super(), "_limit_settings", dict)()
+        return {**inherited, "download_seconds": self.max_download_seconds}
+
+
+@dataclass
+class FileAppConfig(ServerOptions, DecodingOptions, ModelOptions):
+    """`whisper-gl app file` (or `python app_file.py`): upload an audio or video file, get its transcript."""
+
+
+@dataclass
+class MicrophoneAppConfig(LiveCaptionOptions, FileAppConfig):
+    """`whisper-gl app microphone` (or `python app_microphone.py`): live captions while you speak, or upload a recording."""
+
+
+@dataclass
+class YoutubeAppConfig(DownloadOptions, FileAppConfig):
+    """`whisper-gl app youtube` (or `python app_youtube.py`): paste a link; the server downloads its audio only."""
+
+
+@dataclass
+class AppConfig(LiveCaptionOptions, DownloadOptions, FileAppConfig):
+    """The settings of every app at once: what a server that mounts several apps takes (`serve --apps`),
+    and what an app built for a test is given."""
+
+
+APP_CONFIGS: dict[str, type] = {"microphone": MicrophoneAppConfig, "file": FileAppConfig, "youtube": YoutubeAppConfig}
+# OpenAI's own speech-to-text model names, which clients send without asking (their examples do).
+OPENAI_MODEL_NAMES = "whisper-1,gpt-4o-transcribe,gpt-4o-mini-transcribe"
 
 
 @dataclass
@@ -795,7 +898,7 @@ class ServeConfig(AppConfig):
         default=None,
         metadata={"help": "Address to listen on (default: 127.0.0.1, or 0.0.0.0 when WHISPER_GL_API_KEY is set)."},
     )
-    port: int = field(default=8000, metadata={"help": "Port to listen on."})
+    port: Optional[int] = field(default=8000, metadata={"help": "Port to listen on."})
     apps: str = field(
         default="",
         metadata={"help": "Gradio apps to serve too, comma-separated, each under /<app>: microphone,file,youtube "
@@ -805,6 +908,26 @@ class ServeConfig(AppConfig):
         default=None,
         metadata={"help": "The model id clients send in `model` (default: the model folder's name, or its Hub id)."},
     )
+    model_aliases: str = field(
+        default=OPENAI_MODEL_NAMES,
+        metadata={"help": "Other names accepted in `model` for the served model, comma-separated: OpenAI's, so that "
+                          "clients and examples written for OpenAI work unchanged ('' accepts only the served name)."},
+    )
+    places_per_client: int = field(
+        default=0,
+        metadata={"help": "API requests one client address may have in the queue at once, uploading, waiting or "
+                          "transcribing (0: no cap). Set it only where the server sees its clients' own addresses "
+                          "(not behind a proxy that does not forward them): behind one, every client is the proxy."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.places_per_client < 0:
+            raise WhisperGLError("--places-per-client cannot be negative (0: no cap)")
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.model_aliases.split(",") if name.strip())
 
 
 @dataclass

@@ -24,6 +24,9 @@ from . import WhisperGLError, error_line
 from .config import DecodingOptions, ModelOptions, TranscribeConfig, subset
 
 LEDGER_NAME = ".whisper-gl-done.jsonl"
+SKIPPED_NAME = ".whisper-gl-skipped.tsv"  # beside the ledger: every file skipped as not audio or video
+SKIPPED_SHOWN = 10  # of them named in the summary
+NOT_MEDIA = "not audio or video"
 NAMED_NOT_DONE = 20  # a stopped run names this many of the inputs it did not reach, then counts the rest
 
 
@@ -41,11 +44,15 @@ class Summary:
 
     transcribed: int = 0
     already_done: int = 0
-    not_media: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): not audio or video
     failures: list[tuple[str, str]] = field(default_factory=list)
     not_done: list[str] = field(default_factory=list)  # inputs a stopped run did not reach (whisper_gl.cluster)
     audio_seconds: float = 0.0
     decoding_seconds: float = 0.0
+
+    @property
+    def not_media(self) -> int:
+        return len(self.skipped)
 
     @property
     def real_time_factor(self) -> float:
@@ -56,24 +63,64 @@ class Summary:
         self.audio_seconds += audio_seconds
         self.decoding_seconds += decoding_seconds
 
-    def lines(self) -> list[str]:
-        lines = [f"transcribed {self.transcribed} file(s), {self.audio_seconds / 3600:.2f} h of audio in "
+    def lines(self, skipped_list: Path | None = None) -> list[str]:
+        """The report: the counts, every failure, the first skipped files (all of them in
+        `skipped_list`), and what a stopped run did not reach. Every name escaped."""
+        lines = [f"transcribed {plural(self.transcribed, 'file')}, {self.audio_seconds / 3600:.2f} h of audio in "
                  f"{self.decoding_seconds:.1f} s (RTF {self.real_time_factor:.3f}); skipped {self.already_done} "
-                 f"already done and {self.not_media} that are not audio or video; {len(self.failures)} failed"]
-        lines += [f"  failed: {path}: {reason}" for path, reason in self.failures]
+                 f"already done and {self.not_media} {NOT_MEDIA}; {len(self.failures)} failed"]
+        lines += [failure_line(path, reason, indent="  ") for path, reason in self.failures]
+        shown = self.skipped[:SKIPPED_SHOWN]
+        lines += [f"  skipped, {NOT_MEDIA}: {printable(path)}" for path, _ in shown]
+        listed = f"listed in {printable(str(skipped_list))}" if skipped_list else ""
+        if len(self.skipped) > len(shown):
+            lines.append(f"  ... and {len(self.skipped) - len(shown)} more" + (f", all {listed}" if listed else ""))
+        elif shown and listed:
+            lines.append(f"  ({listed})")
         if self.not_done:
             lines.append(f"{len(self.not_done)} not done (the run stopped first; the same command again does "
                          "exactly these):")
-            lines += [f"  not done: {path}" for path in self.not_done[:NAMED_NOT_DONE]]
+            lines += [f"  not done: {printable(path)}" for path in self.not_done[:NAMED_NOT_DONE]]
             if len(self.not_done) > NAMED_NOT_DONE:
                 lines.append(f"  ... and {len(self.not_done) - NAMED_NOT_DONE} more")
         return lines
 
     def error(self, inputs: int) -> WhisperGLError | None:
         """What ends a run in which inputs failed or were not done (None: all went well)."""
-        problems = [f"{len(self.failures)} of {inputs} input(s) failed"] if self.failures else []
+        problems = [f"{len(self.failures)} of {plural(inputs, 'input')} failed"] if self.failures else []
         problems += [f"{len(self.not_done)} not done"] if self.not_done else []
         return WhisperGLError(f"{', '.join(problems)} (listed above)") if problems else None
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal or a log would act on (control characters such as a
+    newline or an escape, line separators, bidirectional overrides) written as its escape: a file
+    name cannot forge a line of the report or restyle the terminal."""
+    return "".join(character if character.isprintable() else ascii(character)[1:-1] for character in text)
+
+
+def failure_line(path: str | Path, reason: str, indent: str = "") -> str:
+    return f"{indent}failed: {printable(str(path))}: {printable(reason)}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def write_skipped(output_dir: Path, skipped: list[tuple[str, str]]) -> Path | None:
+    """OUT/.whisper-gl-skipped.tsv: every file of this run skipped as not audio or video (path and
+    reason, escaped); none skipped: no such file (an earlier run's is removed)."""
+    from .store import atomic_write_text
+
+    path = output_dir / SKIPPED_NAME
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return None
+    rows = ["path\treason"] + [f"{printable(source)}\t{printable(reason)}" for source, reason in skipped]
+    text = "\n".join(rows) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # a rerun rewrites nothing it has
+        atomic_write_text(path, text)
+    return path
 
 
 def settings_fingerprint(transcriber, config: TranscribeConfig) -> str:

@@ -71,6 +71,12 @@ class LiveUpdate:
     delta: str  # what this push confirmed: confirmed == the previous update's confirmed + delta
     seconds: float  # audio received so far
 
+    @property
+    def text(self) -> str:
+        """The confirmed and the tentative text as one line, spaced as the engine spaces words
+        (what a caption shows: confirmed + text[len(confirmed):] styled apart)."""
+        return _joined([Word(0.0, 0.0, " " + part, None) for part in (self.confirmed, self.tentative) if part])
+
 
 def _key(text: str) -> str:
     """A word as the agreement compares it: letters and digits, lower case."""
