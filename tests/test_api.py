@@ -685,7 +685,7 @@ def test_the_command_finishes_what_fits_and_answers_the_rest_503_by_its_deadline
                                                                                 tmp_path):
     """SIGTERM with three requests in progress under --shutdown-timeout 8: nothing new is admitted;
     one still uploading at the signal (a quiet clip, sent over 3 s: it needs no decoding, so it
-    fits however busy the machine is) is answered, the two long ones (2 minutes of speech each,
+    fits however busy the machine is) is answered, the two long ones (24 minutes of speech each,
     transcribing) get OpenAI's 503, and the process is gone within the deadline, leaving no file."""
     import os
     import signal
@@ -696,6 +696,10 @@ def test_the_command_finishes_what_fits_and_answers_the_rest_503_by_its_deadline
     (scratch / "gradio").mkdir(parents=True)
     quiet = tmp_path / "quiet.wav"
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3", str(quiet))
+    # 24 minutes of speech (the 2-minute example, 12 times; under the 30-minute limit): far more than
+    # any CPU decodes in 8 s, so the long ones are still decoding at the deadline on any machine.
+    long = tmp_path / "long.mp3"
+    ffmpeg("-stream_loop", "11", "-i", str(examples_dir / "long.mp3"), "-c", "copy", str(long))
     env = {key: value for key, value in os.environ.items() if key != API_KEY_ENV}
     env.update(TMPDIR=str(scratch), GRADIO_TEMP_DIR=str(scratch / "gradio"), HF_HUB_OFFLINE="1")
     command = ["-m", "whisper_gl", "serve", "--model", str(base_model_dir), "--port", "{port}", "--apps", "file",
@@ -719,7 +723,7 @@ def test_the_command_finishes_what_fits_and_answers_the_rest_503_by_its_deadline
                               headers={"Content-Type": "multipart/form-data; boundary=b"})
 
         with ThreadPoolExecutor(3) as clients:
-            long_ones = [clients.submit(post, examples_dir / "long.mp3") for _ in range(2)]
+            long_ones = [clients.submit(post, long) for _ in range(2)]
             time.sleep(1.0)
             uploading = clients.submit(slowly_uploaded, quiet)
             time.sleep(1.0)

@@ -17,6 +17,7 @@ import pytest
 
 from tests.test_batch import wav_header_without_data
 from whisper_gl import WhisperGLError
+from whisper_gl.jobs import plural
 from whisper_gl.jobs import LEDGER_NAME, Job, Summary
 from whisper_gl.cli import invoke
 from whisper_gl.cluster import Sizing, _remove_temporaries, size_pool
@@ -164,7 +165,7 @@ def test_a_two_node_cluster_writes_the_local_outputs_and_nothing_is_lost_with_a_
     pool = ["--actors", "2", "--cpus-per-actor", "0.5"]  # fractions of the 4 logical CPUs per node
     local = subprocess.run([sys.executable, "-m", "whisper_gl", "transcribe", str(archive), "--output-dir",
                             str(tmp_path / "local"), *options], capture_output=True, text=True, timeout=600)
-    assert local.returncode == 2 and "transcribed 8 file(s)" in local.stderr, local.stderr
+    assert local.returncode == 2 and "transcribed 8 files" in local.stderr, local.stderr
 
     def step(out: str, inputs: str = str(archive / "**/*.mp3"), **disturbance) -> dict:
         """The folder with its broken file, or its clips only (the same output names: the glob's root is the
@@ -180,8 +181,8 @@ def test_a_two_node_cluster_writes_the_local_outputs_and_nothing_is_lost_with_a_
     # The same outputs as the local command, byte for byte; the broken file named, as locally.
     assert same["returncode"] == 2, same["stderr"]
     assert f"failed: {archive / 'broken.wav'}: broken.wav: not an audio file" in same["stderr"]
-    assert "on 2 node(s)" in same["stderr"] and "transcribed 8 file(s)" in same["stderr"]
-    assert same["stderr"].strip().splitlines()[-1] == "error: 1 of 9 input(s) failed (listed above)"
+    assert "on 2 nodes" in same["stderr"] and "transcribed 8 files" in same["stderr"]
+    assert same["stderr"].strip().splitlines()[-1] == "error: 1 of 9 inputs failed (listed above)"
     assert outputs(tmp_path / "same") == outputs(tmp_path / "local")
     assert_complete(tmp_path / "same", stems)
 
@@ -189,11 +190,11 @@ def test_a_two_node_cluster_writes_the_local_outputs_and_nothing_is_lost_with_a_
     # files it held are retried, every output is there once and the ledger lists each input
     # once; a rerun has nothing left to do.
     assert 1 <= lost["disturbed_at"] < 8, lost
-    assert lost["returncode"] == 0 and "transcribed 8 file(s)" in lost["stderr"], lost["stderr"]
+    assert lost["returncode"] == 0 and "transcribed 8 files" in lost["stderr"], lost["stderr"]
     assert "not done" not in lost["stderr"]
     assert outputs(tmp_path / "lost") == outputs(tmp_path / "local")
     assert_complete(tmp_path / "lost", stems)
-    assert rerun["returncode"] == 0 and "transcribed 0 file(s)" in rerun["stderr"], rerun["stderr"]
+    assert rerun["returncode"] == 0 and "transcribed 0 files" in rerun["stderr"], rerun["stderr"]
     assert "skipped 8 already done" in rerun["stderr"] and "on Ray" not in rerun["stderr"]
     assert len(ledger(tmp_path / "lost")) == 8
 
@@ -208,7 +209,7 @@ def test_a_two_node_cluster_writes_the_local_outputs_and_nothing_is_lost_with_a_
         assert (tmp_path / "stopped" / f"{entry['output']}.txt").read_text() == \
             (tmp_path / "local" / f"{entry['output']}.txt").read_text()
     assert resumed["returncode"] == 0, resumed["stderr"]
-    assert f"transcribed {len(named)} file(s)" in resumed["stderr"]
+    assert f"transcribed {plural(len(named), 'file')}" in resumed["stderr"]
     assert f"skipped {len(done)} already done" in resumed["stderr"]
     assert outputs(tmp_path / "stopped") == outputs(tmp_path / "local")
     assert_complete(tmp_path / "stopped", stems)

@@ -35,7 +35,7 @@ from pathlib import Path, PurePath
 from . import WhisperGLError, error_line
 from .paths import require_extra
 from .jobs import (Job, Ledger, Summary, failure_reason, load_engine, output_paths, pending_record,
-                   settings_fingerprint, terminate_as_exit, write_outputs)
+                   plural, settings_fingerprint, terminate_as_exit, write_outputs)
 from .config import ClusterOptions, TranscribeConfig, subset
 
 DEFAULT_CPUS_PER_ACTOR = 4  # CTranslate2 int8 gains little from more threads on one stream
@@ -63,7 +63,7 @@ class Sizing:
     def describe(self) -> str:
         gpus = f", {self.gpus:g} GPU" if self.gpus else ""
         waiting = f"; {self.actors - self.room} wait for nodes to join" if self.actors > self.room else ""
-        return f"{self.actors} actor(s) of {self.cpus:g} CPU{gpus} ({self.threads} thread(s) each){waiting}"
+        return f"{plural(self.actors, 'actor')} of {self.cpus:g} CPU{gpus} ({plural(self.threads, 'thread')} each){waiting}"
 
 
 def size_pool(options: ClusterOptions, device: str, nodes: list[dict[str, float]]) -> Sizing:
@@ -224,7 +224,7 @@ def _run_pool(pending: list[tuple[Job, dict]], config: TranscribeConfig, sizing:
 
     sizing = dataclasses.replace(sizing, actors=min(sizing.actors, len(pending)))  # no idle actor loads a model
     reported, nodes, began = set(), set(), time.monotonic()
-    print(f"transcribing {len(pending)} file(s) on Ray: {sizing.describe()}", file=sys.stderr)
+    print(f"transcribing {plural(len(pending), 'file')} on Ray: {sizing.describe()}", file=sys.stderr)
     with tqdm(total=len(pending), unit="file", desc="transcribing") as progress:
         try:
             with terminate_as_exit():
@@ -241,7 +241,7 @@ def _run_pool(pending: list[tuple[Job, dict]], config: TranscribeConfig, sizing:
             print("\n".join(summary.lines()), file=sys.stderr)
             raise
     _finish(pending, reported, config, summary)
-    print(f"on Ray: {sizing.describe()} on {len(nodes)} node(s); {_throughput(summary, time.monotonic() - began)}",
+    print(f"on Ray: {sizing.describe()} on {plural(len(nodes), 'node')}; {_throughput(summary, time.monotonic() - began)}",
           file=sys.stderr)
 
 
