@@ -128,6 +128,18 @@ def test_every_response_format_matches_the_engine(client, server, short, engine)
                if s.start <= w.start < s.end)
 
 
+def test_verbose_json_says_null_where_a_backend_gives_no_statistics():
+    from whisper_gl.api import render
+    from whisper_gl.transcript import Segment, Transcription
+
+    result = Transcription(text="Bos días.", segments=[Segment(0.0, 1.5, "Bos días.")], language="gl", duration=2.0,
+                           elapsed=0.1, backend="stub", model="stub")
+    segment = render(result, "verbose_json", task="transcribe")["segments"][0]
+    assert (segment["start"], segment["end"], segment["text"]) == (0.0, 1.5, "Bos días.")
+    assert [segment[key] for key in ("tokens", "temperature", "avg_logprob", "compression_ratio",
+                                     "no_speech_prob")] == [None] * 5  # never a made-up 0.0
+
+
 def test_prompt_and_translation(client, server, short, engine):
     _, model = server
     with open(short, "rb") as audio:
