@@ -38,10 +38,12 @@ TEXT_COMPRESSION_RATIO_THRESHOLD = 2.4  # zlib ratio of the decoded text (openai
 # transformers measures the ratio on token ids, not text; its documented equivalent of 2.4 is 1.35.
 TOKEN_COMPRESSION_RATIO_THRESHOLD = 1.35
 LOGPROB_THRESHOLD = -1.0
-# No "no speech" skip: on out-of-domain speech a window that loops at every temperature also
-# scores low, and the skip (no_speech_prob > 0.6 and logprob < -1) then drops 30 s of real
-# speech without a word (seen on the sample corpus with the base model). The engine handles
-# silence instead (empty input, VAD option) and cuts or drops the looping segments.
+# No "no speech" skip in the decoders: on out-of-domain speech a window that loops at every
+# temperature also scores low, and the skip (no_speech_prob > 0.6 and logprob < -1) then drops
+# 30 s of real speech without a word (seen on the sample corpus with the base model). The
+# backends report each window's no-speech probability instead, and the engine drops a segment
+# only where the decoder doubts it AND the voice-activity detector hears almost no voice in it
+# (whisper_gl.transcribe.is_noise).
 NO_SPEECH_THRESHOLD = None
 # Fast Galician speech is ~3.5 words/s, ~2.5 tokens a word, plus timestamp pairs: 12 tokens
 # per second of audio is a generous ceiling that still stops a runaway loop early.
@@ -470,8 +472,8 @@ class TransformersBackend:
             temperature=options.temperatures,
             compression_ratio_threshold=TOKEN_COMPRESSION_RATIO_THRESHOLD,
             logprob_threshold=LOGPROB_THRESHOLD,
-            # Set so that transformers computes each window's no-speech probability (reported);
-            # at 1.0 its own skip never fires (see NO_SPEECH_THRESHOLD).
+            # Set so that transformers computes each window's no-speech probability (reported, and
+            # judged by the engine); at 1.0 its own skip never fires (see NO_SPEECH_THRESHOLD).
             no_speech_threshold=1.0 if NO_SPEECH_THRESHOLD is None else NO_SPEECH_THRESHOLD,
             max_new_tokens=max_new_tokens(seconds, 4 + len(prompt_ids), self.max_target_positions),
             **({"suppress_tokens": self.suppress_tokens} if self.suppress_tokens else {}),

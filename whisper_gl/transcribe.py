@@ -14,7 +14,9 @@ voice-activity chunks (faster-whisper's Silero VAD) of at most one window, decod
 each segment timed by its chunk plus the model's timestamps inside it. Loops are bounded
 (tokens per second of audio), retried at higher temperature, and a repetition that survives is
 collapsed to one copy (or the segment dropped). Where the voice-activity detector hears no
-voice at all nothing is decoded. A checkpoint that no longer predicts timestamps still gets
+voice at all nothing is decoded, and a segment the decoder doubts (its no-speech probability,
+log-probability, loops) over audio in which the detector hears almost no voice is dropped: noise
+and tones give no text (`is_noise`). A checkpoint that no longer predicts timestamps still gets
 timed segments: sentence-sized chunks decoded without timestamps, each timed by its bounds.
 Every segment carries the decoder's statistics of its window (tokens, temperature, average
 log-probability, compression ratio, no-speech probability) where the backend gives them.
@@ -40,12 +42,13 @@ from typing import Iterator
 import numpy as np
 
 from .audio import Audio, as_waveform
-from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
+from .backends import (LOGPROB_THRESHOLD, TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name,
+                       load_backend)
 from .config import DecodingOptions, ModelOptions
 from .models import default_model, resolve_model
 from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
 from .transcript import Segment, Transcription, Word
-from .vad import has_speech, is_inaudible, speech_spans
+from .vad import has_speech, is_inaudible, speech_share, speech_spans
 from .window import SAMPLING_RATE, Window
 
 __all__ = ["Segment", "Word", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
@@ -54,6 +57,13 @@ logger = logging.getLogger(__name__)
 
 # A chunk whose decode stopped with this much voice activity still ahead is decoded on from there.
 MIN_UNHEARD_SECONDS = 1.0
+# The no-speech guard (DecodingOptions.require_speech), per segment: the decoder doubts it and the
+# voice-activity detector hears a voice in less than MIN_SPEECH_SHARE of its audio. Either alone
+# fails: the detector takes a moment of noise for a voice (20 s of white noise passed as speech,
+# then "O água é o água e o água."), and the decoder's doubt alone (openai-whisper's skip) drops
+# out-of-domain speech that loops (see backends.NO_SPEECH_THRESHOLD).
+MIN_SPEECH_SHARE = 0.2
+NO_SPEECH_PROBABILITY = 0.3  # the decoder doubts a segment whose window's <|nospeech|> is likelier
 
 
 def is_degenerate(text: str) -> bool:
@@ -127,6 +137,44 @@ def cleaned_segments(segments: list[Segment]) -> list[Segment]:
         else:
             kept.append(cleaned)
     return kept
+
+
+def is_noise(segment: Segment, waveform: np.ndarray) -> bool:
+    """Whether a decoded segment is the model's invention over sound without speech: the decoder
+    doubts it (its window's no-speech probability over NO_SPEECH_PROBABILITY, its log-probability
+    under LOGPROB_THRESHOLD, or a loop) and the detector hears a voice in less than
+    MIN_SPEECH_SHARE of the segment's audio (`waveform`: the audio the segment is timed in)."""
+    if not doubted(segment):
+        return False
+    audio = waveform[round(segment.start * SAMPLING_RATE): round(segment.end * SAMPLING_RATE)]
+    return speech_share(audio) < MIN_SPEECH_SHARE
+
+
+def doubted(segment: Segment) -> bool:
+    """The decoder's own doubt about a segment; with none of its statistics (a backend that gives
+    none), always: the detector then decides alone."""
+    signals = [segment.no_speech_prob is not None and segment.no_speech_prob > NO_SPEECH_PROBABILITY,
+               segment.avg_logprob is not None and segment.avg_logprob < LOGPROB_THRESHOLD,
+               segment.compression_ratio is not None and segment.compression_ratio > TEXT_COMPRESSION_RATIO_THRESHOLD]
+    known = (segment.no_speech_prob, segment.avg_logprob, segment.compression_ratio) != (None, None, None)
+    return any(signals) or not known
+
+
+def spoken_segments(segments: list[Segment], waveform: np.ndarray) -> list[Segment]:
+    """The segments that are not `is_noise`; the dropped ones logged."""
+    kept = []
+    for segment in segments:
+        if is_noise(segment, waveform):
+            logger.info("dropped a segment heard as noise at %.1f-%.1f s (no-speech probability %s, "
+                        "log-probability %s): %.60r", segment.start, segment.end, _rounded(segment.no_speech_prob),
+                        _rounded(segment.avg_logprob), segment.text)
+        else:
+            kept.append(segment)
+    return kept
+
+
+def _rounded(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
 
 
 def _split_settings(settings: dict) -> tuple[dict, dict]:
@@ -219,12 +267,13 @@ class Transcriber:
 
     def decode_window(self, waveform: np.ndarray, decoding: DecodingOptions, window: Window | None = None) -> Decoded:
         """Audio no longer than one window, decoded in one pass (no seeking) with the guards of
-        every decode: temperature fallback and token budget per decode, loops collapsed and
-        degenerate segments dropped. The live stream's step. `window`: a shorter window to encode it in, where the backend can (CTranslate2)."""
+        every decode: temperature fallback and token budget per decode, noise heard as speech
+        dropped (require_speech), loops collapsed and degenerate segments dropped. The live
+        stream's step. `window`: a shorter window to encode it in, where the backend can (CTranslate2)."""
         timestamps = self._timestamps_wanted(decoding)
         waveform = waveform[: self.window.samples]
         decoded = self._backend.decode_chunks([waveform], decoding, timestamps, window)[0]
-        return dataclasses.replace(decoded, segments=cleaned_segments(decoded.segments))
+        return dataclasses.replace(decoded, segments=self._guarded(decoded.segments, waveform, decoding))
 
     def _timestamps_wanted(self, options: DecodingOptions) -> bool:
         # A short window (10 s) cuts sentences at most seams, and there a short-window model's
@@ -238,7 +287,12 @@ class Transcriber:
         if is_inaudible(waveform) or (options.require_speech and not has_speech(waveform)):
             return
         for piece in self._decode(waveform, options):
-            yield dataclasses.replace(piece, segments=cleaned_segments(piece.segments))
+            yield dataclasses.replace(piece, segments=self._guarded(piece.segments, waveform, options))
+
+    @staticmethod
+    def _guarded(segments: list[Segment], waveform: np.ndarray, options: DecodingOptions) -> list[Segment]:
+        """The guards of every decode: noise heard as speech dropped (require_speech), loops collapsed."""
+        return cleaned_segments(spoken_segments(segments, waveform) if options.require_speech else segments)
 
     def _decode(self, waveform: np.ndarray, options: DecodingOptions) -> Iterator[Decoded]:
         if not self._timestamps_wanted(options):
