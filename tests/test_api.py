@@ -244,10 +244,9 @@ def test_a_streamed_upload_decodes_in_the_shared_slot(engine, short):
     """stream=true decodes the plain way (transcribe_segments), each step within the one bound of
     --concurrency shared with the apps: with the only slot taken, no segment comes."""
     from whisper_gl.api import SharedEngine
-    from whisper_gl.audio import read_audio
 
     shared = SharedEngine(engine, 1)
-    stream = shared.transcribe_segments(read_audio(short.read_bytes(), max_seconds=60).waveform, language="gl")
+    stream = shared.transcribe_segments(decoded_upload(short), language="gl")
     segments = []
     reading = threading.Thread(target=lambda: segments.extend(stream))
     with shared._slots:
