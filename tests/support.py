@@ -324,3 +324,79 @@ def fake_microphone(speech: Path) -> list[str]:
     """Chromium flags: a microphone that plays `speech` (looped) and is allowed without asking."""
     return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={speech}"]
+
+
+# --- sets for the no-speech guard (tests/test_no_speech.py, bench/bench_no_speech.py) -------------
+
+NOISE_COLOURS = ("white", "pink", "brown", "velvet")  # anoisesrc's c=
+NOISE_LEVELS = (0.05, 0.2, 0.5)  # anoisesrc's a= (peak amplitude)
+NOISE_SEEDS = (2, 11)
+HUMS = ((50, 0.1), (60, 0.1), (50, 0.4), (60, 0.4))  # mains hum (Hz, amplitude), with its harmonics
+TONES = ((440,), (1000,), (3000,), (262, 330, 392))  # steady sines: A4, 1 kHz, 3 kHz, a C major chord
+
+
+def lavfi_samples(source: str) -> "np.ndarray":
+    """The samples of an ffmpeg lavfi source at 16 kHz mono (no file written)."""
+    import numpy as np
+
+    run = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", source,
+                          "-ac", "1", "-ar", "16000", "-f", "f32le", "-"], capture_output=True, check=True)
+    return np.frombuffer(run.stdout, dtype=np.float32).copy()
+
+
+def noise_clips(seconds: float = 3.0) -> dict[str, "np.ndarray"]:
+    """Sound without speech, `seconds` each (38 clips by default): noise of four colours at three
+    levels and two seeds (ffmpeg's anoisesrc), mains hum at 50 and 60 Hz with its harmonics at two
+    levels, and steady tones (single sines and a chord). Named like `pink-a0.2-s11`, `hum50-a0.1`."""
+    import numpy as np
+
+    clips = {f"{colour}-a{level}-s{seed}": lavfi_samples(
+        f"anoisesrc=d={seconds}:c={colour}:r=16000:a={level}:seed={seed}")
+        for colour in NOISE_COLOURS for level in NOISE_LEVELS for seed in NOISE_SEEDS}
+    for base, level in HUMS:
+        clips[f"hum{base}-a{level}"] = hum(base, seconds, level)
+    time = np.arange(round(seconds * 16000)) / 16000
+    for frequencies in TONES:
+        wave = sum(np.sin(2 * np.pi * frequency * time) for frequency in frequencies)
+        clips["tone" + "+".join(map(str, frequencies))] = (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+    return clips
+
+
+def hum(base: float, seconds: float, level: float) -> "np.ndarray":
+    """Mains hum: a fundamental and its first harmonics, falling off as 1/n, peaking at `level`."""
+    import numpy as np
+
+    time = np.arange(round(seconds * 16000)) / 16000
+    wave = sum(np.sin(2 * np.pi * base * n * time) / n for n in range(1, 6))
+    return (level * wave / np.abs(wave).max()).astype(np.float32)
+
+
+def with_noise(speech: "np.ndarray", noise: "np.ndarray", snr_db: float) -> "np.ndarray":
+    """`speech` with `noise` (cut or repeated to its length) added at `snr_db` (power over the whole clip)."""
+    import numpy as np
+
+    noise = np.resize(noise, len(speech)).astype(np.float64)
+    scale = np.sqrt(np.mean(speech.astype(np.float64) ** 2) / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    mixed = speech + scale * noise
+    return (mixed / max(1.0, np.abs(mixed).max())).astype(np.float32)
+
+
+def noisy_speech_clips(corpus: Path, count: int = 12, snr_db: float = 10.0) -> dict[str, tuple["np.ndarray", str]]:
+    """The first `count` clips of the sample corpus's test split, each mixed with another kind of noise
+    (the four colours and hum, in turn) at `snr_db`: {name: (waveform, sentence)}."""
+    import csv
+
+    from whisper_gl.audio import load_audio
+
+    with open(corpus / "test.tsv", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file, delimiter="\t"))[:count]
+    kinds = [*NOISE_COLOURS, "hum"]
+    clips = {}
+    for index, row in enumerate(rows):
+        speech = load_audio(corpus / "clips" / row["path"])
+        kind = kinds[index % len(kinds)]
+        seconds = len(speech) / 16000 + 0.1
+        noise = hum(50, seconds, 0.5) if kind == "hum" else lavfi_samples(
+            f"anoisesrc=d={seconds:.2f}:c={kind}:r=16000:a=0.5:seed={index}")
+        clips[f"{Path(row['path']).stem}+{kind}"] = (with_noise(speech, noise, snr_db), row["sentence"])
+    return clips

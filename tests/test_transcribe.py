@@ -325,8 +325,8 @@ def test_a_model_that_lost_its_timestamps_still_gets_timed_segments(base_model_d
     begin = model.generation_config.no_timestamps_token_id + 1
     with torch.no_grad():  # timestamp logits become 0: the model never prefers a timestamp
         model.get_output_embeddings().weight[begin:] = 0
-    assert engine._backend.decode(_excerpt(examples_dir, 25), DecodingOptions(**GREEDY)).predicted_timestamps \
-        is False
+    pieces = list(engine._backend.decode_sequential(_excerpt(examples_dir, 25), DecodingOptions(**GREEDY)))
+    assert not any(piece.predicted_timestamps for piece in pieces)
     result = engine.transcribe(_excerpt(examples_dir, 25))
     # auto mode noticed that no segment was closed by a timestamp and fell back to speech chunks
     assert len(result.segments) > 4

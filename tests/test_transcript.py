@@ -66,6 +66,16 @@ def test_every_format_renders_by_name_and_an_unknown_one_is_one_line():
         result.render("doc")
 
 
+def test_the_json_format_carries_the_decoders_statistics_or_null():
+    decoded = Segment(0.0, 2.5, "Bos días.", tokens=(3401, 2000), temperature=0.2, avg_logprob=-0.41,
+                      compression_ratio=0.9, no_speech_prob=0.01)
+    segments = json.loads(transcription([decoded, Segment(2.5, 3.0, "Ata logo!")]).render("json"))["segments"]
+    assert {key: segments[0][key] for key in ("tokens", "temperature", "avg_logprob", "compression_ratio",
+                                              "no_speech_prob")} == dict(
+        tokens=[3401, 2000], temperature=0.2, avg_logprob=-0.41, compression_ratio=0.9, no_speech_prob=0.01)
+    assert [segments[1][key] for key in ("tokens", "avg_logprob", "no_speech_prob")] == [None, None, None]
+
+
 @pytest.fixture
 def csv_format():
     """A format registered for the length of a test, as a contributor would add one."""

@@ -57,8 +57,7 @@ from fastapi import (  # FastAPI reads the routes' annotations: they must resolv
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from . import GENERIC_FAILURE, WhisperGLError
-from .config import APP_KINDS, TASKS, LiveOptions, MediaLimits, ServeConfig, check_language
-from .streaming import live_transcript
+from .config import APP_KINDS, TASKS, MediaLimits, ServeConfig, check_language
 from .transcript import FORMATS
 from .uploads import FORM_OVERHEAD, BodyTooLarge, BodyTooSlow, bounded_receive, content_length
 from .window import SAMPLING_RATE
@@ -69,10 +68,6 @@ API_KEY_ENV = "WHISPER_GL_API_KEY"
 # OpenAI's own response formats; every other output format registered in whisper_gl.transcript
 # (srt, vtt, tsv, ...) is served under its name too.
 OPENAI_FORMATS = ("json", "text", "verbose_json")
-STREAM_PUSH_SECONDS = 1.0  # of an upload fed at a time to a stream=true request's live transcript
-# An upload is all there: decode every second of it (not paced by the clock), so the same file
-# always streams the same events.
-STREAM_LIVE_OPTIONS = LiveOptions(step_seconds=1.0, paced=False)
 AUDIO_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/translations")
 
 
@@ -385,26 +380,30 @@ class TranscriptionService:
 
     async def _events(self, waveform, options: dict):
         """The stream's server-sent events, as OpenAI sends them: a `transcript.text.delta` for each
-        piece of text the engine's live transcript confirms (whisper_gl.streaming: the audio is fed
-        as fast as it decodes), then `transcript.text.done` with the whole text. A failure midway
-        (or the shutdown deadline) is an `error` event (the status line has gone out)."""
+        segment as the engine decodes it (Transcriber.transcribe_segments: the very decode of the
+        plain request, so the same text at the same cost), then `transcript.text.done` with the
+        whole text. A failure midway (or the shutdown deadline) is an `error` event (the status line
+        has gone out)."""
+        segments = None
         try:
-            live = live_transcript(self.transcriber, keep_audio=False, live=STREAM_LIVE_OPTIONS, **options)
-            step = round(STREAM_PUSH_SECONDS * SAMPLING_RATE)
-            for start in range(0, len(waveform), step):
-                update = await self._until_closing(self._run(live.push, waveform[start: start + step]))
-                if update.delta:
-                    yield _event({"type": "transcript.text.delta", "delta": update.delta})
-            update = await self._until_closing(self._run(live.close))
-            if update.delta:
-                yield _event({"type": "transcript.text.delta", "delta": update.delta})
-            yield _event({"type": "transcript.text.done", "text": live.text,
-                          "usage": {"type": "duration", "seconds": round(live.seconds, 3)}})
+            segments = self.transcriber.transcribe_segments(waveform, **options)
+            texts = []
+            while (segment := await self._until_closing(self._run(next, segments, None))) is not None:
+                yield _event({"type": "transcript.text.delta", "delta": (" " if texts else "") + segment.text})
+                texts.append(segment.text)
+            yield _event({"type": "transcript.text.done", "text": " ".join(texts),
+                          "usage": {"type": "duration", "seconds": round(len(waveform) / SAMPLING_RATE, 3)}})
         except ApiError as error:
             yield _event(error.body())
         except Exception:  # noqa: BLE001 - a fault of ours, mid-stream
             logger.exception("streamed transcription failed")
             yield _event(ApiError(500, GENERIC_FAILURE, type="server_error").body())
+        finally:
+            # A client gone: no decode after this one. (Cancelled while a worker thread still decodes,
+            # the generator is running and cannot be closed here: it ends with that step, unreferenced.)
+            if segments is not None:
+                with contextlib.suppress(ValueError):
+                    segments.close()
 
     def _decode(self, audio):
         """Decoded under the duration cap, whatever the file claims (the apps' rule)."""
@@ -492,16 +491,23 @@ def render(result, response_format: str, *, task: str, words: bool = False):
     usage = {"type": "duration", "seconds": result.duration}
     if response_format == "json":
         return {"text": result.text, "usage": usage}
-    segments = [{"id": index, "seek": round(segment.start * 100), "start": segment.start, "end": segment.end,
-                 "text": segment.text, "tokens": [], "temperature": 0.0, "avg_logprob": 0.0,
-                 "compression_ratio": 0.0, "no_speech_prob": 0.0}
-                for index, segment in enumerate(result.segments)]
+    segments = [verbose_segment(index, segment) for index, segment in enumerate(result.segments)]
     verbose = {"task": task, "language": LANGUAGES.get(result.language, result.language),
                "duration": result.duration, "text": result.text, "segments": segments, "usage": usage}
     if words:
         verbose["words"] = [{"word": word.text.strip(), "start": word.start, "end": word.end}
                             for segment in result.segments for word in segment.words if word.text.strip()]
     return verbose
+
+
+def verbose_segment(index: int, segment) -> dict:
+    """A segment as OpenAI's verbose_json has it: the decoder's own statistics of the window it came
+    from, null where the backend could not give one (never a made-up 0.0); times as in every format."""
+    tokens = list(segment.tokens) if segment.tokens is not None else None
+    return {"id": index, "seek": round(segment.start * 100), "start": segment.start, "end": segment.end,
+            "text": segment.text, "tokens": tokens, "temperature": segment.temperature,
+            "avg_logprob": segment.avg_logprob, "compression_ratio": segment.compression_ratio,
+            "no_speech_prob": segment.no_speech_prob}
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -551,6 +557,23 @@ class SharedEngine:
     def decode_window(self, *args, **kwargs):  # a live transcript's step
         with self._slots:
             return self._transcriber.decode_window(*args, **kwargs)
+
+    def transcribe_segments(self, *args, **kwargs):
+        """A stream=true request's segments, each decode step in a slot (as a live transcript's)."""
+        stream = self._transcriber.transcribe_segments(*args, **kwargs)
+
+        def bounded():
+            try:
+                while True:
+                    with self._slots:
+                        segment = next(stream, None)
+                    if segment is None:
+                        return
+                    yield segment
+            finally:
+                stream.close()
+
+        return bounded()
 
     def __getattr__(self, name):  # model, backend, language, ...: the engine's own
         if name == "_transcriber":  # not set yet (a copy being made): no recursion

@@ -360,7 +360,9 @@ class DecodingOptions:
     require_speech: bool = field(
         default=True,
         metadata={"help": "Give no text for audio in which the voice-activity detector hears no speech at all "
-                          "(noise, tones: Whisper would invent words there); --no-require-speech decodes it anyway."},
+                          "(noise, tones: Whisper would invent words there), nor for a decoded segment that the "
+                          "decoder doubts (no-speech probability, log-probability, loops) where the detector hears "
+                          "almost no voice; --no-require-speech decodes and keeps everything."},
     )
 
     def __post_init__(self) -> None:

@@ -35,12 +35,21 @@ class Word:
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of transcript and the seconds of audio it covers; its words when they were timed."""
+    """A piece of transcript and the seconds of audio it covers; its words when they were timed.
+
+    The rest is what the decoder said of the window or chunk the segment came from (shared by the
+    segments of one decode, as in openai-whisper): None where a backend cannot tell, never a
+    made-up number."""
 
     start: float
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    tokens: tuple[int, ...] | None = None  # the segment's text tokens (timestamp tokens left out)
+    temperature: float | None = None  # of the attempt that was kept (the fallback's)
+    avg_logprob: float | None = None  # mean log-probability of the attempt's tokens
+    compression_ratio: float | None = None  # zlib ratio of the attempt's text (high: a loop)
+    no_speech_prob: float | None = None  # the model's probability of <|nospeech|> at the window's start
 
 
 @dataclass

@@ -47,6 +47,21 @@ def has_speech(waveform: np.ndarray) -> bool:
     return False
 
 
+def speech_share(waveform: np.ndarray) -> float:
+    """The share of `waveform` the detector hears as voice: its 32 ms frames at or above its
+    threshold (0.5), with no padding around them (spans are padded by 0.4 s each side). Noise that
+    fools the detector for a moment scores a few per cent; speech, even under noise at 10 dB SNR,
+    well over half (the sample corpus's clips)."""
+    no_onnxruntime_telemetry()
+    from faster_whisper.vad import VadOptions, get_vad_model
+
+    frame = 512  # Silero's window at 16 kHz
+    if not len(waveform):
+        return 0.0
+    probabilities = get_vad_model()(np.pad(waveform, (0, -len(waveform) % frame)))
+    return float(np.mean(np.asarray(probabilities).reshape(-1) >= VadOptions.threshold))
+
+
 def is_inaudible(waveform: np.ndarray) -> bool:
     """Too short to hold a word, not a signal (NaN, infinities), or quieter than SILENCE_PEAK."""
     return (len(waveform) < MIN_SPEECH_SECONDS * SAMPLING_RATE or not np.isfinite(waveform).all()
