@@ -54,8 +54,9 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
@@ -68,7 +69,7 @@ from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.backends import ctranslate2_export  # noqa: E402
 from whisper_gl.config import DecodingOptions  # noqa: E402
 from whisper_gl.metrics import bootstrap_interval, compute_metrics, normalize  # noqa: E402
-from whisper_gl.store import resolve_model  # noqa: E402
+from whisper_gl.models import resolve_model  # noqa: E402
 from whisper_gl.transcribe import Transcriber, default_model, is_degenerate  # noqa: E402
 from whisper_gl.window import SAMPLING_RATE  # noqa: E402
 

@@ -17,8 +17,8 @@ from whisper_gl.audio import AudioTooLong, load_audio
 from whisper_gl.backends import Decoded
 from whisper_gl.config import DecodingOptions, LiveOptions
 from whisper_gl.metrics import compute_metrics
-from whisper_gl.streaming import LiveTranscript, LiveUpdate
-from whisper_gl.subtitles import Segment, Word
+from whisper_gl.streaming import LiveTranscript, LiveUpdate, live_transcript
+from whisper_gl.transcript import Segment, Word
 from whisper_gl.transcribe import Transcriber
 from whisper_gl.window import PRETRAINED_WINDOW, SAMPLING_RATE
 
@@ -126,10 +126,10 @@ def test_interleaved_sessions_do_not_mix(base_transcriber, long_audio, short_aud
     clips = [long_audio[20 * SAMPLING_RATE: 32 * SAMPLING_RATE], short_audio]
     alone = []
     for clip in clips:
-        live = base_transcriber.stream(live=REPEATABLE, keep_audio=False)
+        live = live_transcript(base_transcriber, live=REPEATABLE, keep_audio=False)
         pushed(live, clip)
         alone.append(live.words)
-    sessions = [base_transcriber.stream(live=REPEATABLE, keep_audio=False) for _ in clips]
+    sessions = [live_transcript(base_transcriber, live=REPEATABLE, keep_audio=False) for _ in clips]
     chunk = SAMPLING_RATE // 2
     for start in range(0, max(map(len, clips)), chunk):
         for live, clip in zip(sessions, clips):
@@ -147,11 +147,11 @@ def test_a_48_khz_stereo_int16_microphone_is_heard_like_16_khz(base_transcriber,
 
     at_48k = soxr.resample(short_audio, SAMPLING_RATE, 48_000)
     stereo = (np.stack([at_48k, at_48k], axis=1) * 32767).astype(np.int16)
-    live = base_transcriber.stream(live=REPEATABLE)
+    live = live_transcript(base_transcriber, live=REPEATABLE)
     updates = pushed(live, stereo, rate=48_000)
     assert_only_grows(updates)
     assert live.seconds == pytest.approx(len(short_audio) / SAMPLING_RATE, abs=0.01)
-    reference = base_transcriber.stream(live=REPEATABLE, keep_audio=False)
+    reference = live_transcript(base_transcriber, live=REPEATABLE, keep_audio=False)
     pushed(reference, short_audio)
     assert compute_metrics([live.text], [reference.text])["wer"] <= 25
     assert live.finish().duration == pytest.approx(len(short_audio) / SAMPLING_RATE, abs=0.01)
@@ -159,7 +159,7 @@ def test_a_48_khz_stereo_int16_microphone_is_heard_like_16_khz(base_transcriber,
 
 def _live_run(model, backend: str, beam: int, clip):
     engine = Transcriber(model, backend=backend, language="gl", beam_size=beam, temperatures=(0.0,))
-    live = engine.stream(live=LiveOptions(paced=False, beam_size=beam))
+    live = live_transcript(engine, live=LiveOptions(paced=False, beam_size=beam))
     return engine, live, pushed(live, clip)
 
 
