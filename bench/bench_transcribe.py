@@ -11,20 +11,20 @@ rotated each round, so a shared machine's load falls on all of them alike; each 
 median over the rounds.
 
 Rows (the default set):
-  ours default             Transcriber(model): whatever DecodingOptions() says (today: batched,
-                           speech packed into 30 s chunks, decoded as text with beam 3, cut into
-                           sentences timed by their aligned words; fallback, budget, loop collapse)
+  ours default             Transcriber(model): whatever DecodingOptions() says; left out while that
+                           is the old default's setting (the same decode twice)
   ours sequential beam 5   the old default: Whisper's long-form decoding window after window, beam 5,
                            the model's timestamps, temperature fallback 0-1, token budget, loop collapse
-  ours batched beam 5 + model timestamps
-                           the old --long-form batched: chunks with their pauses, the model's
-                           timestamps inside them, beam 5, the same guards per chunk
-  ours batched greedy      the default with beam 1
+  ours batched beam 3      --long-form batched (timestamps auto = aligned): the speech packed into
+                           chunks of at most 30 s without its pauses, decoded as text with beam 3,
+                           cut into sentences timed by their aligned words; the same guards per chunk
+  ours batched greedy      the same with beam 1
   fw sequential            faster-whisper WhisperModel.transcribe(audio, language): its defaults
                            (beam 5, fallback, conditioned on the previous window)
   fw batched greedy b8     BatchedInferencePipeline.transcribe(audio, language, batch_size=8,
                            beam_size=1): the fastest peer, the reference of the ratio columns
 More with --add: fw batched beam 5, fw greedy (beam 1, no fallback), ours batched + words,
+ours batched beam 5 + model timestamps (chunks with their pauses, the model's timestamps inside),
 seed pipeline (transformers pipeline(...)(path, return_timestamps=True), the seed's call);
 and any setting of our engine with --try 'NAME:field=value,...' (DecodingOptions fields;
 temperatures as 0+0.4+0.8).
@@ -165,12 +165,15 @@ OLD_DEFAULT_ROW = "ours sequential beam 5"
 OLD_DEFAULT = dict(long_form="sequential", beam_size=5, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                    timestamps="auto", batch_size=8)
 OURS = {
-    "ours default": {},
+    "ours default": {},  # left out while the default is the old default (the same decode twice)
     OLD_DEFAULT_ROW: OLD_DEFAULT,
-    "ours batched beam 5 + model timestamps": {**OLD_DEFAULT, "long_form": "batched", "timestamps": "model"},
+    "ours batched beam 3": {**OLD_DEFAULT, "long_form": "batched", "timestamps": "aligned", "beam_size": 3},
     "ours batched greedy": {**OLD_DEFAULT, "long_form": "batched", "timestamps": "aligned", "beam_size": 1},
 }
-OPTIONAL_OURS = {"ours batched + words": {"long_form": "batched", "word_timestamps": True}}
+OPTIONAL_OURS = {
+    "ours batched + words": {"long_form": "batched", "word_timestamps": True},
+    "ours batched beam 5 + model timestamps": {**OLD_DEFAULT, "long_form": "batched", "timestamps": "model"},
+}
 
 
 def ours(folder: Path, **settings) -> Transcribe:
@@ -214,7 +217,8 @@ def seed_pipeline(folder: Path) -> Transcribe:
 
 def contenders(folder: Path, added: list[str], tried: dict[str, dict]) -> dict[str, Callable[[], Transcribe]]:
     export = ctranslate2_export(folder)
-    rows = {name: (lambda s=settings: ours(folder, **s)) for name, settings in OURS.items()}
+    rows = {name: (lambda s=settings: ours(folder, **s)) for name, settings in OURS.items()
+            if not (name == "ours default" and DecodingOptions() == DecodingOptions(**OLD_DEFAULT))}
     rows["fw sequential"] = lambda: faster_whisper(export)
     rows[REFERENCE_ROW] = lambda: faster_whisper(export, batched=True, beam_size=1)
     optional = {
@@ -282,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--add", nargs="*", default=[], help="optional rows, e.g. 'fw batched beam 5'")
     parser.add_argument("--try", dest="tried", nargs="*", default=[],
                         help="more rows of our engine: 'NAME:field=value,...' (DecodingOptions fields)")
-    parser.add_argument("--only", nargs="*", default=None, help="run only these rows (the reference is always run)")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these rows (the reference and the --try rows are always run)")
     parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the results (default: %(default)s)")
     args = parser.parse_args(argv)
 
@@ -300,9 +304,11 @@ def main(argv: list[str] | None = None) -> dict:
               f"{len(references[rec.name].split())} words read)")
 
     instrument_vad()
-    builders = contenders(folder, args.add, dict(parse_try(spec) for spec in args.tried))
-    if args.only is not None:
-        builders = {name: build for name, build in builders.items() if name in args.only or name == REFERENCE_ROW}
+    tried = dict(parse_try(spec) for spec in args.tried)
+    builders = contenders(folder, args.add, tried)
+    if args.only is not None:  # the reference and the --try rows always run
+        builders = {name: build for name, build in builders.items()
+                    if name in args.only or name == REFERENCE_ROW or name in tried}
     loaded: dict[str, Transcribe] = {}
     for name, build in builders.items():
         loaded[name] = build()
@@ -336,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
                 row["wer_delta_vs_old_default"] = wer_difference(row["text"], old["text"], reference)
         results += rows
     report = dict(bench="transcribe", created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  model=str(args.model), reference_contender=REFERENCE_ROW, rounds=args.rounds, machine=info,
+                  model=str(args.model), reference_contender=REFERENCE_ROW, old_default_contender=OLD_DEFAULT_ROW, rounds=args.rounds, machine=info,
                   default_decoding=_plain(dataclasses.asdict(DecodingOptions())), results=results)
     print_table(results)
     path = Path(args.json)

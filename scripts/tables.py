@@ -275,6 +275,77 @@ def _model_sizes(results: dict) -> str:
                       f": {results['method']}")])
 
 
+# --- bench/bench_transcribe.py ---------------------------------------------------------------------
+
+TRANSCRIBE_BENCH = "bench/results/transcribe.json"
+
+
+def transcribe_label(row: dict, results: dict) -> str:
+    """A contender's name; the engine's default (its settings are DecodingOptions()'s) in bold, the
+    old default marked."""
+    default = row["settings"] == results["default_decoding"]
+    marks = [mark for mark, applies in (("the old default", row["contender"] == results.get("old_default_contender")),
+                                        ("the default", default and row["contender"] != "ours default"))
+             if applies]
+    name = row["contender"] + (f" ({', '.join(marks)})" if marks else "")
+    return f"**{name}**" if default else name
+
+
+def transcribe_summary(results: dict) -> str:
+    """One line per recording: the default against faster-whisper's batched greedy (speed, WER and
+    where the CPU time differs), and our fastest decoding beside it."""
+    lines = []
+    for recording in dict.fromkeys(row["recording"] for row in results["results"]):
+        rows = {row["contender"]: row for row in results["results"] if row["recording"] == recording}
+        default = next(row for row in rows.values() if row["settings"] == results["default_decoding"])
+        peer = rows[results["reference_contender"]]
+        fastest = min((row for row in rows.values() if row["contender"].startswith("ours")),
+                      key=lambda row: row["cpu_ratio"])
+        cpu = lambda row, phase: row["profile"]["cpu_s"][phase]  # noqa: E731
+        lines.append(
+            f"- {recording}: the default takes {default['ratio']:.2f}× faster-whisper batched greedy's wall time "
+            f"({default['cpu_ratio']:.2f}× its CPU time) at WER {default['wer']:.1f} against {peer['wer']:.1f}; "
+            f"encoder {cpu(default, 'encoder'):.1f} CPU-s ({default['profile']['encoder_windows']} windows) against "
+            f"{cpu(peer, 'encoder'):.1f} ({peer['profile']['encoder_windows']}), decoder {cpu(default, 'decoder'):.1f} "
+            f"against {cpu(peer, 'decoder'):.1f}. Our fastest, {fastest['contender']}: {fastest['ratio']:.2f}× wall, "
+            f"{fastest['cpu_ratio']:.2f}× CPU, WER {fastest['wer']:.1f}.")
+    return "\n".join(lines)
+
+
+@table("transcribe", TRANSCRIBE_BENCH)
+def _transcribe(results: dict) -> str:
+    """Per recording: speed against faster-whisper's batched greedy, WER against the old default's,
+    then where each contender's time went (the run of median wall time)."""
+    parts, reference = [], results["reference_contender"]
+    for recording in dict.fromkeys(row["recording"] for row in results["results"]):
+        rows = [row for row in results["results"] if row["recording"] == recording]
+        first = rows[0]
+        delta = lambda row: "–" if "wer_delta_vs_old_default" not in row else (  # noqa: E731
+            "{delta:+.1f} ({low:+.1f} to {high:+.1f})".format(**row["wer_delta_vs_old_default"]))
+        speed = [[transcribe_label(row, results), f"{row['wall_s']:.1f}", f"{row['ratio']:.2f}×",
+                  f"{row['cpu_ratio']:.2f}×", f"{row['wer']:.1f}", delta(row), f"{row['words_ratio']:.2f}",
+                  "yes" if row["loops"] else "no"] for row in rows]
+        profile = [[transcribe_label(row, results), row["profile"]["encoder_windows"]]
+                   + [f"{row['profile']['cpu_s'][phase]:.1f}" for phase in ("encoder", "decoder")]
+                   + [f"{row['profile']['cpu_s']['vad'] + row['profile']['cpu_s']['features']:.1f}",
+                      f"{row['profile']['cpu_s']['other']:.1f}", f"{row['cpu_s']:.1f}"] for row in rows]
+        parts += [f"**{recording}** ({first['duration_s']:.1f} s; medians of {first['runs']} runs)", "",
+                  markdown_table(["contender", "wall s", f"wall / {reference}", "CPU / same",
+                                  "WER %", "WER − old default (95 % CI)", "words out / read", "loops"], speed), "",
+                  f"Where the CPU time went on {recording} (seconds, both cores counted):", "",
+                  markdown_table(["contender", "encoder windows", "encoder", "decoder", "VAD + log-mel", "other",
+                                  "total"], profile), ""]
+    parts += [transcribe_summary(results), ""]
+    machine = results["machine"]
+    loads = f"load average {machine['load_average_start'][0]:.1f} at the start, {machine['load_average_end'][0]:.1f} " \
+            "at the end"
+    parts.append(source_note(TRANSCRIBE_BENCH, extra=f": model `{results['model']}`, {results['rounds']} rounds; "
+                             f"{machine['cpu']}, {machine['cpus']} cores, {machine['ctranslate2_threads']} CTranslate2 "
+                             f"threads, {loads}; faster-whisper {machine['faster_whisper']}, CTranslate2 "
+                             f"{machine['ctranslate2']}; {results['created'][:10]}"))
+    return "\n".join(parts)
+
+
 @table("cluster", "bench/results/cluster.json")
 def _cluster(results: dict) -> str:
     """The Ray sizing table (bench/bench_cluster.py)."""

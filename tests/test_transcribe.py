@@ -74,6 +74,50 @@ def test_chunks_join_spans_up_to_a_window_and_place_segments_in_the_recording():
     assert Chunk(spans[:1]).after(4.5).spans == ()
 
 
+def test_a_chunk_without_its_pauses_maps_its_audio_back_to_the_recording():
+    second = 16000
+    spans = ((0, 4 * second), (5 * second, 9 * second), (12 * second, 14 * second))
+    packed, padded = Chunk(spans, max_pause=0), Chunk(spans, max_pause=second // 4)
+    assert packed.pieces == spans and packed.samples == 10 * second  # the 1 s and 3 s pauses cut out
+    assert padded.pieces == ((0, 4 * second), (4.75 * second, 9 * second), (11.75 * second, 14 * second))
+    assert Chunk(spans).pieces == ((0, 4 * second), (4 * second, 9 * second), (9 * second, 14 * second))
+    recording = np.arange(14 * second, dtype=np.float32)
+    np.testing.assert_array_equal(packed.audio(recording),
+                                  np.concatenate([recording[start:end] for start, end in spans]))
+    # A time in the packed audio lands in its span: across the cut pause, not inside it.
+    assert [packed.recording_time(t) for t in (3.5, 4.0, 4.5, 8.0, 9.5, 20.0)] == [3.5, 5.0, 5.5, 12.0, 13.5, 14.0]
+    assert padded.recording_time(4.5) == 5.25
+    assert packed.after(4.5) == Chunk(((5.5 * second, 9 * second), spans[2]), max_pause=0)
+
+
+def test_speech_without_pauses_packs_more_into_a_window():
+    second = 16000
+    spans = [(0, 10 * second), (14 * second, 24 * second), (28 * second, 36 * second), (40 * second, 45 * second)]
+    assert [c.spans for c in joined_speech(spans, 30 * second)] == [tuple(spans[:2]), tuple(spans[2:])]
+    assert [c.spans for c in joined_speech(spans, 30 * second, max_pause=0)] == [tuple(spans[:3]), (spans[3],)]
+
+
+def test_sentences_are_cut_at_final_punctuation_and_at_pauses_with_their_tokens():
+    second = 16000
+    chunk = Chunk(((0, 4 * second), (6 * second, 9 * second)), max_pause=0)
+    vocabulary = [" Bos", " días.", " Que", "res", " auga?", " Si", " grazas", "!"]
+    timings = [(0.1, 0.5), (0.5, 1.0), (1.5, 1.8), (1.8, 2.0), (2.0, 2.6), (3.0, 3.5), (6.2, 6.8), (6.8, 6.9)]
+    # one word per token here, but the split goes by text, so several tokens a word work alike
+    words = tuple(Word(start, end, text, 0.9) for (start, end), text in zip(timings, vocabulary))
+    segment = Segment(0.1, 6.9, "Bos días. Queres auga? Si grazas!", words, tokens=tuple(range(8)), temperature=0.2,
+                      avg_logprob=-0.3, compression_ratio=1.1, no_speech_prob=0.01)
+    text_of = lambda tokens: "".join(vocabulary[token] for token in tokens)  # noqa: E731
+    cut = chunk.sentences(segment, keep_words=False, text_of=text_of)
+    # ". ?" end sentences; "Si" | "grazas!" are in two spans of speech (a pause came between them)
+    assert [(s.start, s.end, s.text, s.tokens) for s in cut] == [
+        (0.1, 1.0, "Bos días.", (0, 1)), (1.5, 2.6, "Queres auga?", (2, 3, 4)), (3.0, 3.5, "Si", (5,)),
+        (6.2, 6.9, "grazas!", (6, 7))]
+    assert all(s.words == () and (s.temperature, s.avg_logprob, s.no_speech_prob) == (0.2, -0.3, 0.01) for s in cut)
+    assert [s.words for s in chunk.sentences(segment, keep_words=True, text_of=text_of)][1] == words[2:5]
+    untimed = Segment(0.0, 9.0, "Bos días.", tokens=(0, 1))
+    assert chunk.sentences(untimed, keep_words=False, text_of=text_of) == [untimed]  # no words: kept whole
+
+
 def test_default_model_prefers_env_then_trained_model(tmp_path, monkeypatch):
     monkeypatch.setenv("WHISPER_GL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("WHISPER_GL_MODEL", raising=False)
@@ -260,17 +304,32 @@ def assert_speech_chunks(result, reference_words: int) -> None:
     assert 0.6 < len(result.text.split()) / reference_words < 1.5
 
 
+@pytest.mark.parametrize("settings", [{}, {"long_form": "batched"}], ids=["default", "batched-aligned"])
+def test_segments_are_timed_inside_the_audio_in_order(base_model_dir, short, settings):
+    """The default decoding, whatever it is, and batched decoding's sentences cut from aligned
+    words: segments in order, not overlapping, inside the clip, each with the decoder's statistics
+    and the tokens that read its text. Structure only: the untuned base's Galician is not judged."""
+    engine = Transcriber(base_model_dir, backend="ctranslate2", **settings)
+    result = engine.transcribe(short[0])
+    assert result.segments and result.text == " ".join(segment.text for segment in result.segments)
+    assert_timed(result, result.duration)
+    assert all(a.end <= b.start + 0.01 for a, b in zip(result.segments, result.segments[1:])), result.segments
+    for segment in result.segments:
+        assert engine._backend.text_of(list(segment.tokens)).strip() == segment.text
+        assert segment.avg_logprob < 0 and 0 <= segment.no_speech_prob <= 1 and segment.temperature is not None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fast", "reference"])
-def test_the_default_cuts_the_text_into_sentences_timed_inside_the_speech(engine, examples_dir, request,
-                                                                        base_model_dir):
-    """The default (batched, timestamps auto = aligned): the speech packed into windows without its
-    pauses, decoded as text, cut into sentences and at pauses, each timed by its aligned words.
+def test_batched_decoding_cuts_the_text_into_sentences_timed_inside_the_speech(engine, examples_dir, request,
+                                                                             base_model_dir):
+    """Batched (timestamps auto = aligned): the speech packed into windows without its pauses,
+    decoded as text, cut into sentences and at pauses, each timed by its aligned words.
     Structural checks only (the base model's Galician is not judged): cues in order, never
     overlapping, none across a pause, so none longer than a span of speech plus a word."""
     model = request.getfixturevalue(engine)
-    engine = Transcriber(base_model_dir, backend=model.backend, **GREEDY)
-    assert (engine.decoding.long_form, engine.decoding.timestamps) == ("batched", "auto")
+    engine = Transcriber(base_model_dir, backend=model.backend, long_form="batched", **GREEDY)
+    assert engine.decoding.timestamps == "auto"
     waveform = _excerpt(examples_dir, 45)
     result = engine.transcribe(waveform)
     spans = speech_spans(waveform, engine.window.seconds)

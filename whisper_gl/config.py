@@ -316,11 +316,7 @@ class DecodingOptions:
         default=DEFAULT_TASK,
         metadata={"help": "transcribe, or translate (into English).", "choices": TASKS},
     )
-    beam_size: int = field(
-        default=3,
-        metadata={"help": "Beam search width per chunk or window (1 = greedy, faster). 3: on the demo model, batched, "
-                          "beam 5 was no more accurate and beam 1 clearly less (bench/bench_transcribe.py)."},
-    )
+    beam_size: int = field(default=5, metadata={"help": "Beam search width per chunk or window (1 = greedy, faster)."})
     temperatures: tuple[float, ...] = field(
         default=TEMPERATURES,
         metadata={"help": "Decoding temperatures, tried in order while a window's output is too repetitive or "
@@ -336,11 +332,13 @@ class DecodingOptions:
                   "choices": TIMESTAMP_MODES},
     )
     long_form: str = field(
-        default="batched",
-        metadata={"help": "How a recording is cut for decoding: batched (its speech, found by the voice-activity "
-                          "detector, packed into chunks of at most one window, decoded --batch-size at a time, "
-                          "each with its own fallback) or sequential (Whisper's long-form algorithm, window after "
-                          "window, each moved by the timestamps predicted in the last). BATCHED_NUMBERS",
+        default="sequential",
+        metadata={"help": "How a recording is cut for decoding: sequential (Whisper's long-form algorithm, window "
+                          "after window, each moved by the timestamps predicted in the last) or batched (its "
+                          "speech, found by the voice-activity detector, packed into chunks of at most one window, "
+                          "decoded --batch-size at a time, each with its own fallback). Sequential with beam 5 is "
+                          "the default because no faster setting measured as accurate on both bench recordings; "
+                          "batched is faster (docs/benchmarks.md, bench/bench_transcribe.py).",
                   "choices": LONG_FORM_MODES},
     )
     batch_size: int = field(

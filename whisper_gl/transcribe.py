@@ -8,12 +8,12 @@
 
 It loads a local model folder or a Hub id and picks a backend (whisper_gl.backends): the
 CTranslate2 int8 export (`<model>/ctranslate2`, written by `whisper-gl export`) on CPU when
-it exists, else transformers. Audio of any length is transcribed whole. By default
-(long_form="batched") its speech, found by faster-whisper's Silero VAD, is packed into chunks of
-at most one window (the pauses between sentences cut out), decoded in batches as text only, and
-cut into sentence-sized segments timed by their words' alignment (timestamps="aligned"); with
-timestamps="model" the chunks keep their pauses and the model's timestamps time the segments;
-long_form="sequential" is Whisper's long-form algorithm, window after window. Loops are bounded
+it exists, else transformers. Audio of any length is transcribed whole: window after window
+(Whisper's long-form algorithm, the default), or with long_form="batched" its speech, found by
+faster-whisper's Silero VAD, packed into chunks of at most one window (the pauses between
+sentences cut out), decoded in batches as text only and cut into sentence-sized segments timed
+by their words' alignment (timestamps auto = "aligned"); with timestamps="model" the chunks keep
+their pauses and the model's timestamps time the segments. Loops are bounded
 (tokens per second of audio), retried at higher temperature, and a repetition that survives is
 collapsed to one copy (or the segment dropped). Where the voice-activity detector hears no
 voice at all nothing is decoded, and a segment the decoder doubts (its no-speech probability,
@@ -504,6 +504,8 @@ def split_tokens(tokens: tuple[int, ...], texts: list[str], text_of: Callable[[l
     """`tokens` cut into consecutive runs that read `texts` in turn (their concatenation is what the
     tokens read): each run ends at the first token where the text so far reaches its piece's end.
     Whatever is left goes to the last run."""
+    if not texts:
+        return []
     runs, first, reached = [], 0, 0
     for text in texts[:-1]:
         reached += len(text)
