@@ -287,6 +287,7 @@ def transcribe_label(row: dict, results: dict) -> str:
     marks = [mark for mark, applies in (("the old default", row["contender"] == results.get("old_default_contender")),
                                         ("the default", default and row["contender"] != "ours default"))
              if applies]
+    marks = ["the default, as before"] if len(marks) == 2 else marks
     name = row["contender"] + (f" ({', '.join(marks)})" if marks else "")
     return f"**{name}**" if default else name
 
