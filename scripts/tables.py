@@ -28,7 +28,9 @@ then `<!-- table:NAME -->` `<!-- /table -->` where it goes, and `python scripts/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -300,6 +302,60 @@ def _cluster(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- a verb's flags, as `whisper-gl VERB --help` gives them -----------------------------------------
+
+# `<!-- table:options.transcribe -->`, `<!-- table:options.app.file -->`: the verb's flags (no JSON:
+# the config dataclasses are the source, as for --help).
+OPTIONS_PREFIX = "options."
+# Defaults under the user's cache or inside the package read the same on every machine.
+HOME_PLACEHOLDER = "/WHISPER_GL_HOME"
+
+
+@contextlib.contextmanager
+def documented_environment():
+    """No WHISPER_GL_* variable of this shell leaks into a documented default; the home is named."""
+    saved = dict(os.environ)
+    for key in [key for key in os.environ if key.startswith("WHISPER_GL_") or key == "XDG_CACHE_HOME"]:
+        del os.environ[key]
+    os.environ["WHISPER_GL_HOME"] = HOME_PLACEHOLDER
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _markdown_cell(text: str) -> str:
+    """Help text as one table cell: a pipe would end the cell, <model> would be read as HTML."""
+    return text.replace("%%", "%").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def options_table(name: str) -> str:
+    sys.path.insert(0, str(ROOT))
+    import whisper_gl
+    from whisper_gl.cli import described_flags, find_verb
+
+    path = name[len(OPTIONS_PREFIX):].split(".")
+    try:
+        verb = find_verb(*path)
+    except KeyError:
+        raise TableError(f"'{name}': no verb `whisper-gl {' '.join(path)}`") from None
+    with documented_environment():
+        flags = described_flags(verb.config)
+    package = str(Path(whisper_gl.__file__).parent)
+
+    def default(flag) -> str:
+        if flag.required:
+            return "(required)"
+        shown = flag.default.replace(HOME_PLACEHOLDER, "$WHISPER_GL_HOME").replace(package, "whisper_gl")
+        return f"`{shown}`" if shown else ""
+
+    rows = [[f"`{flag.name}`", default(flag), _markdown_cell(flag.help)] for flag in flags]
+    return "\n".join([markdown_table(["flag", "default", "meaning"], rows, "lll"), "",
+                      f"<small>Written by `python scripts/tables.py` from `whisper-gl {' '.join(path)} --help` "
+                      f"(the config dataclass's fields).</small>"])
+
+
 # --- the generator --------------------------------------------------------------------------------
 
 def page_paths(root: Path = ROOT) -> list[Path]:
@@ -314,6 +370,8 @@ def load_json(source: str, root: Path = ROOT) -> dict:
 
 
 def render(name: str, root: Path = ROOT) -> str:
+    if name.startswith(OPTIONS_PREFIX):
+        return options_table(name)
     if name not in TABLES:
         raise TableError(f"unknown table '{name}': registered are {', '.join(TABLES)}")
     entry = TABLES[name]
