@@ -302,6 +302,50 @@ def _cluster(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the engine: the no-speech guard, and stream=true over the API ---------------------------------
+
+NO_SPEECH = "bench/results/no_speech.json"
+STREAM = "bench/results/stream.json"
+MODEL_NAMES = {"model": "fine-tuned demo", "whisper-base": "Whisper base, untuned"}
+
+
+@table("no-speech", NO_SPEECH)
+def _no_speech(results: dict) -> str:
+    """The guard before and after (two labelled runs): noise clips that gave text, noisy speech lost."""
+    runs = results["runs"]
+    key = lambda row: (row["model"], row["setting"], row["gate"])  # noqa: E731
+    before = {key(row): row for row in runs.get("before", [])}
+    rows = []
+    for row in runs["after"]:
+        old = before.get(key(row))
+        def count(name: str, total: str) -> str:
+            now = f"{row[name]}/{row[total]}"
+            return f"{old[name]}/{old[total]} → **{now}**" if old else now
+        way = "the engine as it is" if row["gate"] == "gate" else "the VAD gate fooled (hears speech everywhere)"
+        rows.append([MODEL_NAMES.get(row["model"], row["model"]), row["setting"], way,
+                     count("false_text", "noise_clips"), count("lost_speech", "speech_clips"),
+                     f"{old['cer']:.1f} → {row['cer']:.1f}" if old else f"{row['cer']:.1f}"])
+    header = ["model", "decoding", "way", "noise clips that gave text", "noisy speech lost", "CER % (noisy speech)"]
+    machine = results["machines"]["after"]
+    return "\n".join([markdown_table(header, rows, "lllrrr"), "",
+                      source_note(NO_SPEECH, extra=f": before (the engine without the guard) and after; "
+                                  f"{machine['cpu']}, {machine['cores']} cores; noise clips of "
+                                  f"{machine['noise_seconds']:g} s plus the 20 s white noise that passed the gate")])
+
+
+@table("stream", STREAM)
+def _stream(results: dict) -> str:
+    """stream=true against the plain request on the same upload, medians over the rounds."""
+    decoding = results.get("decoding")
+    rows = [[f"`{results['audio']}`", MODEL_NAMES.get(results["model"], results["model"]), results["backend"],
+             f"{results['plain_seconds']:.1f} s", f"{results['stream_seconds']:.1f} s", f"{results['ratio']:.2f}×",
+             f"{results['first_delta']:.1f} s", "yes" if results["same_text"] else "**no**"]]
+    header = ["upload", "model", "backend", "plain", "stream=true", "ratio", "first delta", "same text"]
+    where = f"; {machine_note(results)}" if "machine" in results else ""
+    how = f"; {decoding_summary(decoding)}" if decoding else ""
+    return "\n".join([markdown_table(header, rows, "llllrrrl"), "", source_note(STREAM, extra=how + where)])
+
+
 # --- a verb's flags, as `whisper-gl VERB --help` gives them -----------------------------------------
 
 # `<!-- table:options.transcribe -->`, `<!-- table:options.app.file -->`: the verb's flags (no JSON:
