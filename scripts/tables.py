@@ -133,6 +133,11 @@ def decoding_summary(decoding: dict) -> str:
     return f"{beam}{fallback}, {decoding['long_form']} long form"
 
 
+def _decoding_text(decoding: dict | str) -> str:
+    """A bench's decoding: the settings it recorded (bench/machine.py), or an older run's words."""
+    return decoding if isinstance(decoding, str) else f"the command's defaults ({decoding_summary(decoding)})"
+
+
 @table("headline", DEMO_EVALUATION)
 def _headline(metrics: dict) -> str:
     """README: WER before and after fine-tuning, per test set, through the engine."""
@@ -284,7 +289,7 @@ def _cluster(results: dict) -> str:
     rounds = f", each pool's fastest of {results['rounds']} rounds" if results["rounds"] > 1 else ""
     lines = [f"Measured by `bench/bench_cluster.py` on {results['date']}: {results['clips']} clips of the sample "
              f"corpus ({base['audio_seconds']:.0f} s of audio), model `{results['model']}` (CTranslate2 int8), "
-             f"{results['decoding']}, Ray {results['ray']}, one node with {results['cpus']} CPUs ({results['cpu']})"
+             f"{_decoding_text(results['decoding'])}, Ray {results['ray']}, one node with {results['cpus']} CPUs ({results['cpu']})"
              f"{rounds}. The machine was shared with other jobs: load average "
              f"{min(row['load_before'] for row in every):.1f} to {max(row['load_after'] for row in every):.1f} "
              f"during the run, on {results['cpus']} cores.",
