@@ -64,6 +64,7 @@ passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before tor
 
 import numpy as np  # noqa: E402
 
+from bench.machine import cpu_name  # noqa: E402
 from recordings import RECORDINGS  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.backends import ctranslate2_export  # noqa: E402
@@ -263,10 +264,7 @@ def machine() -> dict:
     import ctranslate2
     import faster_whisper
 
-    model_name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    return dict(cpu=model_name, cpus=len(os.sched_getaffinity(0)),
+    return dict(cpu=cpu_name(), cpus=len(os.sched_getaffinity(0)),
                 ctranslate2_threads=min(4, len(os.sched_getaffinity(0))),  # its default, every row alike
                 python=platform.python_version(), ctranslate2=ctranslate2.__version__,
                 faster_whisper=faster_whisper.__version__, load_average_start=list(os.getloadavg()))
