@@ -180,7 +180,8 @@ class Backend(Protocol):
         decoded: a Decoded for each piece the decoder finishes (a segment, or a whole recording)."""
 
     def text_of(self, tokens: list[int]) -> str:
-        """The text that text tokens of this model read (its tokenizer's decoding)."""
+        """The text that text tokens of this model read (its tokenizer's decoding). Optional: the
+        engine uses it to give each sentence cut from a decoded chunk its own tokens."""
 
     def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
                       window: Window | None = None) -> list[Decoded]:

@@ -336,6 +336,7 @@ class Transcriber:
         else:
             pending = joined_speech(spans, self.window.samples, max_pause=0 if timing == "aligned" else None)
         decoding = dataclasses.replace(options, word_timestamps=True) if timing == "aligned" else options
+        text_of = getattr(self._backend, "text_of", None)  # optional: a backend without it gives no tokens
         decoded: list[tuple[int, Decoded]] = []  # (chunk start, its piece), waiting for what comes before
         while pending:
             batch, pending = pending[: options.batch_size], pending[options.batch_size:]
@@ -346,7 +347,7 @@ class Transcriber:
                 placed = [chunk.placed(segment) for segment in kept]
                 if timing == "aligned":
                     placed = [cut for segment in placed
-                              for cut in chunk.sentences(segment, options.word_timestamps, self._backend.text_of)]
+                              for cut in chunk.sentences(segment, options.word_timestamps, text_of)]
                 segments = sorted(placed, key=lambda segment: segment.start)
                 decoded.append((chunk.start, dataclasses.replace(result, segments=segments)))
                 pending += [left] if left else []
@@ -461,13 +462,14 @@ class Chunk:
         moment = round(self.recording_time(seconds) * SAMPLING_RATE)
         return Chunk(tuple((max(start, moment), end) for start, end in self.spans if end > moment), self.max_pause)
 
-    def sentences(self, segment: Segment, keep_words: bool, text_of: Callable[[list[int]], str]) -> list[Segment]:
+    def sentences(self, segment: Segment, keep_words: bool,
+                  text_of: Callable[[list[int]], str] | None) -> list[Segment]:
         """A segment of this chunk (timed in the recording, with its words) cut into sentences:
         after a word that ends one (. ? ! …) and between words in different spans of speech (a
         pause of VAD_MIN_SILENCE_MS or more came between them); each piece timed by its words,
         which it keeps when `keep_words`, with its share of the segment's tokens (`text_of`: the
-        backend's detokenizer) and the decoder's statistics of the whole. A segment without words
-        is kept whole."""
+        backend's detokenizer; without one, a piece cut from a segment has no tokens) and the
+        decoder's statistics of the whole. A segment without words is kept whole."""
         pieces: list[list[Word]] = []
         for word in segment.words:
             if pieces and not (pieces[-1][-1].text.rstrip()[-1:] in SENTENCE_ENDS
@@ -476,7 +478,9 @@ class Chunk:
             else:
                 pieces.append([word])
         texts = ["".join(word.text for word in piece) for piece in pieces]
-        tokens = split_tokens(segment.tokens, texts, text_of) if segment.tokens is not None else [None] * len(texts)
+        whole = len(texts) == 1 and segment.tokens is not None
+        tokens = ([segment.tokens] if whole else split_tokens(segment.tokens, texts, text_of)
+                  if segment.tokens is not None and text_of is not None else [None] * len(texts))
         cut = [dataclasses.replace(segment, start=piece[0].start, end=max(piece[-1].end, piece[0].start),
                                    text=text.strip(), words=tuple(piece) if keep_words else (), tokens=piece_tokens)
                for piece, text, piece_tokens in zip(pieces, texts, tokens, strict=True)]
