@@ -1,13 +1,13 @@
 """stream=true on an upload against the plain request: same text, same cost?
 
-    .venv/bin/python bench/bench_stream.py [--model DIR] [--audio FILE] [--rounds 2]
+    .venv/bin/python bench/bench_stream.py [--model DIR] [--audio FILE] [--rounds 2] [--long-form sequential batched]
 
 `whisper-gl serve`'s API in this process (uvicorn on 127.0.0.1), the recording uploaded as the
 `openai` client does it, alternately plain (response_format json) and with stream=true, --rounds
 times each (the order alternates, so a shared machine's load falls on both alike). Per request:
 wall time to the answer (the last event), time to the first delta, and the text. Printed: median
-times, the stream's ratio to the plain request, whether the texts are equal. --output keeps the
-rows as JSON.
+times, the stream's ratio to the plain request, whether the texts are equal; once per long-form
+mode (a server each). --output keeps the rows as JSON (bench/results/stream.json, the docs' table).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import httpx  # noqa: E402
 
 from bench.machine import default_decoding, machine  # noqa: E402
 from whisper_gl.api import build_server  # noqa: E402
-from whisper_gl.config import ServeConfig  # noqa: E402
+from whisper_gl.config import LONG_FORM_MODES, ServeConfig  # noqa: E402
 from whisper_gl.transcribe import default_model  # noqa: E402
 
 
@@ -70,18 +70,11 @@ def request(url: str, model: str, audio: bytes, stream: bool) -> dict:
                 first_delta=None if first is None else round(first, 2), text=text)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=default_model(), help="model (default: %(default)s)")
-    parser.add_argument("--audio", default=str(ROOT / "Resources/examples/long.mp3"), help="upload (default: long.mp3)")
-    parser.add_argument("--rounds", type=int, default=2, help="requests of each kind (default: %(default)s)")
-    parser.add_argument("--long-form", default=None, help="the engine's long-form mode (default: its default)")
-    parser.add_argument("--output", default=str(ROOT / "bench/results/stream.json"), help="JSON (default: %(default)s)")
-    args = parser.parse_args()
-
-    settings = {"long_form": args.long_form} if args.long_form else {}
+def measure(args, long_form: str | None) -> dict:
+    """One server with the engine's long-form mode `long_form` (None: its default), plain and
+    stream=true requests taking turns; the medians, and every request."""
+    settings = {"long_form": long_form} if long_form else {}
     config = ServeConfig(model=args.model, max_minutes=30, max_mb=100, **settings)
-    started_on = machine()
     app = build_server(config)
     url, server = serve(app)
     model, audio = app.state.service.model_id, Path(args.audio).read_bytes()
@@ -90,25 +83,42 @@ def main() -> None:
     for round_ in range(args.rounds):
         for stream in (False, True) if round_ % 2 == 0 else (True, False):
             rows.append(request(url, model, audio, stream))
-            print(("stream" if stream else "plain "), rows[-1]["seconds"], "s", "first delta",
-                  rows[-1]["first_delta"], flush=True)
+            print(f"{long_form or 'default'}: {'stream' if stream else 'plain '} {rows[-1]['seconds']} s, "
+                  f"first delta {rows[-1]['first_delta']}", flush=True)
     server.should_exit = True
     plain = statistics.median(row["seconds"] for row in rows if not row["stream"])
     streamed = statistics.median(row["seconds"] for row in rows if row["stream"])
-    texts = {row["text"] for row in rows}
-    decoding = {**default_decoding(), **settings}
-    summary = dict(date=datetime.date.today().isoformat(), machine=started_on, decoding=decoding,
-                   audio=Path(args.audio).name, model=model, backend=app.state.service.transcriber.backend,
+    summary = dict(decoding={**default_decoding(), **settings}, model=model,
+                   backend=app.state.service.transcriber.backend,
                    plain_seconds=plain, stream_seconds=streamed, ratio=round(streamed / plain, 3),
                    first_delta=statistics.median(row["first_delta"] for row in rows if row["stream"]),
-                   same_text=len(texts) == 1,
+                   same_text=len({row["text"] for row in rows}) == 1,
                    full_stops={("stream" if row["stream"] else "plain"): row["text"].count(".") for row in rows},
                    rows=rows)
     print(f"plain {plain} s, stream {streamed} s (x{summary['ratio']}), first delta {summary['first_delta']} s, "
           f"same text: {summary['same_text']}")
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=default_model(), help="model (default: %(default)s)")
+    parser.add_argument("--audio", default=str(ROOT / "Resources/examples/long.mp3"), help="upload (default: long.mp3)")
+    parser.add_argument("--rounds", type=int, default=2, help="requests of each kind (default: %(default)s)")
+    parser.add_argument("--long-form", nargs="+", default=["sequential", "batched"], choices=LONG_FORM_MODES,
+                        help="the engine's long-form modes, one server each (default: %(default)s)")
+    parser.add_argument("--output", default=str(ROOT / "bench/results/stream.json"), help="JSON (default: %(default)s)")
+    args = parser.parse_args()
+
+    started_on = machine()
+    runs = [measure(args, long_form) for long_form in args.long_form]
+    results = dict(date=datetime.date.today().isoformat(), machine=started_on, audio=Path(args.audio).name,
+                   rounds=args.rounds, runs=runs)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(summary, ensure_ascii=False, indent=1))
+    temporary = output.with_suffix(".tmp")
+    temporary.write_text(json.dumps(results, ensure_ascii=False, indent=1))
+    temporary.replace(output)
 
 
 if __name__ == "__main__":

@@ -412,15 +412,15 @@ def _no_speech(results: dict) -> str:
 
 @table("stream", STREAM)
 def _stream(results: dict) -> str:
-    """stream=true against the plain request on the same upload, medians over the rounds."""
-    decoding = results.get("decoding")
-    rows = [[f"`{results['audio']}`", MODEL_NAMES.get(results["model"], results["model"]), results["backend"],
-             f"{results['plain_seconds']:.1f} s", f"{results['stream_seconds']:.1f} s", f"{results['ratio']:.2f}×",
-             f"{results['first_delta']:.1f} s", "yes" if results["same_text"] else "**no**"]]
-    header = ["upload", "model", "backend", "plain", "stream=true", "ratio", "first delta", "same text"]
-    where = f"; {machine_note(results)}" if "machine" in results else ""
-    how = f"; {decoding_summary(decoding)}" if decoding else ""
-    return "\n".join([markdown_table(header, rows, "llllrrrl"), "", source_note(STREAM, extra=how + where)])
+    """stream=true against the plain request on the same upload, medians over the rounds, per
+    long-form mode."""
+    rows = [[decoding_summary(run["decoding"]), MODEL_NAMES.get(run["model"], run["model"]), run["backend"],
+             f"{run['plain_seconds']:.1f} s", f"{run['stream_seconds']:.1f} s", f"{run['ratio']:.2f}×",
+             f"{run['first_delta']:.1f} s", "yes" if run["same_text"] else "**no**"] for run in results["runs"]]
+    header = ["decoding", "model", "backend", "plain", "stream=true", "ratio", "first delta", "same text"]
+    return "\n".join([markdown_table(header, rows, "llllrrrl"), "",
+                      source_note(STREAM, extra=f": `{results['audio']}` uploaded, medians of {results['rounds']} "
+                                  f"requests of each kind; {machine_note(results)}")])
 
 
 # --- a verb's flags, as `whisper-gl VERB --help` gives them -----------------------------------------
