@@ -433,6 +433,28 @@ def _live_variants(results: dict) -> str:
                                   f"{machine_note(results)}{peak_load(results)}")])
 
 
+# --- short windows: bench/bench_window.py ------------------------------------------------------------
+
+WINDOW = "bench/results/window.json"
+
+
+@table("window-speed", WINDOW)
+def _window_speed(results: dict) -> str:
+    """Training steps at the 30 s window against the short one, the same clips and checkpoint, one run."""
+    rows = [[f"{r['window_seconds']} s", r["encoder_positions"], f"{r['seconds_per_step']:.2f}",
+             f"{r['samples_per_second']:.2f}", f"{r['speed_up']:.2f}×",
+             " / ".join(f"{rate:.2f}" for rate in r["rounds_samples_per_second"])]
+            for r in results["rows"]]
+    header = ["window", "encoder positions", "s/step", "samples/s", "speed-up", "samples/s per round"]
+    load = results["machine"].get("load_average")
+    how = (f": `{results['model']}`, {results['clips']} training clips, batch {results['batch_size']}, "
+           f"{results['precision']}, {results['device']}; the windows take turns, {results['rounds']} rounds × "
+           f"(1 warm-up + {results['steps']} timed steps); {machine_note(results)}"
+           + (f"; load average {results['load_after']:.1f} at the end" if load is not None and "load_after" in results
+              else ""))
+    return "\n".join([markdown_table(header, rows), "", source_note(WINDOW, extra=how)])
+
+
 # --- a verb's flags, as `whisper-gl VERB --help` gives them -----------------------------------------
 
 # `<!-- table:options.transcribe -->`, `<!-- table:options.app.file -->`: the verb's flags (no JSON:
