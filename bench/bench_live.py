@@ -45,6 +45,7 @@ from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
 passive_openmp_waits()
 
+from whisper_gl import WhisperGLError  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.config import LiveOptions  # noqa: E402
 from whisper_gl.metrics import compute_metrics, normalize  # noqa: E402
@@ -133,7 +134,10 @@ def parse_variant(text: str, base: LiveOptions) -> tuple[str, LiveOptions]:
                 changes[name] = {"int": int, "float": float}[kind](value)
             except ValueError:
                 raise SystemExit(f"--variant {text!r}: {name} must be a number, not {value!r}") from None
-    return label.strip() or "defaults", dataclasses.replace(base, **changes)
+    try:
+        return label.strip() or "defaults", dataclasses.replace(base, **changes)
+    except WhisperGLError as error:
+        raise SystemExit(f"--variant {text!r}: {error}") from None
 
 
 def finite(value: float) -> float | None:
