@@ -423,12 +423,15 @@ def _live_findings(results: dict) -> str:
 def _live_variants(results: dict) -> str:
     """The same model and recording under variants of LiveOptions (bench_live.py --variant)."""
     rows = [[r["variant"], live_options_summary(r["live"]), _number(r["median_lag"], 2), _number(r["p90_lag"], 2),
-             f"{r['wer_live']:.1f}", f"{r['decode_per_second']:.2f}"] for r in results["rows"]]
+             f"{r['wer_live']:.1f}", f"{r['decode_per_second']:.2f}", _number(r.get("load_after"), 1)]
+            for r in results["rows"]]
     first = results["rows"][0]
-    header = ["variant", "live decodes", "median lag s", "p90 lag s", "WER live %", "decode s / audio s"]
+    # The rows run one after the other: on a shared machine the load (and so the lag) can differ between them.
+    header = ["variant", "live decodes", "median lag s", "p90 lag s", "WER live %", "decode s / audio s",
+              "load average after"]
     where = (f"{model_label(first['model'])}, `{first['input']}` ({first['audio_seconds']:.0f} s), {first['backend']}; "
              f"offline WER {first['wer_offline']:.1f} %")
-    return "\n".join([markdown_table(header, rows, "llrrrr"), "",
+    return "\n".join([markdown_table(header, rows, "llrrrrr"), "",
                       source_note(LIVE_VARIANTS, extra=f": {where}; one run each, in this order; "
                                   f"{machine_note(results)}{peak_load(results)}")])
 
