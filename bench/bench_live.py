@@ -1,6 +1,9 @@
 """Live captions in (simulated) real time: how late is each word confirmed, and how right is it?
 
-    .venv/bin/python bench/bench_live.py [--models DIR ...] [--inputs FILE ...] [--step 0.5]
+    .venv/bin/python bench/bench_live.py [--models DIR ...] [--inputs FILE ...] [--step 0.5] [--output JSON]
+    .venv/bin/python bench/bench_live.py --models artifacts/model --inputs Resources/examples/long.mp3 \
+        --variant "greedy:beam_size=1" --variant "greedy, prompt:beam_size=1,prompt=true" \
+        --output bench/results/live_variants.json
 
 Feeds each recording to the streaming API (Transcriber.stream) as a microphone would: chunks of
 --chunk seconds, one arriving every --chunk seconds. Time is simulated but charges the real
@@ -12,12 +15,21 @@ model and recording: the median and p90 lag of the confirmed words, the time to 
 confirmed word (from the start of the recording), the WER of the confirmed live text, of
 finish() (the whole recording decoded again) and of the offline transcription against the
 reference (the .txt beside the recording), and the seconds of live decoding per second of audio.
+
+--variant LABEL:FIELD=VALUE,... (repeatable) runs each model and recording once per variant, the
+LiveOptions of the flags with those fields replaced (the offline transcription is decoded once and
+shared). The results, one row per model, recording and variant with every printed column, the
+date, the machine and the options, are written to --output (scripts/tables.py renders them).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
 import difflib
+import json
+import math
 import os
 import sys
 import time
@@ -26,18 +38,22 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
 passive_openmp_waits()
 
+from whisper_gl import WhisperGLError  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.config import LiveOptions  # noqa: E402
 from whisper_gl.metrics import compute_metrics, normalize  # noqa: E402
 from whisper_gl.streaming import live_transcript  # noqa: E402
 from whisper_gl.transcribe import Transcriber  # noqa: E402
 from whisper_gl.window import SAMPLING_RATE  # noqa: E402
+
+from bench.machine import default_decoding, machine  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "Resources" / "examples"
 
@@ -64,9 +80,11 @@ def matched_lags(confirmed: list[tuple[str, float]], offline_words) -> list[floa
             for block in matcher.get_matching_blocks() for k in range(block.size)]
 
 
-def simulate(engine: Transcriber, audio: np.ndarray, chunk_seconds: float, live: LiveOptions) -> LiveRun:
-    """Push `audio` in chunks on a simulated clock that charges each push's real duration."""
-    offline = engine.transcribe(audio, word_timestamps=True)
+def simulate(engine: Transcriber, audio: np.ndarray, chunk_seconds: float, live: LiveOptions,
+             offline=None) -> LiveRun:
+    """Push `audio` in chunks on a simulated clock that charges each push's real duration
+    (`offline`: the engine's word-timed transcription of `audio`, if already made)."""
+    offline = offline or engine.transcribe(audio, word_timestamps=True)
     offline_words = [word for segment in offline.segments for word in segment.words]
     stream = live_transcript(engine, live=live)
     chunk = round(chunk_seconds * SAMPLING_RATE)
@@ -97,10 +115,63 @@ def wer(text: str, reference: str) -> float:
     return compute_metrics([text], [reference])["wer"]
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_variant(text: str, base: LiveOptions) -> tuple[str, LiveOptions]:
+    """'LABEL:field=value,...' -> (LABEL, base with those LiveOptions fields replaced)."""
+    label, _, assignments = text.partition(":")
+    types = {field.name: field.type for field in dataclasses.fields(LiveOptions)}
+    changes = {}
+    for assignment in filter(None, (part.strip() for part in assignments.split(","))):
+        name, _, value = assignment.partition("=")
+        if name not in types:
+            raise SystemExit(f"--variant {text!r}: no LiveOptions field {name!r} (fields: {', '.join(types)})")
+        kind = types[name] if isinstance(types[name], str) else types[name].__name__
+        if kind == "bool":
+            if value.lower() not in ("true", "false"):
+                raise SystemExit(f"--variant {text!r}: {name} is true or false, not {value!r}")
+            changes[name] = value.lower() == "true"
+        else:
+            try:
+                changes[name] = {"int": int, "float": float}[kind](value)
+            except ValueError:
+                raise SystemExit(f"--variant {text!r}: {name} must be a number, not {value!r}") from None
+    try:
+        return label.strip() or "defaults", dataclasses.replace(base, **changes)
+    except WhisperGLError as error:
+        raise SystemExit(f"--variant {text!r}: {error}") from None
+
+
+def finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 3)
+
+
+def result_row(engine: Transcriber, model: str, path: str, variant: str, live: LiveOptions, audio: np.ndarray,
+               run: LiveRun, reference: str) -> dict:
+    """Every column the bench prints, as numbers (None where no word was matched or confirmed)."""
+    lags = np.array(run.lags) if run.lags else np.array([np.nan])
+    return {"model": model, "backend": engine.backend, "input": Path(path).name, "variant": variant,
+            "live": dataclasses.asdict(live),
+            "audio_seconds": round(len(audio) / SAMPLING_RATE, 2), "matched": run.matched,
+            "confirmed": run.confirmed, "median_lag": finite(np.median(lags)),
+            "p90_lag": finite(np.percentile(lags, 90)), "first_word": finite(run.first),
+            "wer_live": round(wer(run.live_text, reference), 2), "wer_finish": round(wer(run.finish_text, reference), 2),
+            "wer_offline": round(wer(run.offline_text, reference), 2),
+            "decode_per_second": round(run.decode_per_second, 3), "max_buffered": round(run.max_buffered, 2),
+            "load_after": round(os.getloadavg()[0], 1)}
+
+
+def printed(row: dict) -> str:
+    def number(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+    return (f"| {Path(row['model']).name} | {row['variant']} | {row['input']} | {row['audio_seconds']:.1f} "
+            f"| {row['matched']}/{row['confirmed']} | {number(row['median_lag'], 2)} | {number(row['p90_lag'], 2)} "
+            f"| {number(row['first_word'], 1)} | {row['wer_live']:.2f} | {row['wer_finish']:.2f} "
+            f"| {row['wer_offline']:.2f} | {row['decode_per_second']:.2f} | {row['max_buffered']:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["base", "fine-tuned"],
-                        help="model folders (default: %(default)s)")
+                        help="model folders or names (default: %(default)s)")
     parser.add_argument("--inputs", nargs="+", default=[str(EXAMPLES / "long.mp3"), str(EXAMPLES / "short.mp3")],
                         help="recordings, each with its reference text in a .txt beside it (default: %(default)s)")
     parser.add_argument("--chunk", type=float, default=0.5,
@@ -115,35 +186,52 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paced", action=argparse.BooleanOptionalAction, default=defaults.paced,
                         help="decode no more often than decoding takes (LiveOptions.paced; default: %(default)s)")
     parser.add_argument("--live-beam", type=int, default=defaults.beam_size, help="the live decodes' beam (LiveOptions.beam_size; default: %(default)s)")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL:FIELD=VALUE,...",
+                        help="also run with these LiveOptions fields changed from the flags' options, e.g. "
+                             "'greedy, prompt:beam_size=1,prompt=true' (repeatable; default: the flags' options only)")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="the engine's beam: offline and finish() (default: the engine's, 5)")
     parser.add_argument("--language", default="gl", help="forced language (default: %(default)s)")
     parser.add_argument("--show", action="store_true", help="print the live, finish() and offline texts")
+    parser.add_argument("--output", default=str(ROOT / "bench/results/live.json"),
+                        help="the results as JSON, for scripts/tables.py (default: %(default)s)")
     args = parser.parse_args(argv)
     live = LiveOptions(step_seconds=args.step, window_seconds=args.window, trim_seconds=args.trim,
                        prompt=args.prompt, paced=args.paced,
                        beam_size=args.live_beam)
-    print(f"{os.cpu_count()} CPUs; chunks of {args.chunk} s; {live}; simulated time charging real decode time")
-    print("| model | input | audio s | words | median lag s | p90 lag s | first word s | WER live | WER finish() "
-          "| WER offline | decode s / audio s | max buffer s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    variants = [parse_variant(text, live) for text in args.variant] or [("defaults", live)]
+    started_on = machine()
+    decoding = default_decoding()
+    if args.beam_size:
+        decoding["beam_size"] = args.beam_size
+    print(f"{os.cpu_count()} CPUs, load {started_on['load_average']}; chunks of {args.chunk} s; {live}; "
+          "simulated time charging real decode time")
+    print("| model | variant | input | audio s | words | median lag s | p90 lag s | first word s | WER live "
+          "| WER finish() | WER offline | decode s / audio s | max buffer s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
     for model in args.models:
         settings = {"beam_size": args.beam_size} if args.beam_size else {}
         engine = Transcriber(model, language=args.language, **settings)
         for path in args.inputs:
             audio = load_audio(path)
             reference = Path(path).with_suffix(".txt").read_text(encoding="utf-8")
-            run = simulate(engine, audio, args.chunk, live)
-            lags = np.array(run.lags) if run.lags else np.array([np.nan])
-            first = f"{run.first:.1f}" if run.first is not None else "-"
-            print(f"| {Path(model).name} | {Path(path).name} | {len(audio) / SAMPLING_RATE:.1f} "
-                  f"| {run.matched}/{run.confirmed} | {np.median(lags):.2f} | {np.percentile(lags, 90):.2f} | {first} "
-                  f"| {wer(run.live_text, reference):.2f} | {wer(run.finish_text, reference):.2f} "
-                  f"| {wer(run.offline_text, reference):.2f} | {run.decode_per_second:.2f} | {run.max_buffered:.1f} |",
-                  flush=True)
-            if args.show:
-                for name, text in (("live", run.live_text), ("finish", run.finish_text), ("offline", run.offline_text)):
-                    print(f"  {name}: {text}")
+            offline = engine.transcribe(audio, word_timestamps=True)
+            for label, options in variants:
+                run = simulate(engine, audio, args.chunk, options, offline)
+                rows.append(result_row(engine, model, path, label, options, audio, run, reference))
+                print(printed(rows[-1]), flush=True)
+                if args.show:
+                    for name, text in (("live", run.live_text), ("finish", run.finish_text),
+                                       ("offline", run.offline_text)):
+                        print(f"  {name}: {text}")
+    results = dict(date=datetime.date.today().isoformat(), machine=started_on, chunk_seconds=args.chunk,
+                   language=args.language, live=dataclasses.asdict(live), decoding=decoding, rows=rows)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {output}")
+    return results
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Training speed at Whisper's 30-second window against a shorter one: same clips, same model, one run.
 
     .venv/bin/python bench/bench_window.py [--model DIR] [--features DIR] [--window 10]
-                                           [--batch-size N] [--steps 3] [--rounds 2]
-    .venv/bin/python bench/bench_window.py --long-form MODEL_30S MODEL_10S [--audio FILE]
+                                           [--batch-size N] [--steps 3] [--rounds 2] [--output JSON]
+    .venv/bin/python bench/bench_window.py --long-form MODEL_30S MODEL_10S [--audio FILE] [--output JSON]
 
 Both rows train through the project's own path, whisper_gl.training.build_trainer with the smoke
 preset's settings: the collator pads the stored features of the same clips to the window (3000 or
@@ -16,11 +16,18 @@ optimizer steps from the end of the warm-up step to the end of the last one, bat
 same long recording through the engine, with each backend (CTranslate2 when the model folder has
 its export) and each --timestamps mode, one warm-up on 3 s first: segments, words out against
 words read (a loop inflates it), WER/CER against the recording's .txt, decode time.
+
+Each writes what it prints, with the date and the machine, to --output (default
+bench/results/window.json, or bench/results/window_long_form.json with --long-form), for
+scripts/tables.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -50,6 +57,18 @@ from whisper_gl.models import resolve_model  # noqa: E402
 from whisper_gl.window import Window  # noqa: E402
 
 from step_clock import timed_steps  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from bench.machine import default_decoding, machine  # noqa: E402
+
+RESULTS = REPO / "bench/results"
+
+
+def write_results(path: str, results: dict) -> None:
+    """`results` with the date and the machine it ran on, as JSON at `path`."""
+    output = Path(path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"date": datetime.date.today().isoformat(), **results}, ensure_ascii=False,
+                                 indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {output}")
 
 
 def window_trainer(config: TrainConfig, dataset, manifest: FeaturesManifest, window_seconds: int, scratch: str):
@@ -64,15 +83,17 @@ def window_trainer(config: TrainConfig, dataset, manifest: FeaturesManifest, win
     return build_trainer(config, model, processor, dataset, manifest, args)
 
 
-def long_form_table(models: list[str], audio_path: str) -> None:
+def long_form_table(models: list[str], audio_path: str) -> dict:
     """One row per model, backend and timestamps mode on the same recording."""
     from whisper_gl.audio import load_audio
     from whisper_gl.backends import ctranslate2_export
     from whisper_gl.metrics import compute_metrics
     from whisper_gl.transcribe import Transcriber
 
+    started_on = machine()
     audio = load_audio(audio_path)
     reference = Path(audio_path).with_suffix(".txt").read_text()
+    rows = []
     print(f"{audio_path}: {len(audio) / 16000:.1f} s, {len(reference.split())} words read")
     print("| model | window | backend | --timestamps | segments | words out / read | WER % | CER % | decode s |")
     print("|---|---:|---|---|---:|---:|---:|---:|---:|")
@@ -86,12 +107,19 @@ def long_form_table(models: list[str], audio_path: str) -> None:
                 engine.transcribe(audio[: 3 * 16000])  # warm-up
                 result = engine.transcribe(audio)
                 scores = compute_metrics([result.text], [reference])
+                rows.append({"model": model, "window": engine.window.describe(), "backend": backend,
+                             "timestamps": timestamps, "segments": len(result.segments),
+                             "words_out": len(result.text.split()), "words_read": len(reference.split()),
+                             "wer": round(scores["wer"], 2), "cer": round(scores["cer"], 2),
+                             "decode_seconds": round(result.elapsed, 2)})
                 print(f"| {model} | {engine.window.describe()} | {backend} | {timestamps} | {len(result.segments)} | "
                       f"{len(result.text.split())} / {len(reference.split())} | {scores['wer']:.1f} | "
                       f"{scores['cer']:.1f} | {result.elapsed:.1f} |", flush=True)
+    return {"machine": started_on, "audio": Path(audio_path).name, "audio_seconds": round(len(audio) / 16000, 2),
+            "decoding": default_decoding(), "rows": rows}
 
 
-def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
+def main(argv: list[str] | None = None) -> dict:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -108,11 +136,16 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
                         help="instead: transcribe --audio with these fine-tuned models (e.g. a 30 s and a 10 s one)")
     parser.add_argument("--audio", default=str(REPO / "Resources/examples/long.mp3"),
                         help="--long-form recording, its transcript beside it as .txt (default: %(default)s)")
+    parser.add_argument("--output", default=None,
+                        help=f"the results as JSON, for scripts/tables.py (default: {RESULTS / 'window.json'}, "
+                             f"with --long-form {RESULTS / 'window_long_form.json'})")
     args = parser.parse_args(argv)
     if args.long_form:
-        long_form_table(args.long_form, args.audio)
-        return None
+        results = long_form_table(args.long_form, args.audio)
+        write_results(args.output or str(RESULTS / "window_long_form.json"), results)
+        return results
 
+    started_on = machine()
     dataset, manifest = load_training_features(args.features)
     longest = max(len(row[0]) for row in dataset["train"].with_format("numpy")["input_features"])
     if longest > Window.of_seconds(args.window).frames:
@@ -141,15 +174,25 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
                       flush=True)
 
     baseline = sum(rates[30]) / len(rates[30])
+    rows = []
     print()
     print("| window | encoder positions | s/step | samples/s | speed-up |")
     print("|---|---:|---:|---:|---:|")
     for window in windows:
         rate = sum(rates[window]) / len(rates[window])
         per_step = sum(step_seconds[window]) / len(step_seconds[window])
+        rows.append({"window_seconds": window, "encoder_positions": Window.of_seconds(window).positions,
+                     "seconds_per_step": round(per_step, 3), "samples_per_second": round(rate, 3),
+                     "speed_up": round(rate / baseline, 3), "rounds_samples_per_second": [round(r, 3) for r in rates[window]],
+                     "rounds_seconds_per_step": [round(t, 3) for t in step_seconds[window]]})
         print(f"| {window} s | {Window.of_seconds(window).positions} | {per_step:.2f} | {rate:.2f} | "
               f"{rate / baseline:.2f}x |")
-    return rates
+    results = {"machine": started_on, "load_after": round(os.getloadavg()[0], 1), "model": args.model,
+               "features": args.features, "clips": len(dataset["train"]), "batch_size": batch_size,
+               "precision": str(hardware_precision(config.precision)), "device": device, "steps": args.steps,
+               "rounds": args.rounds, "rows": rows}
+    write_results(args.output or str(RESULTS / "window.json"), results)
+    return results
 
 
 if __name__ == "__main__":

@@ -423,6 +423,118 @@ def _stream(results: dict) -> str:
                                   f"requests of each kind; {machine_note(results)}")])
 
 
+# --- live captions: bench/bench_live.py ---------------------------------------------------------------
+
+LIVE = "bench/results/live.json"
+LIVE_VARIANTS = "bench/results/live_variants.json"
+LIVE_LAG_TARGET = 2.5  # seconds: the median confirmed word shown at most this late (the live captions' goal)
+LIVE_WER_TARGET = 3.0  # WER points: the confirmed live text at most this much worse than offline
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def live_options_summary(live: dict) -> str:
+    beam = "greedy" if live["beam_size"] == 1 else f"beam {live['beam_size']}"
+    return (f"step {live['step_seconds']:g} s, {live['window_seconds']:g} s window, trim {live['trim_seconds']:g} s, "
+            f"{beam} at the first temperature, {'prompt' if live['prompt'] else 'no prompt'}, "
+            f"{'paced' if live['paced'] else 'not paced'}")
+
+
+def highest_load(results: dict) -> float | None:
+    """The highest load average after a row (the start's is the machine's): above the cores, jobs waited."""
+    return max((row["load_after"] for row in results["rows"] if row.get("load_after") is not None), default=None)
+
+
+def peak_load(results: dict) -> str:
+    peak = highest_load(results)
+    return "" if peak is None else f"; load average up to {peak:.1f} during the run"
+
+
+def live_note(results: dict, source: str) -> str:
+    return source_note(source, extra=f": {live_options_summary(results['live'])}; chunks of "
+                       f"{results['chunk_seconds']:g} s; offline and finish() with the engine's "
+                       f"{decoding_summary(results['decoding'])}; {machine_note(results)}{peak_load(results)}")
+
+
+@table("live", LIVE)
+def _live(results: dict) -> str:
+    """Per model and recording: how late the confirmed words came, and the live, finish() and offline WER."""
+    rows = [[model_label(r["model"]), f"`{r['input']}`", r["backend"], f"{r['audio_seconds']:.1f}",
+             f"{r['matched']}/{r['confirmed']}", _number(r["median_lag"], 2), _number(r["p90_lag"], 2),
+             _number(r["first_word"], 1), f"{r['wer_live']:.1f}", f"{r['wer_finish']:.1f}", f"{r['wer_offline']:.1f}",
+             f"{r['decode_per_second']:.2f}", f"{r['max_buffered']:.1f}"]
+            for r in results["rows"]]
+    header = ["model", "input", "backend", "audio s", "matched / confirmed words", "median lag s", "p90 lag s",
+              "first word s", "WER live %", "WER finish() %", "WER offline %", "decode s / audio s", "max buffer s"]
+    return "\n".join([markdown_table(header, rows, "lll" + "r" * 10), "", live_note(results, LIVE)])
+
+
+@table("live-findings", LIVE)
+def _live_findings(results: dict) -> str:
+    """What the table says, per model on the longest recording, against the live captions' two targets."""
+    longest = max(row["audio_seconds"] for row in results["rows"])
+    lines = []
+    for r in (row for row in results["rows"] if row["audio_seconds"] == longest):
+        gap = r["wer_live"] - r["wer_offline"]
+        lag_met = r["median_lag"] is not None and r["median_lag"] <= LIVE_LAG_TARGET
+        lines.append(
+            f"- {model_label(r['model'])}, `{r['input']}` ({r['audio_seconds']:.0f} s): the median confirmed word "
+            f"is shown {_number(r['median_lag'], 2)} s after it was spoken (p90 {_number(r['p90_lag'], 2)} s; "
+            f"target ≤ {LIVE_LAG_TARGET:g} s: {'met' if lag_met else '**not met**'}, over {r['matched']} matched "
+            f"words); live WER {r['wer_live']:.1f} % against {r['wer_offline']:.1f} % offline "
+            f"({gap:+.1f} points; target within {LIVE_WER_TARGET:g}: "
+            f"{'met' if gap <= LIVE_WER_TARGET else '**not met**'}); the buffer peaked at {r['max_buffered']:.1f} s; "
+            f"decoding took {r['decode_per_second']:.2f} s per second of audio.")
+    machine = results["machine"]
+    peak = highest_load(results)
+    if peak is not None and peak > machine["cores"]:
+        lines.append(f"- The run shared the machine with other jobs: load average {machine['load_average']:.1f} at "
+                     f"the start, up to {peak:.1f} during the run, on {machine['cores']} cores. The decode times, "
+                     "and so the lags, are those of a busy CPU.")
+    return "\n".join([*lines, "", source_note(LIVE)])
+
+
+@table("live-variants", LIVE_VARIANTS)
+def _live_variants(results: dict) -> str:
+    """The same model and recording under variants of LiveOptions (bench_live.py --variant)."""
+    rows = [[r["variant"], live_options_summary(r["live"]), _number(r["median_lag"], 2), _number(r["p90_lag"], 2),
+             f"{r['wer_live']:.1f}", f"{r['decode_per_second']:.2f}", _number(r.get("load_after"), 1)]
+            for r in results["rows"]]
+    first = results["rows"][0]
+    # The rows run one after the other: on a shared machine the load (and so the lag) can differ between them.
+    header = ["variant", "live decodes", "median lag s", "p90 lag s", "WER live %", "decode s / audio s",
+              "load average after"]
+    where = (f"{model_label(first['model'])}, `{first['input']}` ({first['audio_seconds']:.0f} s), {first['backend']}; "
+             f"offline WER {first['wer_offline']:.1f} %")
+    return "\n".join([markdown_table(header, rows, "llrrrrr"), "",
+                      source_note(LIVE_VARIANTS, extra=f": {where}; one run each, in this order; "
+                                  f"{machine_note(results)}{peak_load(results)}")])
+
+
+# --- short windows: bench/bench_window.py ------------------------------------------------------------
+
+WINDOW = "bench/results/window.json"
+
+
+@table("window-speed", WINDOW)
+def _window_speed(results: dict) -> str:
+    """Training steps at the 30 s window against the short one, the same clips and checkpoint, one run."""
+    rows = [[f"{r['window_seconds']} s", r["encoder_positions"], f"{r['seconds_per_step']:.2f}",
+             f"{r['samples_per_second']:.2f}", f"{r['speed_up']:.2f}×",
+             " / ".join(f"{rate:.2f}" for rate in r["rounds_samples_per_second"])]
+            for r in results["rows"]]
+    header = ["window", "encoder positions", "s/step", "samples/s", "speed-up", "samples/s per round"]
+    load = results["machine"].get("load_average")
+    how = (f": `{results['model']}`, {results['clips']} training clips, batch {results['batch_size']}, "
+           f"{results['precision']}, {results['device']}; the windows take turns, {results['rounds']} rounds × "
+           f"(1 warm-up + {results['steps']} timed steps); {machine_note(results)}"
+           + (f"; load average {results['load_after']:.1f} at the end" if load is not None and "load_after" in results
+              else ""))
+    return "\n".join([markdown_table(header, rows), "", source_note(WINDOW, extra=how)])
+
+
 # --- a verb's flags, as `whisper-gl VERB --help` gives them -----------------------------------------
 
 # `<!-- table:options.transcribe -->`, `<!-- table:options.app.file -->`: the verb's flags (no JSON:
