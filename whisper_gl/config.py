@@ -413,13 +413,13 @@ class LiveOptions:
     prompt: bool = field(
         default=False,
         metadata={"help": "Live captions: prompt each decode with the confirmed text whose audio was cut (off: on "
-                          "the demo model it cost 5 to 8 WER points on long.mp3, the prompt's errors carried on)."},
+                          "the demo model it made the live text less accurate: the prompt's errors carried on; docs/live.md)."},
     )
     beam_size: int = field(
         default=5,
         metadata={"help": "Live captions: the beam of the live decodes, which use only the first temperature (the "
                           "agreement of two decodes replaces the fallback as their guard; finish() decodes with the "
-                          "full options). On long.mp3 and the demo model: WER 44.3 at beam 5, 52.0 greedy."},
+                          "full options). Greedy is faster and, on the demo model, less accurate (docs/live.md)."},
     )
     paced: bool = field(
         default=True,
