@@ -131,6 +131,7 @@ def assert_timed(result, duration: float) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 @pytest.mark.model_output
 @pytest.mark.parametrize("engine", ENGINES)
 def test_short_clip_with_each_backend(engine, short, request, record_property):
