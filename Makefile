@@ -1,4 +1,15 @@
 # One entry for everything. `make demo` runs the main job, `make test` the tests.
+
+# Tests, in two lanes (markers in pytest.ini), and the CPU code-path matrix:
+#   make test-fast  while working (~3 min on 2 cores): tests not marked slow, train or browser, plus the
+#                   smoke ones; --modules-touched fails the lane if a whisper_gl module ran no function.
+#   make test       everything, once, on this CPU's own code path.
+#   make test-isa   the tests marked model_output (asserting on a model's text, timestamps or scores)
+#                   under each forced code path: CTranslate2 CT2_FORCE_CPU_ISA=GENERIC/AVX2/AVX512 x
+#                   CT2_USE_MKL=0/1, torch ATEN_CPU_CAPABILITY=avx2, oneDNN ONEDNN_MAX_CPU_ISA=AVX2, and
+#                   the CPU's own; a table of passed/failed/skipped per path (one this CPU cannot run is
+#                   skipped) and the spread of what the tests bound. CI (.ci/run) runs make test, then
+#                   make test-isa ISA_ARGS="--skip default".
 WG := .venv/bin/whisper-gl
 PY := .venv/bin/python
 BASE := artifacts/whisper-base
@@ -6,7 +17,7 @@ CORPUS := Resources/cv-corpus-sample/gl
 FEATURES := artifacts/features
 MODEL := artifacts/model
 
-.PHONY: setup corpus offline-model demo test bench clean
+.PHONY: setup corpus offline-model demo test test-fast test-isa bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,9 +45,19 @@ demo: corpus offline-model
 	@echo "  $(WG) app microphone --model $(MODEL)"
 	@echo "  $(WG) app youtube --model $(MODEL)"
 
+FAST_LANE := (not slow or smoke) and not train and not browser
+ISA_ARGS :=
+
 test: corpus offline-model
 	@bash scripts/setup.sh --with-browser
 	$(PY) -m pytest
+
+test-fast: corpus offline-model
+	@started=$$(date +%s); $(PY) -m pytest -m "$(FAST_LANE)" --modules-touched -q; status=$$?; \
+	  echo "test-fast: $$(( $$(date +%s) - started )) s"; exit $$status
+
+test-isa: corpus offline-model
+	$(PY) scripts/test_isa.py $(ISA_ARGS)
 
 bench: corpus offline-model
 	$(PY) bench/bench_features.py
