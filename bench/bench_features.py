@@ -11,10 +11,15 @@
   real-length float16 storage, plus its reports (stats, rejects).
 
 Each way runs the whole stage (processor loading, map, save_to_disk) in this process,
-after a small warm-up; bytes per clip is the saved folder's size over the clips.
-A second table times load_audio's two decoders on the same files.
+after a small warm-up; bytes per clip is the saved folder's size over the clips. Per hour of
+audio (what sizes a real corpus: Common Voice clips are longer than the sample's): the seconds
+the stage takes for an hour of audio, and the bytes it stores for it. A second table times
+load_audio's two decoders on the same files.
 
-    .venv/bin/python bench/bench_features.py [--dataset FOLDER] [--model DIR] [--clips N]
+The results also go to --json (default bench/results/features.json), which
+`python scripts/tables.py` renders into the docs (benchmarks, real-data recipe).
+
+    .venv/bin/python bench/bench_features.py [--dataset FOLDER] [--model DIR] [--clips N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import datetime
+import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -29,7 +38,8 @@ import time
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
@@ -40,7 +50,11 @@ import datasets  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.config import FeatureConfig  # noqa: E402
 from whisper_gl.features import extract_features  # noqa: E402
-from whisper_gl.sources import load_source  # noqa: E402
+from whisper_gl.models import resolve_model  # noqa: E402
+from whisper_gl.paths import BASE_MODEL  # noqa: E402
+from whisper_gl.sources import as_dataset_dict, load_source  # noqa: E402
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "features.json"
 
 
 def corpus_of(source: Path, clips: int | None, folder: Path) -> tuple[Path, int]:
@@ -71,7 +85,7 @@ def seed_way(corpus: Path, model: str, output: Path, *, numpy: bool) -> None:
 
     extractor = WhisperFeatureExtractor.from_pretrained(model)
     tokenizer = WhisperTokenizer.from_pretrained(model, language="galician", task="transcribe")
-    source = load_source(str(corpus)).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    source = as_dataset_dict(load_source(str(corpus))).cast_column("audio", datasets.Audio(sampling_rate=16000))
 
     def prepare_dataset(batch):
         audio = batch["audio"]
@@ -98,14 +112,36 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def measure(name, run, corpus: Path, warmup: Path, model: str, work: Path, clips: int) -> dict:
+def measure(name, run, corpus: Path, warmup: Path, model: str, work: Path, clips: int, audio_seconds: float) -> dict:
     run(warmup, model, work / f"{name}-warmup")  # imports, first-call costs
     output = work / name
     started = time.perf_counter()
     run(corpus, model, output)
     seconds = time.perf_counter() - started
+    stored = folder_bytes(output)
+    audio_hours = audio_seconds / 3600
     return {"way": name, "clips": clips, "seconds": seconds, "clips/s": clips / seconds,
-            "bytes/clip": folder_bytes(output) / clips}
+            "bytes/clip": stored / clips, "seconds/audio hour": seconds / audio_hours,
+            "bytes/audio hour": stored / audio_hours}
+
+
+def audio_seconds_of(corpus: Path) -> float:
+    """Seconds of audio the corpus lists (every clip decoded once, as the stage does)."""
+    seconds = 0.0
+    for tsv in ("train.tsv", "dev.tsv", "test.tsv"):
+        with open(corpus / tsv, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+                seconds += len(load_audio(corpus / "clips" / row["path"])) / 16000
+    return seconds
+
+
+def machine() -> dict:
+    cpuinfo = Path("/proc/cpuinfo")
+    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")), None) if cpuinfo.is_file() else None
+    return {"cpu": name or platform.processor() or "unknown", "cores": os.cpu_count(),
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "python": platform.python_version()}
 
 
 def decode_table(corpus: Path, files: int = 40) -> list[dict]:
@@ -134,33 +170,50 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="Resources/cv-corpus-sample/gl", help="Common Voice release folder")
-    parser.add_argument("--model", default="artifacts/whisper-base", help="Whisper checkpoint (its processor)")
+    parser.add_argument("--dataset", default=str(REPO / "Resources/cv-corpus-sample/gl"), help="Common Voice release folder")
+    parser.add_argument("--model", default=BASE_MODEL, help="Whisper checkpoint: folder or built-in name (its processor)")
     parser.add_argument("--clips", type=int, default=None, help="clips to process (default: all; repeats if more)")
+    parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the results (default: %(default)s)")
     args = parser.parse_args()
+    args.model = str(resolve_model(args.model))
     datasets.disable_progress_bars()
 
     with tempfile.TemporaryDirectory(prefix="bench_features-") as work:
         work = Path(work)
         corpus, clips = corpus_of(Path(args.dataset), args.clips, work / "corpus")
         warmup, _ = corpus_of(Path(args.dataset), 16, work / "warmup")
-        print(f"{clips} clips from {args.dataset}, processor of {args.model}, 1 process\n")
-        rows = [
-            measure("seed: numpy extractor, 30 s, fp32", lambda c, m, o: seed_way(c, m, o, numpy=True),
-                    corpus, warmup, args.model, work, clips),
-            measure("seed + torch extractor, 30 s, fp32", lambda c, m, o: seed_way(c, m, o, numpy=False),
-                    corpus, warmup, args.model, work, clips),
-            measure("ours: real length, fp16, batched", our_way, corpus, warmup, args.model, work, clips),
-        ]
+        audio_seconds = audio_seconds_of(corpus)
+        print(f"{clips} clips ({audio_seconds / 60:.1f} min of audio) from {args.dataset}, processor of "
+              f"{args.model}, 1 process\n")
+        ways = [("seed: numpy extractor, 30 s, fp32", lambda c, m, o: seed_way(c, m, o, numpy=True)),
+                ("seed + torch extractor, 30 s, fp32", lambda c, m, o: seed_way(c, m, o, numpy=False)),
+                ("ours: real length, fp16, batched", our_way)]
+        rows = [measure(name, run, corpus, warmup, args.model, work, clips, audio_seconds) for name, run in ways]
         seed = rows[0]
         for row in rows:
             row["speed x"] = row["clips/s"] / seed["clips/s"]
             row["smaller x"] = seed["bytes/clip"] / row["bytes/clip"]
         print_table(rows, ["way", "clips", "seconds", "clips/s", "bytes/clip", "speed x", "smaller x"])
         print()
-        print_table(decode_table(Path(args.dataset)), ["decoder", "ms/clip"])
+        print_table(rows, ["way", "seconds/audio hour", "bytes/audio hour"])
+        print()
+        decoders = decode_table(Path(args.dataset))
+        print_table(decoders, ["decoder", "ms/clip"])
         ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
         print(f"\n({ffmpeg})")
+    write_json(Path(args.json), {
+        "bench": "bench/bench_features.py", "date": datetime.date.today().isoformat(), "machine": machine(),
+        "ffmpeg": ffmpeg, "dataset": args.dataset, "model": args.model, "clips": clips,
+        "audio_seconds": audio_seconds, "ways": rows, "decoders": decoders})
+    print(f"results: {args.json}")
+
+
+def write_json(path: Path, results: dict) -> None:
+    """Atomically (a temporary name, then rename): a killed run leaves the previous results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(path)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ passive_openmp_waits()
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.config import LiveOptions  # noqa: E402
 from whisper_gl.metrics import compute_metrics, normalize  # noqa: E402
+from whisper_gl.streaming import live_transcript  # noqa: E402
 from whisper_gl.transcribe import Transcriber  # noqa: E402
 from whisper_gl.window import SAMPLING_RATE  # noqa: E402
 
@@ -67,7 +68,7 @@ def simulate(engine: Transcriber, audio: np.ndarray, chunk_seconds: float, live:
     """Push `audio` in chunks on a simulated clock that charges each push's real duration."""
     offline = engine.transcribe(audio, word_timestamps=True)
     offline_words = [word for segment in offline.segments for word in segment.words]
-    stream = engine.stream(live=live)
+    stream = live_transcript(engine, live=live)
     chunk = round(chunk_seconds * SAMPLING_RATE)
     clock, confirmed, max_buffered = 0.0, [], 0.0
     for start in range(0, len(audio), chunk):
@@ -98,7 +99,7 @@ def wer(text: str, reference: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["artifacts/whisper-base", "artifacts/model"],
+    parser.add_argument("--models", nargs="+", default=["base", "fine-tuned"],
                         help="model folders (default: %(default)s)")
     parser.add_argument("--inputs", nargs="+", default=[str(EXAMPLES / "long.mp3"), str(EXAMPLES / "short.mp3")],
                         help="recordings, each with its reference text in a .txt beside it (default: %(default)s)")

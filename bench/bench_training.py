@@ -41,7 +41,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from whisper_gl import OFFLINE_BASE_DIR  # noqa: E402
+from whisper_gl.models import resolve_model  # noqa: E402
+from whisper_gl.paths import BASE_MODEL, home  # noqa: E402
 
 # Whisper small and medium (openai/whisper-small, openai/whisper-medium config.json); --tiny: small stand-ins.
 SHAPES = {
@@ -252,8 +253,8 @@ def in_own_process(task: str, payload: dict, scratch: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", default="artifacts/features", help="training features (default: %(default)s)")
-    parser.add_argument("--base", default=OFFLINE_BASE_DIR, help="Whisper base folder: processor, shapes' vocabulary, "
+    parser.add_argument("--features", default=str(home().features), help="training features (default: %(default)s)")
+    parser.add_argument("--base", default=BASE_MODEL, help="Whisper base (folder or built-in name): processor, shapes' vocabulary, "
                                                                   "fp16 check (default: %(default)s)")
     parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES), help="model shapes")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per row, after one warm-up step")
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny models, 2 steps, batch 2: check the rows run on CPU")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one row, in its own process
     args = parser.parse_args(argv)
+    args.base = str(resolve_model(args.base))
     if args.one:
         spec = json.loads(args.one)
         task = spec.pop("task")

@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
@@ -45,7 +46,7 @@ passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before tor
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.backends import ctranslate2_export  # noqa: E402
 from whisper_gl.metrics import compute_metrics  # noqa: E402
-from whisper_gl.store import resolve_model  # noqa: E402
+from whisper_gl.models import resolve_model  # noqa: E402
 from whisper_gl.transcribe import Transcriber, default_model, is_degenerate  # noqa: E402
 
 REFERENCE_ROW = "fw batched greedy"
@@ -95,7 +96,7 @@ def systems(folder: Path) -> dict[str, Callable[[], Transcribe]]:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=default_model(), help="model folder or Hub id (default: %(default)s)")
-    parser.add_argument("--audio", default="Resources/examples/long.mp3", help="long recording (default: %(default)s)")
+    parser.add_argument("--audio", default=str(REPO / "Resources/examples/long.mp3"), help="long recording (default: %(default)s)")
     parser.add_argument("--reference", default=None, help="its transcript (default: the audio's .txt)")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of every system (default: %(default)s)")
     parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out, e.g. 'seed + timestamps'")

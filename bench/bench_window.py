@@ -25,7 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
@@ -33,7 +34,7 @@ passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before tor
 
 import dataclasses  # noqa: E402
 
-from whisper_gl import OFFLINE_BASE_DIR  # noqa: E402
+from whisper_gl.paths import BASE_MODEL, home  # noqa: E402
 from whisper_gl.config import TIMESTAMP_MODES, TrainConfig  # noqa: E402
 from whisper_gl.manifest import FeaturesManifest  # noqa: E402
 from whisper_gl.training import (  # noqa: E402
@@ -45,7 +46,7 @@ from whisper_gl.training import (  # noqa: E402
     shorten_window,
     training_arguments,
 )
-from whisper_gl.store import resolve_model  # noqa: E402
+from whisper_gl.models import resolve_model  # noqa: E402
 from whisper_gl.window import Window  # noqa: E402
 
 from step_clock import timed_steps  # noqa: E402  (bench/ is on sys.path as the script's folder)
@@ -94,9 +95,9 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=OFFLINE_BASE_DIR,
+    parser.add_argument("--model", default=BASE_MODEL,
                         help="Whisper checkpoint, 30 s window (default: %(default)s)")
-    parser.add_argument("--features", default="artifacts/features",
+    parser.add_argument("--features", default=str(home().features),
                         help="features from feature_extraction.py; every clip must fit the short window "
                              "(default: %(default)s)")
     parser.add_argument("--window", type=int, default=10, help="short window in seconds (default: %(default)s)")
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[int, list[float]] | None:
     parser.add_argument("--rounds", type=int, default=2, help="turns of each window, alternating")
     parser.add_argument("--long-form", nargs="+", metavar="MODEL",
                         help="instead: transcribe --audio with these fine-tuned models (e.g. a 30 s and a 10 s one)")
-    parser.add_argument("--audio", default="Resources/examples/long.mp3",
+    parser.add_argument("--audio", default=str(REPO / "Resources/examples/long.mp3"),
                         help="--long-form recording, its transcript beside it as .txt (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.long_form:

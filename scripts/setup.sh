@@ -3,8 +3,9 @@
 #  - ffmpeg: decodes every audio/video container (Common Voice mp3, browser WebM, YouTube audio)
 #  - espeak-ng: speaks the bundled sample corpus (Resources/)
 #  - chromium (with --with-browser): the headless browser tests of the apps
+#  - iproute2 (`ip`): the Ray tests run their cluster in a loopback-only network namespace
 #  - .venv: a virtual environment with this project installed, editable, with its `dev` extras
-#    (training, tests, the offline Whisper base): `.venv/bin/whisper-gl` is the command
+#    (training, tests, the offline Whisper base, the YouTube stack): `.venv/bin/whisper-gl` is the command
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ want_browser=0
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v ip >/dev/null || missing+=(iproute2)
 [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null && missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages with apt: ${missing[*]}"

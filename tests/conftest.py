@@ -1,10 +1,15 @@
 """Shared fixtures. Helpers APPEND fixtures here; never rewrite others'."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The tests' whisper-gl home is the checkout's artifacts/, as under `make test` (the Makefile sets it):
+# a default that slips through lands there, never in the user's cache; the built-in `base` is
+# artifacts/whisper-base. Tests of the home itself set their own.
+os.environ.setdefault("WHISPER_GL_HOME", str(REPO_ROOT / "artifacts"))
 
 
 @pytest.fixture(scope="session")

@@ -276,3 +276,136 @@ def assert_same_audio(waveform, source, *, min_snr_db: float = 20.0) -> None:
     noise = waveform[:n] - original[:n]
     snr = 10 * np.log10(np.sum(original[:n] ** 2) / max(np.sum(noise ** 2), 1e-20))
     assert snr > min_snr_db, f"SNR {snr:.1f} dB"
+
+
+@contextlib.contextmanager
+def serving_in_thread(app, options=None, on_shutdown=()):
+    """`app` (ASGI) served by whisper_gl.webserver (uvicorn with its time bounds: head deadline,
+    keep-alive, shutdown deadline) on a free 127.0.0.1 port, in a thread; yields its URL (no
+    trailing slash). `options`: a whisper_gl.config.ServerOptions (or any config with its fields)."""
+    from whisper_gl.config import ServerOptions
+    from whisper_gl.webserver import Server
+
+    port = free_port()
+    server = Server(app, "127.0.0.1", port, options or ServerOptions(), on_shutdown)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def trickle(url: str, head: bytes, *, every: float = 0.5, source: str = "127.0.0.1",
+            stop: threading.Event | None = None, give_up_after: float = 60) -> dict:
+    """A slow client: open a connection to `url` (from the loopback address `source`), send the
+    request `head`, then one byte of body every `every` seconds until the server answers and
+    closes the connection, `stop` is set or `give_up_after` seconds pass. Returns what it got:
+    {"answer": bytes received, "closed": whether the server hung up, "seconds": how long it took}."""
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    outcome = {"answer": b"", "closed": False}
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), source_address=(source, 0)) as connection:
+        connection.sendall(head)
+        connection.settimeout(every)
+        while not (stop and stop.is_set()) and time.monotonic() - started < give_up_after:
+            with contextlib.suppress(OSError):
+                connection.sendall(b"x")
+            try:
+                piece = connection.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:  # reset: the server closed while a byte was on its way
+                piece = b""
+            if not piece:
+                outcome["closed"] = True
+                break
+            outcome["answer"] += piece
+    return {**outcome, "seconds": time.monotonic() - started}
+
+
+def fake_microphone(speech: Path) -> list[str]:
+    """Chromium flags: a microphone that plays `speech` (looped) and is allowed without asking."""
+    return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={speech}"]
+
+
+# --- sets for the no-speech guard (tests/test_no_speech.py, bench/bench_no_speech.py) -------------
+
+NOISE_COLOURS = ("white", "pink", "brown", "velvet")  # anoisesrc's c=
+NOISE_LEVELS = (0.05, 0.2, 0.5)  # anoisesrc's a= (peak amplitude)
+NOISE_SEEDS = (2, 11)
+HUMS = ((50, 0.1), (60, 0.1), (50, 0.4), (60, 0.4))  # mains hum (Hz, amplitude), with its harmonics
+TONES = ((440,), (1000,), (3000,), (262, 330, 392))  # steady sines: A4, 1 kHz, 3 kHz, a C major chord
+
+
+def lavfi_samples(source: str) -> "np.ndarray":
+    """The samples of an ffmpeg lavfi source at 16 kHz mono (no file written)."""
+    import numpy as np
+
+    run = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", source,
+                          "-ac", "1", "-ar", "16000", "-f", "f32le", "-"], capture_output=True, check=True)
+    return np.frombuffer(run.stdout, dtype=np.float32).copy()
+
+
+def noise_clips(seconds: float = 3.0) -> dict[str, "np.ndarray"]:
+    """Sound without speech, `seconds` each (38 clips by default): noise of four colours at three
+    levels and two seeds (ffmpeg's anoisesrc), mains hum at 50 and 60 Hz with its harmonics at two
+    levels, and steady tones (single sines and a chord). Named like `pink-a0.2-s11`, `hum50-a0.1`."""
+    import numpy as np
+
+    clips = {f"{colour}-a{level}-s{seed}": lavfi_samples(
+        f"anoisesrc=d={seconds}:c={colour}:r=16000:a={level}:seed={seed}")
+        for colour in NOISE_COLOURS for level in NOISE_LEVELS for seed in NOISE_SEEDS}
+    for base, level in HUMS:
+        clips[f"hum{base}-a{level}"] = hum(base, seconds, level)
+    time = np.arange(round(seconds * 16000)) / 16000
+    for frequencies in TONES:
+        wave = sum(np.sin(2 * np.pi * frequency * time) for frequency in frequencies)
+        clips["tone" + "+".join(map(str, frequencies))] = (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+    return clips
+
+
+def hum(base: float, seconds: float, level: float) -> "np.ndarray":
+    """Mains hum: a fundamental and its first harmonics, falling off as 1/n, peaking at `level`."""
+    import numpy as np
+
+    time = np.arange(round(seconds * 16000)) / 16000
+    wave = sum(np.sin(2 * np.pi * base * n * time) / n for n in range(1, 6))
+    return (level * wave / np.abs(wave).max()).astype(np.float32)
+
+
+def with_noise(speech: "np.ndarray", noise: "np.ndarray", snr_db: float) -> "np.ndarray":
+    """`speech` with `noise` (cut or repeated to its length) added at `snr_db` (power over the whole clip)."""
+    import numpy as np
+
+    noise = np.resize(noise, len(speech)).astype(np.float64)
+    scale = np.sqrt(np.mean(speech.astype(np.float64) ** 2) / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    mixed = speech + scale * noise
+    return (mixed / max(1.0, np.abs(mixed).max())).astype(np.float32)
+
+
+def noisy_speech_clips(corpus: Path, count: int = 12, snr_db: float = 10.0) -> dict[str, tuple["np.ndarray", str]]:
+    """The first `count` clips of the sample corpus's test split, each mixed with another kind of noise
+    (the four colours and hum, in turn) at `snr_db`: {name: (waveform, sentence)}."""
+    import csv
+
+    from whisper_gl.audio import load_audio
+
+    with open(corpus / "test.tsv", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file, delimiter="\t"))[:count]
+    kinds = [*NOISE_COLOURS, "hum"]
+    clips = {}
+    for index, row in enumerate(rows):
+        speech = load_audio(corpus / "clips" / row["path"])
+        kind = kinds[index % len(kinds)]
+        seconds = len(speech) / 16000 + 0.1
+        noise = hum(50, seconds, 0.5) if kind == "hum" else lavfi_samples(
+            f"anoisesrc=d={seconds:.2f}:c={kind}:r=16000:a=0.5:seed={index}")
+        clips[f"{Path(row['path']).stem}+{kind}"] = (with_noise(speech, noise, snr_db), row["sentence"])
+    return clips

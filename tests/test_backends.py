@@ -8,7 +8,7 @@ import pytest
 from whisper_gl import WhisperGLError, backends
 from whisper_gl.backends import BACKENDS, Decoded, load_backend, register_backend
 from whisper_gl.config import DecodingOptions, ModelOptions
-from whisper_gl.subtitles import Segment
+from whisper_gl.transcript import Segment
 from whisper_gl.transcribe import Transcriber
 from whisper_gl.window import PRETRAINED_WINDOW
 
@@ -44,10 +44,10 @@ def echo_backend(registry, backend_name="echo", fails=False, suits=True):
         def suits(cls, folder, options):
             return suits
 
-        def decode(self, audio, options: DecodingOptions) -> Decoded:
+        def decode_sequential(self, audio, options: DecodingOptions):
             Echo.seen.append(options)
             text = f"{options.forced_language} {options.task} beam {options.beam_size}"
-            return Decoded([Segment(0.0, len(audio) / 16000, text)], options.forced_language or "xx", True)
+            yield Decoded([Segment(0.0, len(audio) / 16000, text)], options.forced_language or "xx", True)
 
         def decode_chunks(self, chunks, options, timestamps):
             Echo.seen.append(options)
@@ -147,3 +147,30 @@ def test_a_prompt_keeps_its_end_within_a_quarter_of_the_context():
     assert prompt_tokens(encode, None, 448) == [] and prompt_tokens(encode, "  ", 448) == []
     assert prompt_tokens(encode, "a b c", 448) == [0, 1, 2]
     assert prompt_tokens(encode, "w " * 500, 448) == list(range(500 - 112, 500))
+
+
+def test_segments_stream_in_order_as_each_batch_is_decoded(registry, model_folder, examples_dir):
+    """transcribe_segments: the decode of transcribe, a batch at a time. A chunk the model leaves
+    open (its last segment unclosed) has the rest decoded before any later chunk's segments come out."""
+    from whisper_gl.audio import load_audio
+
+    echo = echo_backend(registry)
+    batches = []
+
+    def halves(self, chunks, options, timestamps, window=None):  # closes the first half, leaves the rest open
+        batches.append(len(chunks))
+        return [Decoded([Segment(0.0, len(chunk) / 32000, f"half of {len(chunk)}"),
+                         Segment(len(chunk) / 32000, len(chunk) / 16000, "open")], "gl", True, open_end=True)
+                for chunk in chunks]
+
+    echo.decode_chunks = halves
+    engine = Transcriber(model_folder, backend="echo", batch_size=2, long_form="batched")
+    long = load_audio(examples_dir / "long.mp3")[: 70 * 16000]  # three chunks of up to 30 s
+    stream = engine.transcribe_segments(long)
+    first = next(stream)
+    assert batches == [2]  # the first batch only: its first chunk's closed half is ready
+    streamed = [first, *stream]
+    starts = [segment.start for segment in streamed]
+    assert starts == sorted(starts) and len(batches) > 2  # the rests were decoded, in their places
+    assert streamed == engine.transcribe(long).segments and stream.language == "gl"
+    assert stream.duration == 70.0

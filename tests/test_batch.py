@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -11,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from whisper_gl.batch import LEDGER_NAME, load_engine, plan, safe_name, settings_fingerprint
+from whisper_gl.batch import plan, safe_name
 from whisper_gl.cli import parse_config
+from whisper_gl.jobs import LEDGER_NAME, SKIPPED_NAME, Summary, load_engine, printable, settings_fingerprint
 from whisper_gl.config import DecodingOptions, TranscribeConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,22 +94,27 @@ def transcribe(*args: str) -> subprocess.CompletedProcess:
 def test_a_folder_run_writes_every_output_reports_the_failure_and_a_rerun_skips_what_is_done(
         recordings, base_model_dir, tmp_path):
     out = tmp_path / "out"
-    flags = ["--output-dir", str(out), "--format", "txt,srt,vtt,json", "--model", str(base_model_dir),
+    flags = ["--output-dir", str(out), "--format", "txt,srt,vtt,json,tsv", "--model", str(base_model_dir),
              "--beam-size", "1", "--temperatures", "0", "--word-timestamps", "--long-form", "batched"]
     run = transcribe(str(recordings), *flags)
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     assert f"failed: {recordings / 'corrupt.wav'}: corrupt.wav: not an audio file" in run.stderr
-    assert "transcribed 4 file(s)" in run.stderr and "1 that are not audio or video; 1 failed" in run.stderr
-    assert run.stderr.strip().splitlines()[-1] == "error: 1 of 5 input(s) failed (listed above)"
+    assert "transcribed 4 files," in run.stderr and "1 not audio or video; 1 failed" in run.stderr
+    assert f"  skipped, not audio or video: {recordings / 'notes.wav.txt'}" in run.stderr  # named
+    assert (out / SKIPPED_NAME).read_text().splitlines()[1:] == [f"{recordings / 'notes.wav.txt'}\tnot audio or video"]
+    assert run.stderr.strip().splitlines()[-1] == "error: 1 of 5 inputs failed (listed above)"
     stems = ["short", "nested/clip", "nested/voice memo", "nested/deeper/_odd_name_"]
     for stem in stems:
-        for suffix in ("txt", "srt", "vtt", "json"):
+        for suffix in ("txt", "srt", "vtt", "json", "tsv"):
             assert (out / f"{stem}.{suffix}").stat().st_size > 0, (stem, suffix)
     assert not (out / "corrupt.txt").exists() and not list(out.rglob("*.tmp"))
     transcript = json.loads((out / "short.json").read_text())
     assert transcript["text"] == (out / "short.txt").read_text().strip()
     assert transcript["segments"][0]["words"] and transcript["model"] == str(base_model_dir)
+    header, *rows = (out / "short.tsv").read_text().splitlines()
+    assert header == "start\tend\ttext" and [row.split("\t") for row in rows] == [
+        [str(round(s["start"] * 1000)), str(round(s["end"] * 1000)), s["text"]] for s in transcript["segments"]]
     assert (out / "nested/voice memo.txt").read_text() == (out / "short.txt").read_text()  # the same bytes
     # The video's sound track is short.mp3 re-encoded in AAC: other samples, so other words from the
     # untuned base (how many depends on the CPU). Its text is the engine's own transcript of them.
@@ -116,27 +123,96 @@ def test_a_folder_run_writes_every_output_reports_the_failure_and_a_rerun_skips_
 
     written = {path: path.stat().st_mtime_ns for path in out.rglob("*.*")}
     again = transcribe(str(recordings), *flags)
-    assert again.returncode == 2 and "transcribed 0 file(s)" in again.stderr
+    assert again.returncode == 2 and "transcribed 0 files," in again.stderr
     assert "skipped 4 already done" in again.stderr
     assert {path: path.stat().st_mtime_ns for path in out.rglob("*.*")} == written
 
     (out / "short.srt").unlink()  # an output gone: that input is done again, the others not
     lines = len((out / LEDGER_NAME).read_text().splitlines())
     again = transcribe(str(recordings), *flags)
-    assert "transcribed 1 file(s)" in again.stderr and "skipped 3 already done" in again.stderr
+    assert "transcribed 1 file," in again.stderr and "skipped 3 already done" in again.stderr
     assert (out / "short.srt").is_file() and len((out / LEDGER_NAME).read_text().splitlines()) == lines + 1
 
 
 @pytest.mark.slow
 def test_one_file_prints_its_transcript_and_bad_paths_are_one_line(base_model_dir, examples_dir, tmp_path):
     run = transcribe(str(examples_dir / "short.mp3"), "--model", str(base_model_dir), "--beam-size", "1",
-                     "--vtt", str(tmp_path / "short.vtt"), "--highlight-words")
+                     "--vtt", str(tmp_path / "short.vtt"), "--highlight-words", "--format", "tsv")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() and "RTF" in run.stderr
+    header, *rows = run.stdout.splitlines()  # the one format asked for, on stdout
+    assert header == "start\tend\ttext" and rows and all(len(row.split("\t")) == 3 for row in rows)
+    assert "RTF" in run.stderr and "model loaded in" in run.stderr
+    assert re.search(r"\| (1 segment|(0|[2-9]|\d\d+) segments)\]", run.stderr), run.stderr  # "1 segments" never
     assert "<u>" in (tmp_path / "short.vtt").read_text()
     for args, message in (([str(examples_dir)], "a folder or a glob need --output-dir"),
                           ([str(examples_dir / "*.mp3")], "a folder or a glob need --output-dir"),
-                          ([str(examples_dir), "--output-dir", str(tmp_path), "--srt", "x.srt"], "--srt and --vtt")):
+                          ([str(examples_dir), "--output-dir", str(tmp_path), "--srt", "x.srt"], "--srt and --vtt"),
+                          ([str(examples_dir / "short.mp3"), "--format", "txt,srt"], "prints one format"),
+                          # before the model loads, with the full path, and for an example the command that makes it
+                          ([str(tmp_path / "gone" / "long.mp3")], f"{tmp_path / 'gone' / 'long.mp3'}: missing file "
+                           "(the example clips are made by `whisper-gl examples`")):
         run = transcribe(*args)
         assert run.returncode == 2 and message in run.stderr.strip().splitlines()[-1], run.stderr
 
+
+
+@pytest.fixture
+def broken_folder(examples_dir, tmp_path) -> Path:
+    """What a folder of recordings holds after a bad day: broken recordings of each kind (they claim
+    to be media by name or by header), other files, and a name with a newline that tries to forge
+    a line of the report."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    shutil.copy(examples_dir / "short.mp3", folder / "good.mp3")
+    (folder / "riff-then-junk.wav").write_bytes(b"RIFF" + struct.pack("<I", 10_000) + b"WAVE" + os.urandom(4000))
+    (folder / "no-extension").write_bytes(b"RIFF" + struct.pack("<I", 10_000) + b"WAVE" + b"\x00" * 400)  # by header
+    (folder / "empty.mp3").write_bytes(b"")
+    (folder / "text.wav").write_text("not audio, whatever the name says\n" * 20)
+    (folder / "system.wav").symlink_to(os.__file__)  # a symlink to a system file
+    (folder / "nowhere.flac").symlink_to(tmp_path / "gone")
+    os.mkfifo(folder / "pipe.mp3")  # opening it would block for ever
+    (folder / "device").symlink_to(os.devnull)
+    (folder / "evil\nfailed: forged.wav").write_text("a name with a newline in it\n")
+    (folder / "notes.txt").write_text("shopping list\n")
+    return folder
+
+
+BROKEN = {"riff-then-junk.wav": "not an audio file / could not decode", "no-extension": "not an audio file / could "
+          "not decode", "empty.mp3": "empty file", "text.wav": "not an audio file / could not decode",
+          "system.wav": "not an audio file / could not decode", "nowhere.flac": "missing file (a link to nothing)",
+          "pipe.mp3": "not a regular file", "evil\nfailed: forged.wav": "not an audio file / could not decode"}
+
+
+def test_plan_fails_broken_recordings_by_name_and_names_what_it_skips(broken_folder):
+    found = plan((str(broken_folder),))
+    assert [job.source.name for job in found.jobs] == ["good.mp3"]
+    assert {Path(path).name: reason for path, reason in found.failures} == BROKEN
+    assert sorted(Path(path).name for path, _ in found.skipped) == ["device", "notes.txt"]
+
+
+def test_every_name_printed_is_escaped():
+    summary = Summary(failures=[("a/evil\nfailed: forged.wav", "evil\nfailed: forged.wav: not an audio file")],
+                      skipped=[("a/\x1b[2Jwiped.txt\u202etxt.exe", "not audio or video")])
+    lines = summary.lines()
+    assert not any(line.startswith("failed: forged") or line.startswith("  failed: forged") for line in lines)
+    assert all(character.isprintable() for line in lines for character in line)
+    assert lines[1] == "  failed: a/evil\\nfailed: forged.wav: evil\\nfailed: forged.wav: not an audio file"
+    assert printable("ñandú\t\x07") == "ñandú\\t\\x07"
+
+
+def test_the_command_fails_on_broken_recordings_and_lists_the_skipped(broken_folder, tmp_path):
+    """No model is loaded when nothing decodable is left: only the broken files and the others."""
+    (broken_folder / "good.mp3").unlink()
+    out = tmp_path / "out"
+    run = transcribe(str(broken_folder), "--output-dir", str(out))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    lines = run.stderr.splitlines()
+    for name, reason in BROKEN.items():
+        assert f"failed: {printable(str(broken_folder / name))}: {reason}" in lines, (name, run.stderr)
+    assert not any(line.lstrip().startswith("failed: forged") for line in lines)  # nothing forged
+    assert "transcribed 0 files, 0.00 h of audio in 0.0 s (RTF 0.000); skipped 0 already done and 2 not audio " \
+           "or video; 8 failed" in lines
+    assert f"  skipped, not audio or video: {broken_folder / 'notes.txt'}" in lines
+    assert (out / SKIPPED_NAME).read_text().splitlines() == [
+        "path\treason", f"{broken_folder / 'device'}\tnot audio or video", f"{broken_folder / 'notes.txt'}\tnot audio or video"]
+    assert lines[-1] == "error: 8 of 8 inputs failed (listed above)"

@@ -4,6 +4,7 @@ playlists pointing at private addresses, DNS rebinding."""
 
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -95,6 +96,31 @@ def test_public_hosts_and_single_videos_pass(monkeypatch):
 def test_unreachable_host_is_a_fast_clear_message():
     with pytest.raises(DownloadError, match="could not reach nonexistent.invalid"):
         check_url("http://nonexistent.invalid/a.mp3")
+
+
+def resolver(known: set[str]):
+    """getaddrinfo that answers for the names in `known` (a public address) and fails for the rest."""
+    def resolve(host, port, *args, **kwargs):
+        if host not in known:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("142.250.184.238", port))]
+
+    return resolve
+
+
+def test_a_name_that_does_not_exist_is_the_links_fault(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", resolver(set(download.REFERENCE_HOSTS)))
+    with pytest.raises(DownloadError, match=r"^could not reach www\.youtub\.com: no such host \(check the link\)$"):
+        check_url("https://www.youtub.com/watch?v=dQw4w9WgXcQ")
+
+
+@pytest.mark.parametrize("link", ["https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://www.youtub.com/watch?v=x"])
+def test_a_server_without_network_says_so_not_check_the_link(link, monkeypatch):
+    """Offline (no name resolves, as on a machine without DNS), a good link is not blamed."""
+    monkeypatch.setattr(socket, "getaddrinfo", resolver(set()))
+    with pytest.raises(DownloadError, match="this server cannot reach the internet") as refused:
+        check_url(link)
+    assert "check the link" not in str(refused.value) and "link may well be right" in str(refused.value)
 
 
 def test_allow_flag_lifts_the_private_guard(private_allowed):
@@ -223,7 +249,9 @@ def test_a_trickling_server_is_dropped_after_the_grace_period(hostile_site, temp
 
 
 def test_a_download_has_an_overall_deadline(hostile_site, temp_root):
-    limits = MediaLimits(max_bytes=100 * MB, download_seconds=3, rate_grace_seconds=1, min_download_rate=8000)
+    # The rate floor is set far below the site's 40 kB/s: only the deadline can stop it, even when a
+    # busy machine delays the site's writes.
+    limits = MediaLimits(max_bytes=100 * MB, download_seconds=3, rate_grace_seconds=1, min_download_rate=100)
     message, seconds = refused(f"{hostile_site}/steady.mp3", limits)
     assert message == "the download took longer than 3 s: the site is too slow"
     assert 3 <= seconds < 7 and list(temp_root.iterdir()) == []
@@ -260,3 +288,14 @@ def test_dns_rebinding_cannot_reach_a_private_address(sites, monkeypatch, temp_r
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
     message, _ = refused(f"http://rebind.example:{port}/secret.mp3")
     assert message == "links to private or local addresses are not allowed" and hits == []
+
+
+def test_links_on_the_core_install_say_what_to_install():
+    """yt-dlp is the youtube extra's: without it, a link gets one line naming the install."""
+    from whisper_gl.paths import install_command
+
+    run = subprocess.run([sys.executable, "-c", "import sys; sys.modules['yt_dlp'] = None\n"
+                          "from whisper_gl import WhisperGLError\n"
+                          "try:\n    import whisper_gl.download\nexcept WhisperGLError as error:\n    print(error)"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == f"media links need the youtube extra: {install_command('youtube')}", run.stderr

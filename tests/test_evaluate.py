@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def test_a_long_recording_is_scored_whole(examples_dir, base_model_dir, tmp_path
     (["--dataset", "{empty}"], "has no clips in its test split"),
     (["--dataset", "{no_column}"], "no text column"),
     (["--dataset", "{no_column}", "--split", "dev"], "none of the splits dev .* choose them with --split"),
-    (["--dataset", "{lonely}"], "needs its transcript beside it as lonely.txt"),
+    (["--dataset", "{lonely}"], "needs its transcript beside it, /.*/lonely.txt$"),
+    (["--dataset", "{gone}"], "/.*/gone.mp3: missing file$"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, sample_corpus_dir, base_model_dir):
     empty = tmp_path / "empty" / "gl"
@@ -107,7 +109,7 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, sample_corpus_dir,
     (no_column / "a.mp3").write_bytes(b"x")
     (no_column / "metadata.csv").write_text("file_name,speaker\na.mp3,x\n")
     (tmp_path / "lonely.mp3").write_bytes(b"x")
-    names = {"empty": empty, "no_column": no_column, "lonely": tmp_path / "lonely.mp3"}
+    names = {"empty": empty, "no_column": no_column, "lonely": tmp_path / "lonely.mp3", "gone": tmp_path / "gone.mp3"}
     if "{no_column}" in argv and "--split" not in argv:
         argv = [*argv, "--split", "train"]  # an audiofolder without split folders has one split: train
     argv = [part.format(**names) for part in argv]
@@ -120,3 +122,47 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, sample_corpus_dir,
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and re.search(message, last), run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_report_says_why_figures_move_and_with_which_seeds(tmp_path):
+    from whisper_gl.evaluate import reproducibility
+
+    trained, untrained = tmp_path / "trained", tmp_path / "base"
+    trained.mkdir()
+    (trained / "results.json").write_text(json.dumps({"hyperparameters": {"seed": 1234}}))
+    text = reproducibility([str(trained), str(untrained)], {"temperatures": [0.0, 0.2, 0.4]})
+    assert "temperature 0.2, 0.4" in text and "without a fixed seed" in text
+    assert f"`{trained}`: seed 1234" in text and f"`{untrained}`: not trained" in text
+    assert "not bit-identical" in text and "seed 0" in text  # training drift; the bootstrap's seed
+    assert "deterministic here" in reproducibility([str(untrained)], {"temperatures": [0.0]})
+
+
+@pytest.mark.slow
+def test_the_core_install_evaluates_folders_and_a_recording_without_datasets_or_matplotlib(
+        test_sets, examples_dir, base_model_dir, tmp_path):
+    """`datasets` and matplotlib made unimportable (the core install lacks them), run from another
+    folder: a Common Voice folder, an audiofolder and one recording are scored; the report says
+    why there is no plot, and the single recording has no interval."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nfor name in ('datasets', 'matplotlib', 'pandas', 'accelerate', 'peft'):\n"
+        "    sys.modules[name] = None\n")
+    cv, folder = test_sets
+    output = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "whisper_gl", "evaluate", "--model", str(base_model_dir),
+                          "--dataset", str(cv), "--dataset", str(folder), "--dataset", str(examples_dir / "short.mp3"),
+                          "--output-dir", str(output), *GREEDY],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(blocker), "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "note: no wer.png: the plot needs matplotlib" in run.stdout
+    assert sorted(p.name for p in output.iterdir()) == ["errors.csv", "metrics.json", "report.md"]
+    results = {Path(r["dataset"]).name: r for r in json.loads((output / "metrics.json").read_text())["results"]}
+    assert {name: r["clips"] for name, r in results.items()} == {"gl": 2, "audiofolder": 2, "short.mp3": 1}
+    assert all("wer_low" in results[name] for name in ("gl", "audiofolder"))
+    assert "wer_low" not in results["short.mp3"] and "cer_high" not in results["short.mp3"]
+    report = (output / "report.md").read_text()
+    line = next(l for l in report.splitlines() if "short.mp3 |" in l)
+    assert f"| {results['short.mp3']['wer']:.1f} |" in line and "–" not in line  # no interval, not even x–x
+    assert "no wer.png: the plot needs matplotlib" in report and "![WER]" not in report

@@ -58,7 +58,7 @@ def test_clips(sample_corpus_dir) -> tuple[list[Path], list[str]]:
 @pytest.mark.slow
 def test_int8_export_is_used_by_the_engine_and_keeps_accuracy(base_model_dir, test_clips, tmp_path):
     model = checkpoint_copy(base_model_dir, tmp_path / "model")
-    run = subprocess.run([sys.executable, "-m", "whisper_gl.export", "--model", str(model)],
+    run = subprocess.run([sys.executable, "-m", "whisper_gl", "export", "--model", str(model)],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert run.returncode == 0, run.stderr
     export = model / "ctranslate2"

@@ -68,7 +68,7 @@ def test_intervals_come_with_every_score_and_hold_the_score():
         assert scores[f"{name}_low"] <= scores[name] <= scores[f"{name}_high"]
     assert with_interval(scores, "wer") == f"{scores['wer']:.1f} ({scores['wer_low']:.1f}–{scores['wer_high']:.1f})"
     assert with_interval({"wer": 12.34}, "wer") == "12.3"
-    assert compute_metrics(["a b"], ["a b"], intervals=True)["wer_high"] == 0.0  # no error, no doubt
+    assert compute_metrics(["a b", "c"], ["a b", "c"], intervals=True)["wer_high"] == 0.0  # no error, no doubt
 
 
 def test_bootstrap_against_the_exact_distribution():
@@ -95,3 +95,13 @@ def test_utterance_counts_add_up_to_jiwer_corpus_scores():
         [(1, 0, 1), (0, 1, 0), (1, 0, 2)]
     assert compute_metrics(hyps, refs)["wer"] == pytest.approx(100 * jiwer.wer(refs, hyps))
     assert word_confusions(utterances) == [("b", "x", 1), ("h", "kk", 1)]
+
+
+def test_a_single_utterance_has_no_interval():
+    """Resampling one recording gives back its own rate every time: a zero-width "interval"
+    (87.8 (87.8–87.8)) would claim a certainty one recording cannot give, so there is none."""
+    one = compute_metrics(["o can ladra"], ["o can non ladra"], intervals=True)
+    assert one["wer"] == 25.0 and not [name for name in one if name.endswith(("_low", "_high"))]
+    assert with_interval(one, "wer") == "25.0"
+    two = compute_metrics(["o can ladra", "bos días"], ["o can non ladra", "bos días"], intervals=True)
+    assert two["wer_low"] < two["wer_high"]

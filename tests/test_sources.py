@@ -1,4 +1,5 @@
-"""whisper_gl.sources: every source kind reads into its output splits with `audio` + `sentence`."""
+"""whisper_gl.sources: every source kind reads into its output splits with `audio` + `sentence`:
+plain rows for local folders (no `datasets` needed), a DatasetDict for the feature stage."""
 
 import sys
 import time
@@ -7,7 +8,7 @@ import datasets
 import pytest
 
 from whisper_gl import WhisperGLError
-from whisper_gl.sources import load_source
+from whisper_gl.sources import as_dataset_dict, load_source
 
 TRAIN = [("a.mp3", "Bos días."), ("b.mp3", 'Dixo "ola" e marchou.')]  # Common Voice quotes nothing
 DEV = [("c.mp3", "Vai chover.")]
@@ -28,10 +29,17 @@ SEED_SPLITS = {"train": "train+validation", "test": "test"}  # the seed's recipe
 
 
 def _check_shape(loaded, splits=("train", "test")):
-    assert isinstance(loaded, datasets.DatasetDict) and set(loaded) == set(splits)
-    for split in loaded.values():
-        assert split.column_names == ["audio", "sentence"]
-        assert split.features["audio"] == datasets.Audio(decode=False)
+    """The splits asked for, each row an undecoded audio {"path", "bytes"} and a sentence; and
+    the same rows as a DatasetDict with Audio(decode=False) for the feature stage."""
+    assert set(loaded) == set(splits)
+    for rows in loaded.values():
+        assert all(set(row) == {"audio", "sentence"} and set(row["audio"]) == {"path", "bytes"} for row in rows)
+    converted = as_dataset_dict(loaded)
+    assert isinstance(converted, datasets.DatasetDict) and set(converted) == set(splits)
+    for split, dataset in converted.items():
+        assert dataset.column_names == ["audio", "sentence"]
+        assert dataset.features["audio"] == datasets.Audio(decode=False)
+        assert _rows(dataset) == _rows(loaded[split])
 
 
 def test_common_voice_release_keeps_its_three_splits(release):
@@ -40,6 +48,7 @@ def test_common_voice_release_keeps_its_three_splits(release):
     assert (_rows(loaded["train"]), _rows(loaded["validation"]), _rows(loaded["test"])) == (TRAIN, DEV, TEST)
     seed = load_source(str(release), SEED_SPLITS)
     assert _rows(seed["train"]) == TRAIN + DEV and set(seed) == {"train", "test"}  # train + dev (validation)
+    _check_shape(seed)
     path = loaded["train"][0]["audio"]["path"]
     assert path == str((release / "clips" / "a.mp3").resolve())
 
@@ -121,7 +130,7 @@ def test_hub_dataset_offline_fails_fast_in_one_line():
     assert time.perf_counter() - started < 15  # datasets alone retries for ~25 s
     message = str(caught.value)
     assert "\n" not in message and "'nobody-here/no-such-dataset'" in message
-    assert "--dataset Resources/cv-corpus-sample/gl" in message
+    assert "made by `whisper-gl corpus`" in message and "cv-corpus-sample/gl" in message
 
 
 def test_hub_dataset_is_read_with_its_columns_mapped(monkeypatch):
@@ -180,3 +189,75 @@ def test_data_collective_download_is_read_as_common_voice(monkeypatch, tmp_path,
     loaded = load_source("common-voice-scripted-speech-23-0-galician")
     assert calls == [("common-voice-scripted-speech-23-0-galician", {"extract": True})]
     assert _rows(loaded["train"]) == TRAIN and _rows(loaded["validation"]) == DEV and _rows(loaded["test"]) == TEST
+
+
+def test_a_registered_source_is_tried_named_in_errors_and_read(tmp_path, monkeypatch):
+    """A new kind of dataset is one registration in whisper_gl.sources: --dataset finds it, and the
+    errors and the flag's help list it from the registry."""
+    from whisper_gl import sources
+
+    monkeypatch.setattr(sources, "SOURCES", dict(sources.SOURCES))  # the registration ends with the test
+    lists = tmp_path / "clips.list"
+
+    @sources.register_source("list", "a .list file of clip paths and sentences", lambda d: d.endswith(".list"))
+    def _read_list(dataset, request):
+        rows = [line.split("\t") for line in open(dataset, encoding="utf-8").read().splitlines()]
+        return datasets.DatasetDict({split: datasets.Dataset.from_dict(
+            {"audio": [path for path, _ in rows], "sentence": [text for _, text in rows]}) for split in request.wanted})
+
+    lists.write_text("a.mp3\tBos días.\n", encoding="utf-8")
+    assert sources.find_source("ghost.list").name == "list"
+    loaded = load_source(str(lists), {"test": "test"}, optional=())
+    assert [row["sentence"] for row in loaded["test"]] == ["Bos días."]
+    with pytest.raises(WhisperGLError, match="a .list file of clip paths and sentences"):
+        load_source(str(tmp_path))  # an empty folder: not a dataset; the error lists every kind
+    assert "a .list file of clip paths" in sources.described_sources()
+
+
+def test_the_dataset_flag_lists_every_registered_kind():
+    from whisper_gl.config import SourceOptions
+    from whisper_gl.sources import SOURCES
+
+    help_text = SourceOptions.__dataclass_fields__["dataset"].metadata["help"]
+    assert all(source.summary in help_text for source in SOURCES.values())
+
+
+def test_audiofolder_jsonl_and_one_metadata_file_for_split_folders(tmp_path):
+    """As datasets' audiofolder reads them: jsonl metadata; one top-level file whose file_name
+    paths lie in split folders gives each row that folder's split (dev is validation)."""
+    (tmp_path / "metadata.jsonl").write_text(
+        '{"file_name": "train/a.wav", "text": "Ola."}\n\n{"file_name": "dev/b.wav", "text": "Vai chover."}\n'
+        '{"file_name": "test/c.wav", "text": "Adeus."}\n', encoding="utf-8")
+    loaded = load_source(str(tmp_path))
+    _check_shape(loaded, ("train", "validation", "test"))
+    assert [_rows(loaded[split]) for split in ("train", "validation", "test")] == \
+        [[("a.wav", "Ola.")], [("b.wav", "Vai chover.")], [("c.wav", "Adeus.")]]
+    assert loaded["test"][0]["audio"]["path"] == str(tmp_path.resolve() / "test" / "c.wav")
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ("speaker,text\nx,Ola.\n", "has no file_name column"),
+    ('{"file_name": "a.wav", "text": "Ola."}\nnot json\n', "could not read the audiofolder metadata"),
+])
+def test_audiofolder_bad_metadata_is_one_line(tmp_path, metadata, message):
+    name = "metadata.csv" if metadata.startswith("speaker") else "metadata.jsonl"
+    (tmp_path / name).write_text(metadata)
+    with pytest.raises(WhisperGLError, match=message) as caught:
+        load_source(str(tmp_path), {"test": "train"})
+    assert "\n" not in str(caught.value)
+
+
+def test_local_sources_need_no_datasets_and_the_hub_says_what_to_install(tmp_path, release, monkeypatch):
+    """Evaluation on the core install: Common Voice folders and audiofolders are read without
+    `datasets`; a Hub dataset needs it, and says how to get it."""
+    from whisper_gl.paths import install_command
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` fails, as on the core install
+    assert _rows(load_source(str(release))["test"]) == TEST
+    (tmp_path / "one.wav").write_bytes(b"RIFF")
+    (tmp_path / "metadata.csv").write_text("file_name,text\none.wav,Ola.\n")
+    assert _rows(load_source(str(tmp_path), {"test": "train"})["test"]) == [("one.wav", "Ola.")]
+    with pytest.raises(WhisperGLError) as caught:
+        load_source("nobody-here/no-such-dataset")
+    assert str(caught.value) == (f"reading the Hub dataset 'nobody-here/no-such-dataset' needs `datasets`, of the "
+                                 f"train extra: {install_command('train')}")

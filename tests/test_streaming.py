@@ -18,8 +18,8 @@ from whisper_gl.audio import AudioTooLong, load_audio
 from whisper_gl.backends import Decoded
 from whisper_gl.config import DecodingOptions, LiveOptions
 from whisper_gl.metrics import compute_metrics
-from whisper_gl.streaming import LiveTranscript, LiveUpdate
-from whisper_gl.subtitles import Segment, Word
+from whisper_gl.streaming import LiveTranscript, LiveUpdate, live_transcript
+from whisper_gl.transcript import Segment, Word
 from whisper_gl.transcribe import Transcriber
 from whisper_gl.window import PRETRAINED_WINDOW, SAMPLING_RATE
 
@@ -132,10 +132,10 @@ def test_interleaved_sessions_do_not_mix(base_transcriber, long_audio, short_aud
     clips = [long_audio[20 * SAMPLING_RATE: 32 * SAMPLING_RATE], short_audio]
     alone = []
     for clip in clips:
-        live = base_transcriber.stream(live=REPEATABLE, keep_audio=False)
+        live = live_transcript(base_transcriber, live=REPEATABLE, keep_audio=False)
         pushed(live, clip)
         alone.append(live.words)
-    sessions = [base_transcriber.stream(live=REPEATABLE, keep_audio=False) for _ in clips]
+    sessions = [live_transcript(base_transcriber, live=REPEATABLE, keep_audio=False) for _ in clips]
     chunk = SAMPLING_RATE // 2
     for start in range(0, max(map(len, clips)), chunk):
         for live, clip in zip(sessions, clips):
@@ -162,11 +162,11 @@ def test_a_48_khz_stereo_int16_microphone_is_heard_like_16_khz(base_transcriber,
 
     at_48k = soxr.resample(short_audio, SAMPLING_RATE, 48_000)
     pcm = (np.clip(at_48k, -1, 1) * 32767).astype(np.int16)
-    live = base_transcriber.stream(live=REPEATABLE)
+    live = live_transcript(base_transcriber, live=REPEATABLE)
     updates = pushed(live, np.stack([pcm, pcm], axis=1), rate=48_000)
     assert_only_grows(updates)
     assert live.seconds == pytest.approx(len(short_audio) / SAMPLING_RATE, abs=0.01)
-    mono = base_transcriber.stream(live=REPEATABLE, keep_audio=False)
+    mono = live_transcript(base_transcriber, live=REPEATABLE, keep_audio=False)
     pushed(mono, (pcm / 32767).astype(np.float32), rate=48_000)
     assert live.text == mono.text and live.words == mono.words and live.text
     result = live.finish()
@@ -186,9 +186,9 @@ def test_the_demo_model_hears_a_48_khz_microphone_like_16_khz(demo_model_dir, sh
     engine = Transcriber(demo_model_dir, language="gl", temperatures=(0.0,))
     at_48k = soxr.resample(short_audio, SAMPLING_RATE, 48_000)
     pcm = (np.clip(at_48k, -1, 1) * 32767).astype(np.int16)
-    live = engine.stream(live=REPEATABLE, keep_audio=False)
+    live = live_transcript(engine, live=REPEATABLE, keep_audio=False)
     pushed(live, np.stack([pcm, pcm], axis=1), rate=48_000)
-    reference = engine.stream(live=REPEATABLE, keep_audio=False)
+    reference = live_transcript(engine, live=REPEATABLE, keep_audio=False)
     pushed(reference, short_audio)
     wer = compute_metrics([live.text], [reference.text])["wer"]
     record_property("wer_48k_against_16k", wer)
@@ -197,7 +197,7 @@ def test_the_demo_model_hears_a_48_khz_microphone_like_16_khz(demo_model_dir, sh
 
 def _live_run(model, backend: str, beam: int, step: float, clip):
     engine = Transcriber(model, backend=backend, language="gl", beam_size=beam, temperatures=(0.0,))
-    live = engine.stream(live=LiveOptions(paced=False, beam_size=beam, step_seconds=step))
+    live = live_transcript(engine, live=LiveOptions(paced=False, beam_size=beam, step_seconds=step))
     return engine, live, pushed(live, clip)
 
 

@@ -171,7 +171,7 @@ def test_30_second_features_are_refused_for_a_10_second_model(features_30s, mode
     error = cli_error("--preset", "smoke", "--features", str(features_30s), "--model", str(model_10s),
                       "--output-dir", str(output), "--max-steps", "1")
     assert error == (f"error: the features were made for 30 s windows, but {model_10s} takes 10 s windows and "
-                     f"cannot be grown back to 30 s: run feature_extraction.py again with --max-audio-seconds 10, "
+                     f"cannot be grown back to 30 s: run `whisper-gl features` again with --max-audio-seconds 10, "
                      f"or train a 30 s model (e.g. the pretrained one)")
     assert not output.exists() and not Path(f"{output}.work").exists()  # refused before any training
 

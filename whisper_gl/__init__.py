@@ -7,8 +7,6 @@ the top-level scripts of the repository are thin doors into the same entry point
 
 DEFAULT_LANGUAGE = "gl"
 DEFAULT_TASK = "transcribe"
-ARTIFACTS_DIR = "artifacts"
-OFFLINE_BASE_DIR = "artifacts/whisper-base"
 
 
 def _version() -> str:

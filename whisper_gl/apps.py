@@ -1,18 +1,21 @@
 """The three Gradio apps (microphone, file, YouTube), all made by one builder.
 
 They differ only in where the audio comes from: a recording, an upload, or a link that
-yt-dlp downloads. Everything else is shared: the title naming the loaded model, the
-transcript, a downloadable .srt, the timing line, examples from Resources/, the queue
-that makes a busy app answer later instead of falling over, and the error policy: a
-short human message (gr.Error), never a stack trace.
+yt-dlp downloads. Everything else is shared: the title naming the loaded model (and how long it
+took to load and warm up), the transcript, a downloadable .srt, the timing line (the decoding
+alone), examples from the sample corpus's test split, the queue that makes a busy app answer
+later instead of falling over, and the error policy: a short human message, never a stack
+trace, shown on the page next to the input until the next action (the API endpoint
+`/transcribe` raises it as gr.Error).
 
 They are built to face strangers on a public Space (the caps are config.MediaLimits):
 audio is decoded under the duration cap whatever the file claims (audio.read_audio),
 links are fetched by the guarded downloader (download.py), uploads are bounded on disk
-(uploads.UploadGuard), and SIGTERM shuts the app down leaving no file (shutdown.py).
+(uploads.UploadGuard), every client is bounded in time and SIGTERM shuts the app down
+within its deadline leaving no file (webserver.py, shutdown.py).
 
-    python app_file.py            # or app_microphone.py / app_youtube.py
-    build_app("file")             # the gr.Blocks, for tests or mounting elsewhere
+    whisper-gl app file --port 7870   # or python app_file.py; app microphone / app youtube
+    build_app("file")                 # the gr.Blocks, for tests or mounting elsewhere
 """
 
 from __future__ import annotations
@@ -35,13 +38,18 @@ import gradio as gr
 import numpy as np
 
 from . import GENERIC_FAILURE, WhisperGLError, shutdown
-from .config import AppConfig, DecodingOptions, MediaLimits, ModelOptions, subset
+from .config import AppConfig, DecodingOptions, MediaLimits, ModelOptions, ServerOptions, subset
+from .streaming import LiveUpdate, live_transcript
 
 logger = logging.getLogger(__name__)
 
 API_NAME = "transcribe"  # every app answers gradio_client's predict(..., api_name="/transcribe")
 NO_SPEECH = "no speech was heard in this audio"
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
+SAMPLE_CORPUS = RESOURCES / "cv-corpus-sample" / "gl"
+# The error of the last action, next to its input until the next one (its own scoped style).
+ERROR_CSS = (".error-message { color: var(--error-text-color); background: var(--error-background-fill); "
+             "border: 1px solid var(--error-border-color); border-radius: var(--radius-md); padding: 8px 12px; }")
 # Every 10 minutes, uploads and .srt files older than 30 minutes are deleted (and all at shutdown).
 DELETE_CACHE = (600, 1800)
 
@@ -80,10 +88,11 @@ def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> g
                     with gr.Tab("Live", elem_id="live-tab"):
                         microphone = gr.Audio(sources=["microphone"], streaming=True, type="filepath",
                                               label="Microphone: captions appear as you speak", elem_id="microphone")
+                        live_error = _error_box("live-error")
                     with gr.Tab("Upload a recording", elem_id="upload-tab"):
-                        source, button = _request_input(spec)
+                        source, button, error = _request_input(spec)
                 else:
-                    source, button = _request_input(spec)
+                    source, button, error = _request_input(spec)
             with gr.Column():
                 if spec.live:
                     captions = gr.HTML(label="Live captions", show_label=True, container=True, padding=True,
@@ -94,26 +103,69 @@ def build_app(kind: str, transcriber=None, config: AppConfig | None = None) -> g
                 timing = gr.Markdown(elem_id="timing")
 
         srt_folder = Path(subtitles.GRADIO_CACHE)
+        outputs = [transcript, subtitles, timing]
 
         def transcribe(value):
             return _transcribe(value, spec, config, transcriber, srt_folder=srt_folder)
 
-        triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])  # Enter in a link
-        gr.on(triggers, transcribe, inputs=source, outputs=[transcript, subtitles, timing], api_name=API_NAME)
+        _wire_request(source, button, error, transcribe, outputs)
         if spec.live:
-            LiveCaptions(transcriber, config, srt_folder).wire(microphone, captions, [transcript, subtitles, timing])
+            LiveCaptions(transcriber, config, srt_folder).wire(microphone, captions, outputs, live_error)
     app.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return app
 
 
-def _request_input(spec: AppKind) -> tuple[gr.Component, gr.Button]:
-    """The input of one request (a file, a recording, a link), its button and examples."""
+def _request_input(spec: AppKind) -> tuple[gr.Component, gr.Button, gr.HTML]:
+    """The input of one request (a file, a recording, a link), its button, the place of its
+    errors and its examples."""
     source = spec.make_input()
     button = gr.Button("Transcribe", variant="primary", elem_id="transcribe")
+    error = _error_box("error")
     examples = spec.examples()
     if examples:
         gr.Examples(examples=[[e] for e in examples], inputs=[source], cache_examples=False)
-    return source, button
+    return source, button, error
+
+
+def _error_box(elem_id: str) -> gr.HTML:
+    return gr.HTML("", elem_id=elem_id, container=False, css_template=ERROR_CSS)
+
+
+def _wire_request(source: gr.Component, button: gr.Button, error: gr.HTML, transcribe: Callable,
+                  outputs: list[gr.Component]) -> None:
+    """The page's events: the button (and Enter in a link) clears the last error, then transcribes,
+    an error going next to the input, where it stays until the next action (a new file or link
+    clears it too). The API endpoint /transcribe is the same handler on a hidden button, its
+    errors raised for the client; one concurrency group holds both."""
+    triggers = [button.click] + ([source.submit] if isinstance(source, gr.Textbox) else [])  # Enter in a link
+    private = dict(api_visibility="private", concurrency_id=API_NAME)
+    gr.on(triggers, _no_error, outputs=error, queue=False, show_progress="hidden", api_visibility="private") \
+        .then(_shown_on_page(transcribe, len(outputs)), inputs=source, outputs=[*outputs, error], **private)
+    source.change(_no_error, outputs=error, queue=False, show_progress="hidden", api_visibility="private")
+    gr.Button(visible=False).click(transcribe, inputs=source, outputs=outputs, api_name=API_NAME,
+                                   concurrency_id=API_NAME)
+
+
+def _no_error() -> str:
+    return ""
+
+
+def _shown_on_page(handler: Callable, outputs: int) -> Callable:
+    """`handler` for the page: its answer plus an empty error box, or empty outputs and the
+    error (gr.Error) written next to the input, instead of a toast that vanishes."""
+
+    def shown(*args):
+        try:
+            return (*handler(*args), "")
+        except gr.Error as error:
+            return (*[None] * outputs, _error_html(error.message))
+
+    return shown
+
+
+def _error_html(message: str) -> str:
+    # gr.Error messages are HTML (escaped in _short_errors): back to text, then escaped for gr.HTML.
+    return f'<div class="error-message" role="alert">{_escaped(html.unescape(message))}</div>'
 
 
 def load_transcriber(config: AppConfig):
@@ -125,28 +177,69 @@ def load_transcriber(config: AppConfig):
                        decoding=subset(DecodingOptions, config))
 
 
-def launch(kind: str, config: AppConfig) -> None:
-    """`whisper-gl app KIND` (and app_KIND.py): build the app and serve it until SIGINT or SIGTERM,
-    then leave no file behind."""
+def ready_engine(config: AppConfig):
+    """The engine loaded and warmed up, what that took in its `startup` (shown on the page)."""
+    began = time.perf_counter()
+    transcriber = load_transcriber(config)
+    loaded = time.perf_counter()
+    warm_up(transcriber)
+    transcriber.startup = f"loaded in {loaded - began:.1f} s, warmed up in {time.perf_counter() - loaded:.1f} s"
+    return transcriber
+
+
+def warm_up(transcriber) -> None:
+    """Make the first request cost what the others do: the voice-activity detector loaded and one
+    short decode run (a stranger's first upload then times its own decoding, not the start-up)."""
+    noise = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)
+    transcriber.transcribe(noise)  # the VAD, which hears no speech here
+    transcriber.transcribe(noise, require_speech=False, temperatures=(0.0,), beam_size=1)
+
+
+def launch(kind: str, config: ServerOptions) -> None:
+    """`whisper-gl app KIND` (and app_KIND.py): load and warm up the engine, build the app and
+    serve it on --host/--port until SIGINT or SIGTERM, then leave no file behind."""
+    from . import webserver
+
     with shutdown.serving():
         # Gradio's cache (uploads, .srt files) in a folder of this process only, removed whole
         # at exit, with the half-written uploads Gradio itself never deletes.
         cache = shutdown.kept_folder("whisper-gl-app-", root=os.environ.get("GRADIO_TEMP_DIR"))
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
-        app = build_app(kind, config=config)
-        app.launch(**launch_options(config.limits, cache))
+        transcriber = ready_engine(config)
+        host, port = config.listen_on()
+        server = app_server(build_app(kind, transcriber, config), config.limits, cache)
+        print(f"serving the {kind} app at http://{host}:{port} (model {transcriber.model}, "
+              f"{transcriber.startup}); Ctrl-C stops it", flush=True)
+        webserver.run(server, host, port, config, on_shutdown=[ending_heartbeats(server)])
 
 
-def launch_options(limits: MediaLimits, cache: Path) -> dict:
-    """The keyword arguments of gr.Blocks.launch that bound uploads into `cache` (Gradio's
-    folder): Gradio refuses a file over the size cap before it reaches the disk, UploadGuard
-    the rest (one file's worth per request, count and total size on disk)."""
-    from starlette.middleware import Middleware
+def app_server(app: gr.Blocks, limits: MediaLimits, cache: Path):
+    """The ASGI server of one app: the Blocks at the root of a FastAPI app whose uploads into
+    `cache` (Gradio's folder) are bounded: Gradio refuses a file over the size cap before it
+    reaches the disk, UploadGuard the rest (one file's worth per request, its time, count and
+    total size on disk)."""
+    from fastapi import FastAPI
 
     from .uploads import UploadGuard
 
-    return dict(max_file_size=limits.max_bytes,
-                app_kwargs={"middleware": [Middleware(UploadGuard, folder=cache, limits=limits)]})
+    server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    server.add_middleware(UploadGuard, folder=cache, limits=limits)
+    return gr.mount_gradio_app(server, app, path="/", max_file_size=limits.max_bytes)
+
+
+def ending_heartbeats(server) -> Callable[[float], None]:
+    """A shutdown hook that ends the heartbeat streams of the Gradio apps mounted in `server` (every
+    open page and gradio_client keeps one, for ever): they close at once instead of being cut at
+    the deadline. Requests in progress go on."""
+    from starlette.routing import Mount
+
+    apps = [route.app for route in server.routes if isinstance(route, Mount) and hasattr(route.app, "stop_event")]
+
+    def end(answer_by: float) -> None:
+        for app in apps:
+            app.stop_event.set()
+
+    return end
 
 
 def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder: Path):
@@ -155,9 +248,11 @@ def _transcribe(value, spec: AppKind, config: AppConfig, transcriber, srt_folder
 
     with _short_errors():
         with spec.open_audio(value, config) as path:
+            began = time.perf_counter()
             audio = read_audio(path, max_seconds=config.limits.max_seconds)
+            read = time.perf_counter() - began
         result = transcriber.transcribe(audio.waveform)
-    return _outputs(result, srt_folder, _stem(value), audio.partial_note)
+    return _outputs(result, srt_folder, _stem(value), audio.partial_note, read_seconds=read)
 
 
 @contextlib.contextmanager
@@ -175,11 +270,12 @@ def _short_errors() -> Iterator[None]:
         raise gr.Error(GENERIC_FAILURE, print_exception=False) from None
 
 
-def _outputs(result, srt_folder: Path, stem: str, note: str = "") -> tuple[str, str, str]:
+def _outputs(result, srt_folder: Path, stem: str, note: str = "", read_seconds: float | None = None) \
+        -> tuple[str, str, str]:
     """A transcription as the apps show it: (transcript, .srt path, timing line)."""
     if not result.text.strip():
         raise gr.Error(NO_SPEECH, print_exception=False)
-    timing = _timing_line(result) + (f" · **{note}**" if note else "")
+    timing = _timing_line(result, read_seconds) + (f" · **{note}**" if note else "")
     with _short_errors():
         return result.text, _write_srt(result, srt_folder, stem), timing
 
@@ -187,11 +283,11 @@ def _outputs(result, srt_folder: Path, stem: str, note: str = "") -> tuple[str, 
 def _write_srt(result, folder: Path, stem: str) -> str:
     # Written straight into Gradio's cache: served from there without another copy and
     # deleted with the app's other temporary files (delete_cache).
-    if shutdown.stopping.is_set():  # the cache is being removed: write nothing more into it
+    if shutdown.removing.is_set():  # the cache is being removed: write nothing more into it
         raise WhisperGLError("the server is shutting down: try again in a minute")
     path = folder / "srt" / uuid.uuid4().hex / f"{stem}.srt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(result.to_srt(), encoding="utf-8")
+    path.write_text(result.render("srt"), encoding="utf-8")
     return str(path)
 
 
@@ -200,10 +296,13 @@ def _stem(value) -> str:
     return "".join(c for c in name if c.isalnum() or c in "-_")[:60] or "transcript"
 
 
-def _timing_line(result) -> str:
+def _timing_line(result, read_seconds: float | None = None) -> str:
+    """Audio length, the engine's time on it (the model was loaded and warmed up at start), the
+    time reading the file took, backend and language."""
+    read = f" · file read in {read_seconds:.1f} s" if read_seconds is not None else ""
     return (
-        f"Audio {_clock(result.duration)} · processed in {result.elapsed:.1f} s "
-        f"({result.real_time_factor:.2f}× real time) · backend {result.backend} · "
+        f"Audio {_clock(result.duration)} · transcribed in {result.elapsed:.1f} s "
+        f"({result.real_time_factor:.2f}× real time){read} · backend {result.backend} · "
         f"language {result.language or '?'}"
     )
 
@@ -214,7 +313,9 @@ def _clock(seconds: float) -> str:
 
 
 def _model_line(transcriber) -> str:
-    return f"Model: **{transcriber.model}** · backend **{transcriber.backend}** · language **{transcriber.language or 'auto'}**"
+    startup = getattr(transcriber, "startup", "")
+    return (f"Model: **{transcriber.model}** · backend **{transcriber.backend}** · language "
+            f"**{transcriber.language or 'auto'}**" + (f" · {startup}" if startup else ""))
 
 
 # --- live captions (the microphone app) --------------------------------------------------
@@ -327,22 +428,25 @@ class LiveCaptions:
         self.pool = ThreadPoolExecutor(config.live_sessions, thread_name_prefix="whisper-gl-live")
         self.sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
 
-    def wire(self, microphone: gr.Audio, captions: gr.HTML, outputs: list[gr.Component]) -> None:
-        """Connect the handlers; `outputs`: the app's (transcript, subtitles, timing)."""
+    def wire(self, microphone: gr.Audio, captions: gr.HTML, outputs: list[gr.Component], error: gr.HTML) -> None:
+        """Connect the handlers; `outputs`: the app's (transcript, subtitles, timing); `error`: where
+        a failed Stop says why (Record clears it)."""
         state = gr.State(delete_callback=self.release)
         ui_only = dict(api_visibility="private")  # the page's own events: the API is /transcribe
-        microphone.start_recording(self.start, inputs=state, outputs=[captions, state], queue=False, **ui_only)
+        microphone.start_recording(self.start, inputs=state, outputs=[captions, state, error], queue=False,
+                                   **ui_only)
         microphone.stream(self.stream, inputs=[microphone, state], outputs=[captions, state],
                           stream_every=self.config.stream_every, concurrency_limit=self.config.live_sessions,
                           concurrency_id="live", show_progress="hidden", **ui_only)
-        microphone.stop_recording(self.stop, inputs=state, outputs=[captions, *outputs, state], **ui_only)
+        microphone.stop_recording(_shown_on_page(self.stop, len(outputs) + 2), inputs=state,
+                                  outputs=[captions, *outputs, state, error], **ui_only)
 
     # --- the handlers ----------------------------------------------------------------------
 
-    def start(self, session: LiveSession | None) -> tuple[str, None]:
-        """Record pressed: whatever the tab recorded before is let go."""
+    def start(self, session: LiveSession | None) -> tuple[str, None, str]:
+        """Record pressed: whatever the tab recorded before is let go, and the last error."""
         self.release(session)
-        return "", None
+        return "", None, ""
 
     def stream(self, piece: str | None, session: LiveSession | None) -> tuple[str, LiveSession]:
         """A piece of the recording arrived: queue it, show the captions as they stand (and, past
@@ -371,7 +475,7 @@ class LiveCaptions:
     def new_session(self) -> LiveSession:
         self.release_idle()
         max_seconds = self.config.limits.max_seconds
-        session = LiveSession(self.transcriber.stream(max_seconds=max_seconds), self.pool, max_seconds)
+        session = LiveSession(live_transcript(self.transcriber, max_seconds=max_seconds), self.pool, max_seconds)
         self.sessions.add(session)
         return session
 
@@ -417,11 +521,14 @@ def _discard_piece(path: Path, cache: Path) -> None:
             path.parent.rmdir()
 
 
-def _captions_html(update, heard: float = 0.0, error: str = "") -> str:
+def _captions_html(update: LiveUpdate, heard: float = 0.0, error: str = "") -> str:
     """The live captions: the confirmed text plain, the tentative tail greyed, all escaped; why
-    captioning stopped, if it did."""
-    confirmed, tentative = _escaped(update.confirmed), _escaped(update.tentative)
-    text = (f'<p><span class="confirmed">{confirmed}</span> <span class="tentative">{tentative}</span></p>'
+    captioning stopped, if it did. The words are spaced by the engine (LiveUpdate.text): the
+    tentative span holds its own leading space, the page adds none."""
+    confirmed = update.confirmed
+    tentative = update.text[len(confirmed):]
+    text = (f'<p><span class="confirmed">{_escaped(confirmed)}</span><span class="tentative">'
+            f'{_escaped(tentative)}</span></p>'
             if confirmed or tentative else f'<p class="listening">Listening… {heard:.0f} s</p>')
     return text + (f'<p class="stopped"><strong>{_escaped(error)}</strong>: press Stop for the transcript of what '
                    f'came before.</p>' if error else "")
@@ -471,11 +578,30 @@ def _linked(value, config: AppConfig) -> ContextManager[Path]:
 
 
 def _resource_examples() -> list[str]:
-    """Bundled clips that exist (they are generated at setup): the long-form and short
-    examples, then two sentences of the sample corpus's test split."""
-    files = [RESOURCES / "examples" / "short.mp3", RESOURCES / "examples" / "long.mp3"]
-    files += sorted((RESOURCES / "cv-corpus-sample" / "gl" / "clips").glob("*.mp3"))[:2]
-    return [str(f) for f in files if f.is_file()]
+    """Example clips that exist (they are generated: `make corpus` in the checkout, `whisper-gl
+    examples` / `whisper-gl corpus` into the home otherwise): the short and long-form examples,
+    then the first two clips of the sample corpus's test split (never heard in training: a clip
+    of the training split would flatter the fine-tuned model). The checkout's first, else the home's."""
+    from .paths import home
+
+    files = []
+    for examples, corpus in ((RESOURCES / "examples", SAMPLE_CORPUS), (home().examples, home().sample_corpus)):
+        found = [examples / "short.mp3", examples / "long.mp3"]
+        found += [corpus / "clips" / name for name in _split_clips(corpus / "test.tsv")[:2]]
+        files += [str(f) for f in found if f.is_file() and f.name not in {Path(known).name for known in files}]
+    return files
+
+
+def _split_clips(tsv: Path) -> list[str]:
+    """The clip names (column `path`) of a Common Voice split file; none when it is missing."""
+    import csv
+
+    try:
+        with tsv.open(encoding="utf-8", newline="") as file:
+            return [row["path"] for row in csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
+                    if row.get("path")]
+    except (OSError, KeyError, csv.Error):
+        return []
 
 
 KINDS: dict[str, AppKind] = {

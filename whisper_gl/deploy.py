@@ -33,8 +33,9 @@ from . import WhisperGLError, error_line
 from .backends import ctranslate2_export
 from .config import APP_KINDS as APPS
 from .config import MODEL_ENV as MODEL_VARIABLE
+from .config import COOKIES_ENV as COOKIES_SECRET  # a cookies.txt path *or* its content: a secret holds the content
 from .config import DeployConfig, check_choice
-from .download import COOKIES_ENV as COOKIES_SECRET  # a cookies.txt path *or* its content: a secret holds the content
+from .paths import install_command
 from .store import HUB_ID, atomic_dir, hub_call, hub_token, is_hub_id, push_folder, resolve_model
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -59,7 +60,7 @@ RUNTIME_PACKAGES = (
     "soundfile",  # the microphone's live chunks (apps.py)
     "soxr",  # resampling them to 16 kHz as they stream (streaming.py)
 )
-YOUTUBE_PACKAGES = (
+YOUTUBE_PACKAGES = (  # pyproject.toml's youtube extra
     "yt-dlp",  # with [default]: yt-dlp-ejs, YouTube's signature challenge solver
     "deno",  # the JavaScript runtime yt-dlp-ejs needs, as a PyPI binary
 )
@@ -162,7 +163,11 @@ def read_cookies(path: str) -> YouTubeCookies:
     Only YouTube's cookies are kept: a browser export often holds every site's session
     (mail, bank...), which must not end up in a Space secret. Nothing is ever printed.
     """
-    from yt_dlp.cookies import YoutubeDLCookieJar
+    try:
+        from yt_dlp.cookies import YoutubeDLCookieJar
+    except ImportError:
+        raise WhisperGLError(f"--cookies-file is read with yt-dlp, of the youtube extra: "
+                             f"{install_command('youtube')}") from None
 
     jar = YoutubeDLCookieJar()
     # yt-dlp prints a skipped line *with its value* on stderr: swallow those warnings.
@@ -225,19 +230,21 @@ def _package_imports(tree: ast.AST) -> Iterator[str]:
                             if (PACKAGE_DIR / f"{alias.name}.py").is_file())
 
 
-def project_dependencies() -> dict[str, str]:
-    """pyproject.toml's dependencies (inference), by canonical distribution name."""
+def project_dependencies(extras: tuple[str, ...] = ("youtube",)) -> dict[str, str]:
+    """pyproject.toml's dependencies (inference) and those of its `extras`, by canonical distribution name."""
     import tomllib
 
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {canonicalize_name(Requirement(line).name): line for line in project["dependencies"]}
+    lines = [*project["dependencies"], *(line for extra in extras for line in project["optional-dependencies"][extra])]
+    return {canonicalize_name(Requirement(line).name): line for line in lines}
 
 
 def space_requirements(app: str, hardware: str) -> list[str]:
-    """requirements.txt lines for the Space: the inference packages with this repo's ranges."""
+    """requirements.txt lines for the Space: the inference packages with this repo's ranges (and the
+    youtube extra's for the YouTube app)."""
     from packaging.utils import canonicalize_name
 
     wanted = RUNTIME_PACKAGES + (YOUTUBE_PACKAGES if app == "youtube" else ())
@@ -293,7 +300,7 @@ def render_readme(app: str, space: str, model: str, hardware: str) -> str:
         f"# {look.title}", "",
         f"{look.short_description}. Model: {model_line}, set by the `{MODEL_VARIABLE}` variable.", "",
         "Deployed from the whisper-gl repository with:", "",
-        f"    python -m whisper_gl.deploy --app {app} --space {space} --model {model}", "",
+        f"    whisper-gl deploy --app {app} --space {space} --model {model}", "",
         "`whisper_gl/` holds only the package modules this app imports; `requirements.txt` only",
         "the inference packages; `packages.txt` installs ffmpeg.",
     ]
@@ -434,15 +441,3 @@ def stage_only(targets: list[Target], model: str, root: Path, hardware: str,
               f"run it: cd {folder} && python app.py")
         staged.append(str(folder))
     return staged
-
-
-def main(argv: list[str] | None = None) -> list[str]:
-    from .cli import invoke_verb
-
-    return invoke_verb(("deploy",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("deploy", prog="python -m whisper_gl.deploy")

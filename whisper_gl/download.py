@@ -3,7 +3,8 @@
 The YouTube app hands a stranger's URL to a server-side fetcher, so:
 
 - the link is checked before any network access: http(s) only, one video (no playlists), a
-  host that resolves to public addresses only;
+  host that resolves to public addresses only (a name that does not resolve is told apart from
+  a server that cannot resolve any: "check the link" against "this server has no network");
 - every connection the download makes (the link, each redirect, playlist and segment URLs,
   whatever library opens it) is checked again when it is opened, on the address actually
   dialled: an audit hook (PEP 578) on `socket.connect` refuses a private address before any
@@ -38,19 +39,25 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-import yt_dlp
-from yt_dlp.networking.exceptions import HTTPError
-
 from . import WhisperGLError, shutdown
-from .config import MediaLimits
+from .config import COOKIES_ENV, MediaLimits
+from .paths import install_command
+
+try:
+    import yt_dlp
+    from yt_dlp.networking.exceptions import HTTPError
+except ImportError:  # the core install: links are the youtube extra's
+    raise WhisperGLError(f"media links need the youtube extra: {install_command('youtube')}") from None
 
 logger = logging.getLogger(__name__)
 
 # "1" lifts the private-address guard; "127.0.0.1:8000,10.0.0.5" lifts it for those addresses only.
 ALLOW_PRIVATE_ENV = "WHISPER_GL_ALLOW_PRIVATE_URLS"
-COOKIES_ENV = "WHISPER_GL_YTDLP_COOKIES"
 SOCKET_TIMEOUT_S = 15  # an unreachable host fails in seconds, not minutes
 PRIVATE_REFUSAL = "links to private or local addresses are not allowed"
+# Names any working resolver answers: when none of them resolves either, the server has no
+# network (or no DNS), and the link may well be right.
+REFERENCE_HOSTS = ("www.youtube.com", "www.wikipedia.org")
 WATCH_INTERVAL_S = 0.25
 _READ_PIECE = 1 << 16
 
@@ -112,10 +119,27 @@ def check_host(host: str, port: int) -> None:
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
     except (socket.gaierror, UnicodeError, OSError):
+        if not server_resolves_names(skip=host):
+            raise DownloadError(f"could not reach {host}: {NO_NETWORK}") from None
         raise DownloadError(f"could not reach {host}: no such host (check the link)") from None
     for address in sorted(addresses):
         if is_refused(address, port):
             raise DownloadError(f"{PRIVATE_REFUSAL} ({host} is {address.split('%', 1)[0]})")
+
+
+NO_NETWORK = ("this server cannot reach the internet right now (it cannot look up any site), so the link "
+              "may well be right: try again later")
+
+
+def server_resolves_names(skip: str = "") -> bool:
+    """Whether this server's resolver answers for well-known sites (REFERENCE_HOSTS, `skip` left out)."""
+    for reference in REFERENCE_HOSTS:
+        if reference == skip.lower().rstrip("."):
+            continue
+        with contextlib.suppress(socket.gaierror, UnicodeError, OSError):
+            socket.getaddrinfo(reference, 443, proto=socket.IPPROTO_TCP)
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -370,7 +394,7 @@ def _downloaded_file(folder: Path, limits: MediaLimits) -> Path:
 
 def _explain(message: str, url: str) -> str:
     """Turn a yt-dlp error into one human line (the full text goes to the server log)."""
-    logger.warning("yt-dlp failed for %s: %s", url, message)
+    logger.warning("yt-dlp failed for %r: %r", url, message)  # as escapes: a link cannot forge a log line
     text = message.lower()
     if "confirm you" in text and "bot" in text:
         return BOT_CHECK_MESSAGE
@@ -381,9 +405,13 @@ def _explain(message: str, url: str) -> str:
     status = re.search(r"HTTP Error (\d+)", message)
     if status:
         return f"the site answered HTTP {status.group(1)} for this link"
+    host = urlsplit(url).hostname
+    if "network is unreachable" in text or (("resolve" in text or "name or service" in text)
+                                            and not server_resolves_names(skip=host or "")):
+        return f"could not reach {host}: {NO_NETWORK}"
     if any(sign in text for sign in ("timed out", "connection refused", "name or service not known",
                                      "unable to download", "failed to resolve", "unreachable")):
-        return f"could not reach {urlsplit(url).hostname} (the site is down or the link is wrong)"
+        return f"could not reach {host} (the site is down or the link is wrong)"
     return "could not download audio from this link"
 
 

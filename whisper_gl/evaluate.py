@@ -1,17 +1,19 @@
 """Score models on test sets the way users meet them: through the transcription engine.
 
-    whisper-gl evaluate --model artifacts/whisper-base --model artifacts/model \
-        --dataset Resources/cv-corpus-sample/gl --dataset Resources/examples/long.mp3
+    whisper-gl evaluate --model base --model fine-tuned \
+        --dataset ~/.cache/whisper-gl/cv-corpus-sample/gl --dataset ~/.cache/whisper-gl/examples/long.mp3
 
 Every model transcribes every clip of every test set with the engine the apps use (same
 backend choice and decoding options, recorded in the report); a long recording is transcribed
 whole. The scores are corpus WER/CER, normalised and orthographic, each with its 95 %
-bootstrap confidence interval (whisper_gl.metrics). Written atomically into --output-dir:
+bootstrap confidence interval (whisper_gl.metrics; none for a single recording, where a bootstrap
+has nothing to resample). It runs on the core install: local test sets are read without
+`datasets`, and the plot is drawn when matplotlib is there. Written atomically into --output-dir:
 
     report.md     models x datasets: WER, CER (with intervals), clips, hours, real-time factor;
                   the most frequent word confusions per model; clips that could not be decoded
     metrics.json  the same numbers, machine-readable, with the decoding options
-    wer.png       grouped bars (datasets x models) with the intervals as whiskers
+    wer.png       grouped bars (datasets x models) with the intervals as whiskers (with matplotlib)
     errors.csv    one row per clip and model, worst first: reference, hypothesis, WER, CER,
                   substitutions, insertions, deletions (normalised words)
 """
@@ -20,16 +22,21 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import json
+import mimetypes
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from . import WhisperGLError
 from .config import DecodingOptions, EvaluateConfig, ModelOptions, subset
 from .metrics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, METRIC_NAMES, Utterance, corpus_scores,
                       score_utterance, with_interval, word_confusions)
+from .paths import install_command, missing_file
 from .store import atomic_dir, check_replaceable
 
+PLOT_FILE = "wer.png"
 ERRORS_COLUMNS = ("model", "dataset", "path", "reference", "hypothesis", "wer", "cer", "substitutions",
                   "insertions", "deletions", "error")
 
@@ -78,11 +85,13 @@ class Outcome:
 def load_test_set(spec: str, config: EvaluateConfig) -> TestSet:
     """A test set from a media file with a .txt beside it, a features folder, or any feature-stage source."""
     path = Path(spec).expanduser()
+    if not path.exists() and (mimetypes.guess_type(path.name)[0] or "").startswith(("audio/", "video/")):
+        raise WhisperGLError(missing_file(path))
     if path.is_file() and path.suffix != ".txt":
         transcript = path.with_suffix(".txt")
         if not transcript.is_file():
-            raise WhisperGLError(f"'{spec}' is a file: a recording to evaluate needs its transcript beside it "
-                                 f"as {transcript.name}")
+            raise WhisperGLError(f"'{spec}' is a file: a recording to evaluate needs its transcript beside it, "
+                                 f"{transcript.absolute()}")
         return TestSet(spec, [Clip(str(path), str(path), transcript.read_text(encoding="utf-8").strip())])
     source, split = spec, config.split
     if (path / "features_config.json").is_file():  # features keep no audio: evaluate their source
@@ -102,11 +111,9 @@ def _source_clips(source: str, split: str, config: EvaluateConfig) -> list[Clip]
     loaded = load_source(source, {"eval": split}, optional=(), config=config.config, revision=config.revision,
                          audio_column=config.audio_column, text_column=config.text_column,
                          split_flag="--split")["eval"]
-    if config.max_samples is not None:
-        loaded = loaded.select(range(min(config.max_samples, len(loaded))))
     clips = [Clip(_clip_name(row["audio"].get("path"), source) or f"{split}[{i}]",
                   row["audio"].get("bytes") or row["audio"]["path"], (row["sentence"] or "").strip())
-             for i, row in enumerate(loaded)]
+             for i, row in enumerate(islice(loaded, config.max_samples))]
     if not clips:
         raise WhisperGLError(f"'{source}' has no clips in its {split} split: nothing to evaluate")
     return clips
@@ -166,7 +173,9 @@ def evaluate(config: EvaluateConfig) -> list[dict]:
         write_reports(folder, outcomes, config)
     summaries = [outcome.summary() for outcome in outcomes]
     print(results_table(summaries))
-    print(f"report: {Path(config.output_dir) / 'report.md'}")
+    if not can_plot():
+        print(f"note: {no_plot_note()}")
+    print(f"report: {Path(config.output_dir).absolute() / 'report.md'}")
     return summaries
 
 
@@ -182,8 +191,20 @@ def write_reports(folder: Path, outcomes: list[Outcome], config: EvaluateConfig)
                "confusions": {model: [list(c) for c in pairs] for model, pairs in confusions.items()}}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     _write_errors(folder / "errors.csv", outcomes)
-    plot_wer(summaries, folder / "wer.png")
-    (folder / "report.md").write_text(report_markdown(summaries, confusions, decoding, config), encoding="utf-8")
+    plotted = can_plot()
+    if plotted:
+        plot_wer(summaries, folder / PLOT_FILE)
+    (folder / "report.md").write_text(report_markdown(summaries, confusions, decoding, config, plotted=plotted),
+                                      encoding="utf-8")
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (of the train extra) is there to draw wer.png."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def no_plot_note() -> str:
+    return f"no {PLOT_FILE}: the plot needs matplotlib ({install_command('train')}, or pip install matplotlib)"
 
 
 def _confusions_by_model(outcomes: list[Outcome]) -> dict[str, list[tuple[str, str, int]]]:
@@ -223,15 +244,16 @@ def results_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(summaries: list[dict], confusions: dict, decoding: dict, config: EvaluateConfig) -> str:
+def report_markdown(summaries: list[dict], confusions: dict, decoding: dict, config: EvaluateConfig, *,
+                    plotted: bool = True) -> str:
     options = ", ".join(f"{key} {value}" for key, value in decoding.items())
     lines = [
         "# Evaluation", "",
         f"Split `{config.split}`; every model through the transcription engine ({options}). WER/CER in percent, "
         f"normalised (BasicTextNormalizer: lower case, no punctuation, accents kept) and orthographic; in "
         f"brackets the {CONFIDENCE:.0%} bootstrap interval over utterances ({BOOTSTRAP_RESAMPLES} resamples, "
-        f"seed {BOOTSTRAP_SEED}). RTF: processing time over audio time.", "",
-        results_table(summaries), "", "![WER](wer.png)", "",
+        f"seed {BOOTSTRAP_SEED}; none for a single recording). RTF: processing time over audio time.", "",
+        results_table(summaries), "", f"![WER]({PLOT_FILE})" if plotted else f"({no_plot_note()}.)", "",
         "## Most frequent word confusions (reference → hypothesis, normalised)", "",
     ]
     for model, pairs in confusions.items():
@@ -241,8 +263,32 @@ def report_markdown(summaries: list[dict], confusions: dict, decoding: dict, con
     if failed:
         lines += ["", "## Clips that could not be scored", ""]
         lines += [f"- {model} on {dataset}: `{clip}`: {reason}" for model, dataset, clip, reason in failed]
+    lines += ["", "## Why these figures can move between runs", "",
+              reproducibility(list(confusions) or list(dict.fromkeys(s["model"] for s in summaries)), decoding)]
     lines += ["", "Per clip, worst first: `errors.csv`. Machine-readable: `metrics.json`."]
     return "\n".join(lines) + "\n"
+
+
+def reproducibility(models: list[str], decoding: dict) -> str:
+    """What makes another run give other figures, and the seeds these were made with."""
+    sampled = [f"{t:g}" for t in decoding["temperatures"] if t > 0]
+    sampling = (f"decoding at temperature {', '.join(sampled)} (the fallback after a decode that loops or scores "
+                "too low) samples without a fixed seed, as faster-whisper does, so a clip that falls back can come "
+                "out differently" if sampled else "decoding is deterministic here (temperature 0 only)")
+    seeds = "; ".join(f"`{model}`: {_training_seed(model)}" for model in models)
+    return (f"The models and clips being the same, {sampling}; beam search itself is deterministic on one machine, "
+            "but CPUs with other instruction sets (AVX2, AVX-512) round differently. A model fine-tuned on a CPU "
+            "is not bit-identical from one training run to the next even with the same seed (threaded reductions "
+            f"add in another order). Training seeds: {seeds}. The intervals are reproducible: the bootstrap is "
+            f"seeded (seed {BOOTSTRAP_SEED}).")
+
+
+def _training_seed(model: str) -> str:
+    try:
+        results = json.loads((Path(model) / "results.json").read_text(encoding="utf-8"))
+        return f"seed {results['hyperparameters']['seed']} (its results.json)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not trained by whisper-gl train (no results.json)"
 
 
 def plot_wer(summaries: list[dict], path: Path) -> None:
@@ -260,8 +306,9 @@ def plot_wer(summaries: list[dict], path: Path) -> None:
     for index, model in enumerate(models):
         rows = {s["dataset"]: s for s in summaries if s["model"] == model and "wer" in s}
         values = [rows[d]["wer"] if d in rows else np.nan for d in datasets]
-        below = [rows[d]["wer"] - rows[d]["wer_low"] if d in rows else 0 for d in datasets]
-        above = [rows[d]["wer_high"] - rows[d]["wer"] if d in rows else 0 for d in datasets]
+        # A single recording has no interval: no whisker.
+        below = [rows[d]["wer"] - rows[d].get("wer_low", rows[d]["wer"]) if d in rows else 0 for d in datasets]
+        above = [rows[d].get("wer_high", rows[d]["wer"]) - rows[d]["wer"] if d in rows else 0 for d in datasets]
         ax.bar(np.arange(len(datasets)) + index * width, values, width, yerr=[below, above], capsize=4,
                label=model)
     ax.set_xticks(np.arange(len(datasets)) + width * (len(models) - 1) / 2)
@@ -272,9 +319,3 @@ def plot_wer(summaries: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("evaluate", prog="python -m whisper_gl.evaluate")

@@ -1,6 +1,6 @@
 """Convert a transformers Whisper checkpoint into a CTranslate2 model for faster-whisper.
 
-    python -m whisper_gl.export --model artifacts/model            # -> artifacts/model/ctranslate2
+    whisper-gl export --model artifacts/model                     # -> artifacts/model/ctranslate2
 
 The export (int8 by default: the fastest on CPU) lands in `<model>/ctranslate2`, where the
 transcription engine looks for it. It carries `tokenizer.json` and `preprocessor_config.json`
@@ -17,7 +17,8 @@ from pathlib import Path
 from . import WhisperGLError, error_line
 from .backends import CTRANSLATE2_SUBDIR
 from .config import QUANTIZATIONS, ExportConfig, ModelOptions, check_choice
-from .store import atomic_dir, resolve_model
+from .models import resolve_model
+from .store import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +77,3 @@ def run(config: ExportConfig) -> Path:
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     print(f"CTranslate2 {config.quantization} export written to {target} ({size / 1e6:.0f} MB)")
     return target
-
-
-def main(argv: list[str] | None = None) -> Path:
-    from .cli import invoke_verb
-
-    return invoke_verb(("export",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("export", prog="python -m whisper_gl.export")

@@ -32,9 +32,10 @@ from . import WhisperGLError, error_line
 from .audio import AudioError, load_audio
 from .config import FeatureConfig
 from .manifest import FeaturesManifest
-from .sources import NO_SPLIT, check_hub_dataset, load_source
+from .sources import NO_SPLIT, as_dataset_dict, check_hub_dataset, load_source
 from .stats import format_length_table, write_length_report
-from .store import HUB_ID, atomic_dir, check_replaceable, hub_call, hub_token, resolve_model
+from .models import resolve_model
+from .store import HUB_ID, atomic_dir, check_replaceable, hub_call, hub_token
 from .window import HOP_LENGTH, MAX_WINDOW_SECONDS, N_FFT, PRETRAINED_WINDOW, SAMPLING_RATE
 
 if TYPE_CHECKING:
@@ -266,8 +267,9 @@ def load_splits(config: FeatureConfig) -> tuple[datasets.DatasetDict, dict[str, 
     without knowing it.
     """
     splits = {"train": config.train_split, "validation": config.validation_split, "test": config.test_split}
-    source = load_source(config.dataset, splits, optional=("validation",), config=config.config,
-                         revision=config.revision, audio_column=config.audio_column, text_column=config.text_column)
+    source = as_dataset_dict(load_source(config.dataset, splits, optional=("validation",), config=config.config,
+                                         revision=config.revision, audio_column=config.audio_column,
+                                         text_column=config.text_column))
     origins = {split: splits[split] for split in source}
     if "validation" not in source and config.validation_split.strip().lower() != NO_SPLIT:
         if not 0 < config.validation_share < 1 or len(source["train"]) < 2:
@@ -341,8 +343,8 @@ def load_features(location: str | Path) -> tuple[datasets.DatasetDict, FeaturesM
             manifest = FeaturesManifest.read(hf_hub_download(str(location), FeaturesManifest.FILE,
                                                              repo_type="dataset"))
     else:
-        raise WhisperGLError(f"features '{location}' not found: expected a folder written by "
-                             "feature_extraction.py or a Hub dataset id")
+        raise WhisperGLError(f"features '{location}' not found ({Path(location).absolute()}): expected a folder "
+                             "written by `whisper-gl features` or a Hub dataset id")
     if not isinstance(dataset, datasets.DatasetDict) or not {"train", "test"} <= set(dataset):
         raise WhisperGLError(f"'{location}' is not a features DatasetDict with train and test splits")
     return dataset, manifest

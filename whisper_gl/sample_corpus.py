@@ -6,10 +6,13 @@ Voice's hashed ids). The output is laid out exactly like a Common Voice release
 (`clips/*.mp3` at 48 kHz mono, `train.tsv dev.tsv test.tsv validated.tsv` with its
 columns), so the rest of the pipeline reads it through the same loader as the real thing.
 
-    python -m whisper_gl.sample_corpus --output-dir Resources/cv-corpus-sample/gl [--force]
+    whisper-gl corpus [--output-dir DIR] [--examples-dir DIR] [--force]
+    whisper-gl examples [--examples-dir DIR]
 
-It also writes the apps' examples: `short.mp3` (one sentence) and `long.mp3` (about two
-minutes of sentences with pauses, one voice) with their reference texts.
+The corpus also comes with the examples (`whisper-gl examples` speaks only them): `short.mp3`
+(one sentence) and `long.mp3` (about two minutes of sentences with pauses, one voice) with
+their reference texts. By default both go into the whisper-gl home (whisper_gl.paths); the
+sentences ship inside the package.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from . import WhisperGLError
-from .config import SampleCorpusConfig
+from .config import ExamplesConfig, SampleCorpusConfig
 from .store import atomic_dir
 
 SPLITS = ("train", "dev", "test")
@@ -106,7 +109,7 @@ def read_sentences(path: str | os.PathLike) -> list[tuple[str, str]]:
     """(split, sentence) pairs from the sentences TSV; a dev/test sentence must not be in train."""
     path = Path(path)
     if not path.is_file():
-        raise WhisperGLError(f"sentences file '{path}' not found")
+        raise WhisperGLError(f"sentences file {path.absolute()} not found")
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         if not {"split", "sentence"} <= set(reader.fieldnames or ()):
@@ -155,7 +158,8 @@ def _tool(command: list[str], **kwargs) -> None:
     try:
         done = subprocess.run(command, capture_output=True, **kwargs)
     except FileNotFoundError:
-        raise WhisperGLError(f"{command[0]} is not installed: run scripts/setup.sh (installs it with apt)") from None
+        raise WhisperGLError(f"{command[0]} is not installed: sudo apt-get install {command[0]} (Debian, Ubuntu; "
+                             "in a checkout, scripts/setup.sh installs it)") from None
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
         raise WhisperGLError(f"{command[0]} failed: {reason[-1] if reason else f'exit code {done.returncode}'}")
@@ -280,20 +284,17 @@ def build_examples(examples_dir: str | os.PathLike, sentences_path: str | os.Pat
 
 
 def run(config: SampleCorpusConfig) -> Path:
-    """`whisper-gl corpus`: the corpus and the apps' examples, each skipped when complete."""
+    """`whisper-gl corpus`: the corpus and the examples, each skipped when complete."""
     build_corpus(config.output_dir, config.sentences, workers=config.workers, force=config.force)
-    build_examples(config.examples_dir, config.sentences, long_seconds=config.long_example_seconds,
-                   workers=config.workers, force=config.force)
+    run_examples(config)
     return Path(config.output_dir)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    from .cli import invoke_verb
-
-    return invoke_verb(("corpus",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("corpus", prog="python -m whisper_gl.sample_corpus")
+def run_examples(config: ExamplesConfig) -> Path:
+    """`whisper-gl examples`: the two example recordings (skipped when complete), and where they are."""
+    folder = build_examples(config.examples_dir, config.sentences, long_seconds=config.long_example_seconds,
+                            workers=config.workers, force=config.force).absolute()
+    for name in ("short", "long"):
+        print(f"  {folder / f'{name}.mp3'}  (transcript: {name}.txt)")
+    print(f"try: whisper-gl transcribe {folder / 'short.mp3'}")
+    return folder

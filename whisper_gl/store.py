@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import OFFLINE_BASE_DIR, WhisperGLError, error_line
+from . import WhisperGLError, error_line
+from .paths import BASE_MODEL, FINE_TUNED_MODEL
 
 # "openai/whisper-small", "user/name"; the legacy un-namespaced ids are not used by Whisper.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -24,10 +25,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Weight formats we never need from the Hub (TensorFlow, Flax, ONNX).
 _IGNORED_HUB_FILES = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "flax_*", "tf_*"]
 
-OFFLINE_HINT = (
-    f"offline, use the bundled Whisper base: --model {OFFLINE_BASE_DIR} "
-    "(built by `make offline-model`)"
-)
+OFFLINE_HINT = f"offline, use the built-in OpenAI Whisper base: --model {BASE_MODEL}"
 
 
 def is_hub_id(location: str) -> bool:
@@ -117,7 +115,8 @@ def _status_hint(error: Exception) -> str:
 
 
 def resolve_model(location: str) -> Path:
-    """Return a local folder holding the model at `location` (a folder or a Hub id).
+    """Return a local folder holding the model at `location` (a folder or a Hub id; the
+    built-in names are whisper_gl.models').
 
     Hub ids are downloaded once into the Hugging Face cache (honouring HF_HUB_OFFLINE);
     when the Hub cannot be reached this raises one clear error naming the offline model.
@@ -125,10 +124,11 @@ def resolve_model(location: str) -> Path:
     path = Path(location).expanduser()
     if path.is_dir():
         if not any((path / name).exists() for name in ("config.json", "model.bin")):
-            raise WhisperGLError(f"'{location}' is a folder but holds no model (no config.json)")
+            raise WhisperGLError(f"{path.absolute()} is a folder but holds no model (no config.json)")
         return path
     if not HUB_ID.match(location):
-        raise WhisperGLError(f"model '{location}' not found: expected a local folder or a Hub id; {OFFLINE_HINT}")
+        raise WhisperGLError(f"model '{location}' not found: no folder {path.absolute()}, and not a Hub id "
+                             f"(NAMESPACE/NAME) or a built-in name ({BASE_MODEL}, {FINE_TUNED_MODEL}); {OFFLINE_HINT}")
     # Fail fast instead of a long retry storm when the Hub is unreachable.
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")

@@ -1,6 +1,6 @@
 """Live transcription: text while the person is still speaking.
 
-    live = Transcriber("artifacts/model").stream()
+    live = live_transcript(Transcriber("artifacts/model"))
     for chunk in microphone:                             # any length; any rate, mono or not
         update = live.push(chunk, sampling_rate=48_000)
         show(update.confirmed, update.tentative)          # confirmed only ever grows
@@ -38,26 +38,22 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from . import WhisperGLError
 from .audio import AudioTooLong, as_waveform
 from .config import DecodingOptions, LiveOptions, MediaLimits
-from .subtitles import Segment, Word
-from .transcribe import MIN_SPEECH_SECONDS, Transcription, speech_spans
+from .transcript import Segment, Transcription, Word
+from .vad import MIN_SPEECH_SECONDS, speech_spans
 from .window import SAMPLING_RATE, Window
-
-if TYPE_CHECKING:
-    from .transcribe import Transcriber
 
 # A live decode keeps at least this much silence after the buffer in its window: with less,
 # the fine-tuned demo model looped on sentence-long chunks (long.mp3 in VAD chunks: WER 115 %
 # padded by 1 s, 74 % by 3 s, 46 % by 6 s, 45 % by a full 30 s window).
 WINDOW_MARGIN_SECONDS = 5.0
 SILENCE_KEPT_SECONDS = 0.5  # of a buffer without speech: a word may be starting
-PAUSE_SECONDS = 0.5  # silence after the last speech that lets a settled buffer be cut there
 OVERLAP_WORDS = 5  # confirmed words looked for at the start of a new decode
 MATCH_SECONDS = 1.0  # how far a new decode may time a confirmed word from where it was confirmed
 PROMPT_CHARACTERS = 200  # of the confirmed text cut from the buffer (Whisper-Streaming's choice)
@@ -74,6 +70,12 @@ class LiveUpdate:
     tentative: str
     delta: str  # what this push confirmed: confirmed == the previous update's confirmed + delta
     seconds: float  # audio received so far
+
+    @property
+    def text(self) -> str:
+        """The confirmed and the tentative text as one line, spaced as the engine spaces words
+        (what a caption shows: confirmed + text[len(confirmed):] styled apart)."""
+        return _joined([Word(0.0, 0.0, " " + part, None) for part in (self.confirmed, self.tentative) if part])
 
 
 def _key(text: str) -> str:
@@ -123,11 +125,42 @@ def sentences(words: list[Word], max_gap: float = 1.0) -> list[Segment]:
     return segments
 
 
+class Engine(Protocol):
+    """What a live transcript needs of the engine (a whisper_gl.transcribe.Transcriber, or a
+    wrapper of one that bounds how many decode at once)."""
+
+    window: Window
+    backend: str
+    model: str
+
+    def decoding_for(self, decoding: DecodingOptions | None = None, **settings) -> DecodingOptions: ...
+
+    def decode_window(self, waveform: np.ndarray, decoding: DecodingOptions, window: Window | None = None): ...
+
+    def transcribe(self, audio, decoding: DecodingOptions | None = None, **settings) -> Transcription: ...
+
+
+def live_transcript(engine: Engine, decoding: DecodingOptions | None = None, *, live: LiveOptions | None = None,
+                    keep_audio: bool = True, max_seconds: float | None = None, **settings) -> "LiveTranscript":
+    """A live transcript of audio that arrives while it is spoken, decoded by `engine`:
+
+        live = live_transcript(engine, max_seconds=1800)
+        update = live.push(samples, sampling_rate=48000)   # update.confirmed, update.tentative
+        result = live.finish()                              # the whole recording, decoded again
+
+    `decoding` and keyword settings as for Transcriber.transcribe; `live`: how often to decode and
+    how much audio to hold (LiveOptions); keep_audio: keep the recording for finish()'s full
+    decode; max_seconds: refuse audio past this length (AudioTooLong).
+    """
+    return LiveTranscript(engine, engine.decoding_for(decoding, **settings), live or LiveOptions(),
+                          keep_audio=keep_audio, max_seconds=max_seconds)
+
+
 class LiveTranscript:
-    """One live recording's transcript (Transcriber.stream() makes one). push() from one thread
+    """One live recording's transcript (live_transcript() makes one). push() from one thread
     or several (calls are serialised); close() or finish() at the end."""
 
-    def __init__(self, engine: "Transcriber", decoding: DecodingOptions, live: LiveOptions, *,
+    def __init__(self, engine: Engine, decoding: DecodingOptions, live: LiveOptions, *,
                  keep_audio: bool = True, max_seconds: float | None = None):
         self.engine, self.live, self.max_seconds = engine, live, max_seconds
         self._final_decoding = decoding

@@ -29,7 +29,8 @@ from .distributed import (agreed_start, batch_layout, check_launcher, check_worl
                           end_processes, is_main_process, launcher_precision, say)
 from .manifest import FeaturesManifest
 from .metrics import METRIC_NAMES, token_metrics
-from .store import HUB_ID, atomic_dir, check_replaceable, hub_token, push_folder, resolve_model
+from .models import resolve_model
+from .store import HUB_ID, atomic_dir, check_replaceable, hub_token, push_folder
 from .window import Window
 
 REQUIRED_COLUMNS = ("input_features", "labels", "duration")
@@ -94,7 +95,7 @@ def load_training_features(location: str):
     problem = _features_problem(dataset, manifest)
     if problem:
         raise WhisperGLError(f"'{location}' does not hold training features ({problem}): "
-                             "make them with feature_extraction.py")
+                             "make them with `whisper-gl features`")
     return dataset, manifest
 
 
@@ -127,14 +128,14 @@ def check_window(model_config, manifest: FeaturesManifest, model_name: str, *, t
         raise WhisperGLError(
             f"the features were made for {made:g} s windows with {manifest.n_mels} mel bins, but "
             f"{model_name} takes {takes:g} s windows with {model_config.num_mel_bins}: run "
-            f"feature_extraction.py again with --model {model_name}"
+            f"`whisper-gl features` again with --model {model_name}"
         )
     if features_window == window:
         return False
     if features_window.frames > window.frames:
         raise WhisperGLError(
             f"the features were made for {made:g} s windows, but {model_name} takes {takes:g} s windows and "
-            f"cannot be grown back to {made:g} s: run feature_extraction.py again with --max-audio-seconds "
+            f"cannot be grown back to {made:g} s: run `whisper-gl features` again with --max-audio-seconds "
             f"{takes:g}, or train a {made:g} s model (e.g. the pretrained one)"
         )
     if not training:
@@ -356,7 +357,7 @@ def check_selection_split(config: TrainConfig, dataset, location: str) -> None:
     if config.select_on not in dataset:
         raise WhisperGLError(
             f"'{location}' has no {config.select_on} split to pick the best checkpoint on: make the features "
-            "again (feature_extraction.py keeps the source's validation split, or draws one from train), or "
+            "again (`whisper-gl features` keeps the source's validation split, or draws one from train), or "
             "train with --select-on test (the seed's recipe: selected and reported on the same split, optimistic)")
 
 

@@ -2,7 +2,9 @@
 
     from whisper_gl.transcribe import Transcriber
     result = Transcriber("artifacts/model").transcribe("talk.mp3")
-    print(result.text); open("talk.srt", "w").write(result.to_srt())
+    print(result.text); open("talk.srt", "w").write(result.render("srt"))
+    for segment in Transcriber("artifacts/model").transcribe_segments("talk.mp3"):  # as decoded
+        print(segment.start, segment.text)
 
 It loads a local model folder or a Hub id and picks a backend (whisper_gl.backends): the
 CTranslate2 int8 export (`<model>/ctranslate2`, written by `whisper-gl export`) on CPU when
@@ -11,8 +13,13 @@ it exists, else transformers. Audio of any length is transcribed whole: window a
 voice-activity chunks (faster-whisper's Silero VAD) of at most one window, decoded in batches,
 each segment timed by its chunk plus the model's timestamps inside it. Loops are bounded
 (tokens per second of audio), retried at higher temperature, and a repetition that survives is
-collapsed to one copy (or the segment dropped). A checkpoint that no longer predicts timestamps still gets timed
-segments: sentence-sized chunks decoded without timestamps, each timed by its bounds.
+collapsed to one copy (or the segment dropped). Where the voice-activity detector hears no
+voice at all nothing is decoded, and a segment the decoder doubts (its no-speech probability,
+log-probability, loops) over audio in which the detector hears almost no voice is dropped: noise
+and tones give no text (`is_noise`). A checkpoint that no longer predicts timestamps still gets
+timed segments: sentence-sized chunks decoded without timestamps, each timed by its bounds.
+Every segment carries the decoder's statistics of its window (tokens, temperature, average
+log-probability, compression ratio, no-speech probability) where the backend gives them.
 
 How to load is a `ModelOptions`, how to decode a `DecodingOptions` (whisper_gl.config); the
 keyword arguments of `Transcriber(...)` and `transcribe(...)` set their fields by name.
@@ -24,88 +31,39 @@ Command line:  whisper-gl transcribe PATH... [--output-dir OUT] [--format txt,sr
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
+import math
 import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Iterator
 
 import numpy as np
 
-from . import ARTIFACTS_DIR, OFFLINE_BASE_DIR
 from .audio import Audio, as_waveform
-from .backends import TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name, load_backend
-from .config import MODEL_ENV, DecodingOptions, LiveOptions, ModelOptions
+from .backends import (LOGPROB_THRESHOLD, TEXT_COMPRESSION_RATIO_THRESHOLD, Decoded, check_backend_name,
+                       load_backend)
+from .config import DecodingOptions, ModelOptions
+from .models import default_model, resolve_model
 from .runtime import no_onnxruntime_telemetry, passive_openmp_waits
-from .subtitles import Segment, Word, to_srt, to_vtt
+from .transcript import Segment, Transcription, Word
+from .vad import has_speech, is_inaudible, speech_share, speech_spans
 from .window import SAMPLING_RATE, Window
-
-if TYPE_CHECKING:
-    from .streaming import LiveTranscript
 
 __all__ = ["Segment", "Word", "Transcription", "Transcriber", "default_model", "ModelOptions", "DecodingOptions"]
 
 logger = logging.getLogger(__name__)
 
-# Pauses that end a voice-activity span: sentence breaks, not breaths.
-VAD_MIN_SILENCE_MS = 500
-TRAINED_MODEL_DIR = f"{ARTIFACTS_DIR}/model"
-# Shorter than this, quieter than this peak (-60 dBFS), or without speech for the VAD
-# (DecodingOptions.require_speech), there is nothing to transcribe: Whisper would only
-# hallucinate on it ("Mónido de Vígrima." on a 20 s tone), so the engine returns no text.
-MIN_SPEECH_SECONDS = 0.2
-MIN_VOICE_SECONDS = 0.25  # speech the detector must hear before the engine decodes (require_speech)
-SILENCE_PEAK = 1e-3
-VAD_LISTEN_SECONDS = 30.0  # has_speech: the voice-activity detector's window
 # A chunk whose decode stopped with this much voice activity still ahead is decoded on from there.
 MIN_UNHEARD_SECONDS = 1.0
-
-
-def default_model() -> str:
-    """WHISPER_GL_MODEL, else the fine-tuned artifacts/model when trained, else the offline base."""
-    if os.environ.get(MODEL_ENV):
-        return os.environ[MODEL_ENV]
-    if (Path(TRAINED_MODEL_DIR) / "config.json").is_file():
-        return TRAINED_MODEL_DIR
-    return OFFLINE_BASE_DIR
-
-
-@dataclass
-class Transcription:
-    """Text and timed segments of one recording, with what produced them and how fast."""
-
-    text: str
-    segments: list[Segment]
-    language: str
-    duration: float  # seconds of audio
-    elapsed: float  # seconds spent, audio decoding included
-    backend: str
-    model: str
-
-    @property
-    def real_time_factor(self) -> float:
-        """Processing time over audio time (below 1: faster than real time)."""
-        return self.elapsed / self.duration if self.duration else 0.0
-
-    def to_text(self) -> str:
-        return self.text + "\n" if self.text else ""
-
-    def to_srt(self) -> str:
-        return to_srt(self.segments)
-
-    def to_vtt(self, highlight_words: bool = False) -> str:
-        return to_vtt(self.segments, highlight_words)
-
-    def to_dict(self) -> dict:
-        """Everything but the timing of the run, in plain types (the JSON output)."""
-        return {"text": self.text, "language": self.language, "duration": self.duration, "model": self.model,
-                "backend": self.backend, "segments": [dataclasses.asdict(segment) for segment in self.segments]}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n"
+# The no-speech guard (DecodingOptions.require_speech), per segment: the decoder doubts it and the
+# voice-activity detector hears a voice in less than MIN_SPEECH_SHARE of its audio. Either alone
+# fails: the detector takes a moment of noise for a voice (20 s of white noise passed as speech,
+# then "O água é o água e o água."), and the decoder's doubt alone (openai-whisper's skip) drops
+# out-of-domain speech that loops (see backends.NO_SPEECH_THRESHOLD).
+MIN_SPEECH_SHARE = 0.2
+NO_SPEECH_PROBABILITY = 0.3  # the decoder doubts a segment whose window's <|nospeech|> is likelier
 
 
 def is_degenerate(text: str) -> bool:
@@ -181,6 +139,44 @@ def cleaned_segments(segments: list[Segment]) -> list[Segment]:
     return kept
 
 
+def is_noise(segment: Segment, waveform: np.ndarray) -> bool:
+    """Whether a decoded segment is the model's invention over sound without speech: the decoder
+    doubts it (its window's no-speech probability over NO_SPEECH_PROBABILITY, its log-probability
+    under LOGPROB_THRESHOLD, or a loop) and the detector hears a voice in less than
+    MIN_SPEECH_SHARE of the segment's audio (`waveform`: the audio the segment is timed in)."""
+    if not doubted(segment):
+        return False
+    audio = waveform[round(segment.start * SAMPLING_RATE): round(segment.end * SAMPLING_RATE)]
+    return speech_share(audio) < MIN_SPEECH_SHARE
+
+
+def doubted(segment: Segment) -> bool:
+    """The decoder's own doubt about a segment; with none of its statistics (a backend that gives
+    none), always: the detector then decides alone."""
+    signals = [segment.no_speech_prob is not None and segment.no_speech_prob > NO_SPEECH_PROBABILITY,
+               segment.avg_logprob is not None and segment.avg_logprob < LOGPROB_THRESHOLD,
+               segment.compression_ratio is not None and segment.compression_ratio > TEXT_COMPRESSION_RATIO_THRESHOLD]
+    known = (segment.no_speech_prob, segment.avg_logprob, segment.compression_ratio) != (None, None, None)
+    return any(signals) or not known
+
+
+def spoken_segments(segments: list[Segment], waveform: np.ndarray) -> list[Segment]:
+    """The segments that are not `is_noise`; the dropped ones logged."""
+    kept = []
+    for segment in segments:
+        if is_noise(segment, waveform):
+            logger.info("dropped a segment heard as noise at %.1f-%.1f s (no-speech probability %s, "
+                        "log-probability %s): %.60r", segment.start, segment.end, _rounded(segment.no_speech_prob),
+                        _rounded(segment.avg_logprob), segment.text)
+        else:
+            kept.append(segment)
+    return kept
+
+
+def _rounded(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
+
+
 def _split_settings(settings: dict) -> tuple[dict, dict]:
     """Keyword settings -> (ModelOptions fields, DecodingOptions fields); an unknown name is a TypeError."""
     model_fields = {field.name for field in dataclasses.fields(ModelOptions)}
@@ -198,7 +194,7 @@ class Transcriber:
         Transcriber("artifacts/model", beam_size=1, language="es")
         Transcriber(options=ModelOptions(device="cuda"), decoding=DecodingOptions(task="translate"))
 
-    model: local folder or Hub id (default: options.model, else `default_model()`).
+    model: local folder, Hub id or built-in name (default: options.model, else `default_model()`).
     options / decoding: how to load and how to decode; keyword settings override their fields
     (backend, device, compute_type, num_workers; language, task, beam_size, temperatures,
     timestamps, vad_filter: see whisper_gl.config).
@@ -206,8 +202,6 @@ class Transcriber:
 
     def __init__(self, model: str | os.PathLike | None = None, *, options: ModelOptions | None = None,
                  decoding: DecodingOptions | None = None, **settings):
-        from .store import resolve_model
-
         passive_openmp_waits()  # before torch or CTranslate2 load, when nothing has loaded them yet
         no_onnxruntime_telemetry()  # before the VAD loads onnxruntime
         model_settings, decoding_settings = _split_settings(settings)
@@ -231,56 +225,55 @@ class Transcriber:
         return f"Transcriber(model={self.model!r}, backend={self.backend!r}, language={self.language!r})"
 
     def transcribe(self, audio: Audio, decoding: DecodingOptions | None = None, **settings) -> Transcription:
-        """Transcribe a file path or bytes (any format ffmpeg reads) or a 16 kHz mono waveform.
+        """Transcribe a file path or bytes (any format ffmpeg reads) or a 16 kHz mono waveform:
+        `transcribe_segments`, collected.
 
         `decoding` (default: the engine's) and keyword settings (language, task, beam_size, ...)
         apply to this call only.
         """
         began = time.perf_counter()
-        options = dataclasses.replace(decoding or self.decoding, **settings) if settings else (decoding or self.decoding)
-        waveform = as_waveform(audio)
-        duration = len(waveform) / SAMPLING_RATE
-        if duration < MIN_SPEECH_SECONDS or not np.isfinite(waveform).all() or np.abs(waveform).max() < SILENCE_PEAK \
-                or (options.require_speech and not has_speech(waveform)):
-            decoded = Decoded([], options.forced_language or "", predicted_timestamps=False)
-        else:
-            decoded = self._decode(waveform, options)
-        segments = cleaned_segments(decoded.segments)
+        stream = self.transcribe_segments(audio, decoding, **settings)
+        segments = list(stream)
         return Transcription(
             text=" ".join(segment.text for segment in segments),
             segments=segments,
-            language=decoded.language,
-            duration=round(duration, 3),
+            language=stream.language,
+            duration=stream.duration,
             elapsed=time.perf_counter() - began,
             backend=self.backend,
             model=self.model,
         )
 
-    def stream(self, decoding: DecodingOptions | None = None, *, live: LiveOptions | None = None,
-               keep_audio: bool = True, max_seconds: float | None = None, **settings) -> "LiveTranscript":
-        """A live transcript of audio that arrives while it is spoken (whisper_gl.streaming):
+    def transcribe_segments(self, audio: Audio, decoding: DecodingOptions | None = None,
+                            **settings) -> "SegmentStream":
+        """The recording's segments in order, each as soon as the engine has decoded it (as
+        faster-whisper's transcribe() yields them): the same decode as `transcribe`, which collects
+        them. The audio is read now (a bad file raises here); decoding happens while iterating.
 
-            live = engine.stream()
-            update = live.push(samples, sampling_rate=48000)   # update.confirmed, update.tentative
-            result = live.finish()                              # the whole recording, decoded again
-
-        `decoding` and keyword settings as for transcribe(); `live`: how often to decode and how
-        much audio to hold (LiveOptions); keep_audio: keep the recording for finish()'s full
-        decode; max_seconds: refuse audio past this length (AudioTooLong).
+            stream = engine.transcribe_segments("talk.mp3")
+            for segment in stream:
+                print(segment.start, segment.text)
+            stream.language, stream.duration
         """
-        from .streaming import LiveTranscript
+        options = self.decoding_for(decoding, **settings)
+        waveform = as_waveform(audio)
+        return SegmentStream(self._pieces(waveform, options), language=options.forced_language or "",
+                             duration=round(len(waveform) / SAMPLING_RATE, 3))
 
-        options = dataclasses.replace(decoding or self.decoding, **settings) if settings else (decoding or self.decoding)
-        return LiveTranscript(self, options, live or LiveOptions(), keep_audio=keep_audio, max_seconds=max_seconds)
+    def decoding_for(self, decoding: DecodingOptions | None = None, **settings) -> DecodingOptions:
+        """The decoding options of one call: `decoding` (default: the engine's), keyword settings over it."""
+        options = decoding or self.decoding
+        return dataclasses.replace(options, **settings) if settings else options
 
     def decode_window(self, waveform: np.ndarray, decoding: DecodingOptions, window: Window | None = None) -> Decoded:
         """Audio no longer than one window, decoded in one pass (no seeking) with the guards of
-        every decode: temperature fallback and token budget per decode, loops collapsed and
-        degenerate segments dropped. The live stream's step. `window`: a shorter window to
-        encode it in, where the backend can (CTranslate2)."""
+        every decode: temperature fallback and token budget per decode, noise heard as speech
+        dropped (require_speech), loops collapsed and degenerate segments dropped. The live
+        stream's step. `window`: a shorter window to encode it in, where the backend can (CTranslate2)."""
         timestamps = self._timestamps_wanted(decoding)
-        decoded = self._backend.decode_chunks([waveform[: self.window.samples]], decoding, timestamps, window)[0]
-        return dataclasses.replace(decoded, segments=cleaned_segments(decoded.segments))
+        waveform = waveform[: self.window.samples]
+        decoded = self._backend.decode_chunks([waveform], decoding, timestamps, window)[0]
+        return dataclasses.replace(decoded, segments=self._guarded(decoded.segments, waveform, decoding))
 
     def _timestamps_wanted(self, options: DecodingOptions) -> bool:
         # A short window (10 s) cuts sentences at most seams, and there a short-window model's
@@ -288,48 +281,101 @@ class Transcriber:
         # timestamps, 52 % on voice-activity chunks, 4x faster). Chunks split at pauses instead.
         return not (options.timestamps == "vad" or (options.timestamps == "auto" and not self.window.is_pretrained))
 
-    def _decode(self, waveform: np.ndarray, options: DecodingOptions) -> Decoded:
+    def _pieces(self, waveform: np.ndarray, options: DecodingOptions) -> Iterator[Decoded]:
+        """The recording decoded piece by piece, in order, each piece's segments through the guards;
+        nothing at all where there is nothing to hear."""
+        if is_inaudible(waveform) or (options.require_speech and not has_speech(waveform)):
+            return
+        for piece in self._decode(waveform, options):
+            yield dataclasses.replace(piece, segments=self._guarded(piece.segments, waveform, options))
+
+    @staticmethod
+    def _guarded(segments: list[Segment], waveform: np.ndarray, options: DecodingOptions) -> list[Segment]:
+        """The guards of every decode: noise heard as speech dropped (require_speech), loops collapsed."""
+        return cleaned_segments(spoken_segments(segments, waveform) if options.require_speech else segments)
+
+    def _decode(self, waveform: np.ndarray, options: DecodingOptions) -> Iterator[Decoded]:
         if not self._timestamps_wanted(options):
             return self._decode_chunks(waveform, options, timestamps=False)
         if options.long_form == "batched":
-            decoded = self._decode_chunks(waveform, options, timestamps=True)
+            pieces = self._decode_chunks(waveform, options, timestamps=True)
         else:
-            decoded = self._backend.decode(waveform, options)
-        if options.timestamps == "auto" and not decoded.predicted_timestamps and (decoded.segments or decoded.stalled):
-            # The model wrote text but closed no segment with a timestamp: a checkpoint that
-            # lost timestamp prediction. Decode the way it was trained instead: no timestamps.
-            logger.info("the model predicts no timestamps: decoding voice-activity chunks without them")
-            decoded = self._decode_chunks(waveform, options, timestamps=False)
-        return decoded
+            pieces = self._backend.decode_sequential(waveform, options)
+        if options.timestamps != "auto":
+            return pieces
+        return timed_or_else(pieces, lambda: self._decode_chunks(waveform, options, timestamps=False))
 
-    def _decode_chunks(self, waveform: np.ndarray, options: DecodingOptions, timestamps: bool) -> Decoded:
-        """Voice-activity chunks decoded in batches, their segments moved to their places in the recording.
+    def _decode_chunks(self, waveform: np.ndarray, options: DecodingOptions, timestamps: bool) -> Iterator[Decoded]:
+        """Voice-activity chunks decoded in batches, their segments moved to their places in the
+        recording; a piece per chunk, in order, as soon as everything before it is decoded.
 
         With timestamps, neighbouring spans are joined, pauses included, up to a window (the
         encoder pays for a whole window per chunk anyway: fewer chunks, less time),
         and a chunk whose model stopped before its speech did (a segment left open) has the rest
-        decoded in the next round, as Whisper's long-form decoding moves to its last timestamp.
+        decoded in the next batch, as Whisper's long-form decoding moves to its last timestamp.
         Without, each span stays a sentence-sized segment.
         """
         spans = speech_spans(waveform, self.window.seconds)
-        chunks = joined_speech(spans, self.window.samples) if timestamps else [Chunk((span,)) for span in spans]
-        segments, languages, predicted, stalled = [], [], False, False
-        while chunks:
-            results = self._backend.decode_chunks([chunk.audio(waveform) for chunk in chunks], options, timestamps)
-            rest = []
-            for chunk, result in zip(chunks, results, strict=True):
-                stalled = stalled or result.stalled
+        pending = joined_speech(spans, self.window.samples) if timestamps else [Chunk((span,)) for span in spans]
+        decoded: list[tuple[int, Decoded]] = []  # (chunk start, its piece), waiting for what comes before
+        while pending:
+            batch, pending = pending[: options.batch_size], pending[options.batch_size:]
+            results = self._backend.decode_chunks([chunk.audio(waveform) for chunk in batch], options, timestamps)
+            for chunk, result in zip(batch, results, strict=True):
                 kept, left = heard(result, chunk)
-                segments += [chunk.placed(segment) for segment in kept]
-                rest += [left] if left else []
-                languages.append(result.language)
-                predicted = predicted or result.predicted_timestamps
-            if options.forced_language is None and any(languages):  # detected once, then kept
-                options = dataclasses.replace(options, language=next(filter(None, languages)))
-            chunks = rest
-        segments.sort(key=lambda segment: segment.start)
-        return Decoded(segments, options.forced_language or next(filter(None, languages), ""), predicted,
-                       stalled=stalled)
+                segments = sorted((chunk.placed(segment) for segment in kept), key=lambda segment: segment.start)
+                decoded.append((chunk.start, dataclasses.replace(result, segments=segments)))
+                pending += [left] if left else []
+            if options.forced_language is None:  # detected once, on the first chunk, then kept
+                options = dataclasses.replace(options, language=next(filter(None, (r.language for r in results)), None))
+            pending.sort(key=lambda chunk: chunk.start)  # the rest of a chunk comes before the chunks after it
+            decoded.sort(key=lambda item: item[0])
+            done = pending[0].start if pending else math.inf
+            while decoded and decoded[0][0] < done:
+                yield decoded.pop(0)[1]
+
+
+class SegmentStream(Iterator[Segment]):
+    """The segments of one recording as the engine decodes them (Transcriber.transcribe_segments).
+    `language`: the one forced, else the one detected once the first piece is decoded;
+    `duration`: seconds of audio. close() stops the decode (a client gone)."""
+
+    def __init__(self, pieces: Iterator[Decoded], language: str, duration: float):
+        self._pieces, self.language, self.duration = pieces, language, duration
+        self._ready: list[Segment] = []
+
+    def __iter__(self) -> "SegmentStream":
+        return self
+
+    def __next__(self) -> Segment:
+        while not self._ready:
+            piece = next(self._pieces)  # StopIteration: the recording is done
+            self.language = self.language or piece.language
+            self._ready = list(piece.segments)
+        return self._ready.pop(0)
+
+    def close(self) -> None:
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+
+def timed_or_else(pieces: Iterator[Decoded], untimed) -> Iterator[Decoded]:
+    """`pieces` as they come once the model has closed a segment with a timestamp (held until
+    then); if it closes none but wrote text or stalled (a checkpoint that lost timestamp
+    prediction), the pieces of `untimed()` instead: decoded the way it was trained, no timestamps."""
+    held: list[Decoded] = []
+    for piece in pieces:
+        held.append(piece)
+        if piece.predicted_timestamps:
+            yield from held
+            yield from pieces
+            return
+    if any(piece.segments or piece.stalled for piece in held):
+        logger.info("the model predicts no timestamps: decoding voice-activity chunks without them")
+        yield from untimed()
+    else:
+        yield from held
 
 
 @dataclass(frozen=True)
@@ -373,7 +419,7 @@ class Chunk:
             word_start = min(max(self.recording_time(word.start), previous), end)
             previous = min(max(self.recording_time(word.end), word_start), end)
             words.append(dataclasses.replace(word, start=round(word_start, 3), end=round(previous, 3)))
-        return Segment(round(start, 3), round(max(end, start), 3), segment.text, tuple(words))
+        return dataclasses.replace(segment, start=round(start, 3), end=round(max(end, start), 3), words=tuple(words))
 
 
 def heard(result: Decoded, chunk: Chunk) -> tuple[list[Segment], Chunk | None]:
@@ -389,29 +435,6 @@ def heard(result: Decoded, chunk: Chunk) -> tuple[list[Segment], Chunk | None]:
     return closed, rest
 
 
-def speech_spans(waveform: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:
-    """(start, end) sample indices of the speech in `waveform`, split at pauses, each at most
-    `max_seconds` long (faster-whisper's Silero voice-activity detector)."""
-    no_onnxruntime_telemetry()
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=VAD_MIN_SILENCE_MS)
-    return [(span["start"], span["end"]) for span in get_speech_timestamps(waveform, options)]
-
-
-def has_speech(waveform: np.ndarray) -> bool:
-    """Whether the voice-activity detector hears speech anywhere in `waveform` (white noise, a
-    tone or music without voice: no). It listens one window at a time and stops at the first
-    speech, so a recording that talks costs one window of VAD (~0.1 s on a 2-core CPU)."""
-    step = int(VAD_LISTEN_SECONDS * SAMPLING_RATE)
-    for start in range(0, len(waveform), step):
-        spans = speech_spans(waveform[start:start + step], VAD_LISTEN_SECONDS)
-        # A blip shorter than a syllable is the detector's noise, not a voice.
-        if sum(end - begin for begin, end in spans) >= MIN_VOICE_SECONDS * SAMPLING_RATE:
-            return True
-    return False
-
-
 def joined_speech(spans: list[tuple[int, int]], max_samples: int) -> list[Chunk]:
     """Neighbouring spans grouped, pauses included, while the whole fits in `max_samples`.
     (Leaving the pauses out packs more speech in a window but made the demo model loop.)"""
@@ -423,14 +446,3 @@ def joined_speech(spans: list[tuple[int, int]], max_samples: int) -> list[Chunk]
             chunks.append([span])
     return [Chunk(tuple(chunk)) for chunk in chunks]
 
-
-def main(argv: list[str] | None = None):
-    from .cli import invoke_verb
-
-    return invoke_verb(("transcribe",), argv)
-
-
-if __name__ == "__main__":
-    from .cli import door
-
-    door("transcribe", prog="python -m whisper_gl.transcribe")

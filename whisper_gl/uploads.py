@@ -8,7 +8,10 @@ an event's JSON gives as a file's `path`, and relays any public link asked for a
 `UploadGuard`, a plain ASGI middleware, adds the rest:
 
 - one upload request carries at most the size cap (plus the form's few bytes), counted as
-  the body arrives; a declared Content-Length over the cap is refused before any byte;
+  the body arrives; a declared Content-Length over the cap is refused before any byte; the
+  body must arrive within `upload_seconds` and at `min_upload_rate` on average once
+  `upload_grace_seconds` have passed (`bounded_receive`), else it is refused (408) and the
+  room it reserved freed: a client that trickles holds nothing for long;
 - the upload folder holds at most `upload_store_bytes` and `upload_store_files`, counting
   what is on disk plus what uploads in flight may still write; beyond that a new upload is
   answered 503 until old ones expire;
@@ -24,9 +27,11 @@ an event's JSON gives as a file's `path`, and relays any public link asked for a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -49,20 +54,49 @@ class BodyTooLarge(Exception):
     """Raised into a route when its request body passes its allowance."""
 
 
-def counting_receive(receive, allowance: int):
-    """`receive` (ASGI) that counts the body's bytes as they arrive and raises BodyTooLarge past
-    `allowance`: what a request claims (Content-Length, or nothing when chunked) is not trusted."""
-    received = 0
+class BodyTooSlow(Exception):
+    """Raised into a route when its request body misses its deadline or its minimum rate."""
 
-    async def counted():
-        nonlocal received
-        message = await receive()
+
+def bounded_receive(receive, allowance: int, limits: MediaLimits | None = None):
+    """`receive` (ASGI) that counts the body's bytes as they arrive and raises BodyTooLarge past
+    `allowance`: what a request claims (Content-Length, or nothing when chunked) is not trusted.
+    With `limits`, the body must also be complete within limits.upload_seconds and average
+    limits.min_upload_rate once limits.upload_grace_seconds have passed: a wait for the next
+    piece ends when either would be broken (BodyTooSlow), so a client sending a byte every few
+    seconds is refused at the end of the grace period. Once the body is complete, later calls
+    (a response listening for the disconnect) are passed through unbounded."""
+    received, complete, started = 0, False, time.monotonic()
+
+    def time_left() -> float:
+        elapsed = time.monotonic() - started
+        rate_holds_until = max(limits.upload_grace_seconds, received / limits.min_upload_rate) \
+            if limits.min_upload_rate > 0 else math.inf
+        return min(limits.upload_seconds, rate_holds_until) - elapsed
+
+    async def bounded():
+        nonlocal received, complete
+        if complete or limits is None:
+            message = await receive()
+        else:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, time_left()))
+            except asyncio.TimeoutError:
+                raise BodyTooSlow(_too_slow(limits, time.monotonic() - started)) from None
         received += len(message.get("body", b""))
+        complete = complete or message["type"] != "http.request" or not message.get("more_body", False)
         if received > allowance:
             raise BodyTooLarge
         return message
 
-    return counted
+    return bounded
+
+
+def _too_slow(limits: MediaLimits, elapsed: float) -> str:
+    if elapsed >= limits.upload_seconds:
+        return f"the upload took longer than {limits.upload_seconds:g} s"
+    return (f"the upload was too slow (under {limits.min_upload_rate / 1000:g} kB/s after "
+            f"{limits.upload_grace_seconds:g} s)")
 
 
 def content_length(scope) -> int | None:
@@ -106,9 +140,12 @@ class UploadGuard:
             await _answer(send, 413, "this request is too large")
             return
         try:
-            body = await _read_body(counting_receive(receive, EVENT_BODY_LIMIT))
+            body = await _read_body(bounded_receive(receive, EVENT_BODY_LIMIT, self.limits))
         except BodyTooLarge:
             await _answer(send, 413, "this request is too large")
+            return
+        except BodyTooSlow as error:
+            await _answer(send, 408, str(error))
             return
         if _links_a_file(body):
             logger.warning("refused an event that names a file by link")
@@ -140,22 +177,43 @@ class UploadGuard:
         await self._admit(scope, receive, send, allowance)
 
     async def _admit(self, scope, receive, send, allowance: int) -> None:
-        responded = False
+        """Pass the upload on, its body bounded. A body over its size or under its pace is answered
+        here (413, 408) the moment it is refused, before the error reaches the app: a framework in
+        between (a mounted Gradio app) would answer it as its own failure, a 500."""
+        responded = refused = False
+        bounded = bounded_receive(receive, allowance, self.limits)
 
         async def watched_send(message):
             nonlocal responded
+            if refused:  # our answer went out: what the app says after it is dropped
+                return
             responded = responded or message["type"] == "http.response.start"
             await send(message)
+
+        async def guarded_receive():
+            nonlocal refused
+            try:
+                return await bounded()
+            except (BodyTooLarge, BodyTooSlow) as error:
+                if not responded and not refused:
+                    refused = True
+                    too_big = isinstance(error, BodyTooLarge)
+                    if not too_big:
+                        logger.info("an upload was refused: %s", error)
+                    await _answer(send, 413 if too_big else 408, self.limits.too_big() if too_big else str(error))
+                raise
 
         self._reserved_bytes += allowance
         self._in_flight += 1
         try:
-            await self.app(scope, counting_receive(receive, allowance), watched_send)
-        except BodyTooLarge:
-            if not responded:
-                await _answer(send, 413, self.limits.too_big())
+            await self.app(scope, guarded_receive, watched_send)
+        except (BodyTooLarge, BodyTooSlow):
+            pass  # answered as it happened
         except ClientDisconnect:  # a cut upload: nobody to answer, no traceback in the log
             logger.info("an upload was cut off by its client")
+        except Exception:  # noqa: BLE001 - the app's own error (it answered it) about a body we refused
+            if not refused:
+                raise
         finally:
             self._reserved_bytes -= allowance
             self._in_flight -= 1
@@ -216,8 +274,9 @@ def _links_a_file(body: bytes) -> bool:
 
 
 async def _answer(send, status: int, message: str) -> None:
+    """A plain-text refusal; the connection is closed after it (the body may be unread)."""
     body = message.encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
