@@ -9,7 +9,7 @@
 #                   CT2_USE_MKL=0/1, torch ATEN_CPU_CAPABILITY=avx2, oneDNN ONEDNN_MAX_CPU_ISA=AVX2, and
 #                   the CPU's own; a table of passed/failed/skipped per path (one this CPU cannot run is
 #                   skipped) and the spread of what the tests bound. CI (.ci/run) runs make test, then
-#                   make test-isa ISA_ARGS="--skip default".
+#                   only the AMD path: make test-isa ISA_ARGS='--only "ct2 AVX2 mkl0"'. (docs/testing.md)
 WG := .venv/bin/whisper-gl
 # What the pipeline makes stays in the checkout: the package's own default home is the user cache
 # (~/.cache/whisper-gl); here it is artifacts/, so artifacts/whisper-base is the model `base`.

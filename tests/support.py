@@ -278,6 +278,16 @@ def assert_same_audio(waveform, source, *, min_snr_db: float = 20.0) -> None:
     assert snr > min_snr_db, f"SNR {snr:.1f} dB"
 
 
+def best_stretch_cer(transcript: str, sentences: list[str], longest: int = 50) -> float:
+    """The CER of `transcript` against the run of consecutive words of `sentences` it matches best
+    (how docs/apps.md measured the live captions by hand; no test bounds it: see docs/testing.md)."""
+    from whisper_gl.metrics import compute_metrics
+
+    words = " ".join(sentences).split()
+    return min(compute_metrics([transcript], [" ".join(words[start:end])])["cer"]
+               for start in range(len(words)) for end in range(start + 1, min(len(words), start + longest) + 1))
+
+
 @contextlib.contextmanager
 def serving_in_thread(app, options=None, on_shutdown=()):
     """`app` (ASGI) served by whisper_gl.webserver (uvicorn with its time bounds: head deadline,
