@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from bench.machine import cpu_name, default_decoding  # noqa: E402
 
 LEDGER = ".whisper-gl-done.jsonl"
 POOLS = ("1x1", "2x1", "1x2")  # ACTORSxCPUS: the default pools, for a 2-core machine
@@ -153,15 +154,8 @@ def run(args: argparse.Namespace) -> dict:
     import ray
 
     return dict(model=args.model, clips=args.clips, cpus=os.cpu_count(), cpu=cpu_name(), ray=ray.__version__,
-                decoding="the command's defaults (beam 5, sequential, temperature fallback)", rounds=args.rounds,
+                decoding=default_decoding(), rounds=args.rounds,
                 date=datetime.date.today().isoformat(), rows=best_rows(rounds), all_rounds=rounds)
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> None:

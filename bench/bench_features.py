@@ -29,8 +29,6 @@ import contextlib
 import csv
 import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -47,6 +45,7 @@ passive_openmp_waits()  # every row alike: idle OpenMP threads sleep (before tor
 
 import datasets  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from whisper_gl.audio import load_audio  # noqa: E402
 from whisper_gl.config import FeatureConfig  # noqa: E402
 from whisper_gl.features import extract_features  # noqa: E402
@@ -133,15 +132,6 @@ def audio_seconds_of(corpus: Path) -> float:
             for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
                 seconds += len(load_audio(corpus / "clips" / row["path"])) / 16000
     return seconds
-
-
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo")
-    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")), None) if cpuinfo.is_file() else None
-    return {"cpu": name or platform.processor() or "unknown", "cores": os.cpu_count(),
-            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "python": platform.python_version()}
 
 
 def decode_table(corpus: Path, files: int = 40) -> list[dict]:

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from whisper_gl.runtime import passive_openmp_waits  # noqa: E402
 
 passive_openmp_waits()
 
+from bench.machine import cpu_name  # noqa: E402
 from tests.support import lavfi_samples, noise_clips, noisy_speech_clips  # noqa: E402
 from whisper_gl import transcribe as engine_module  # noqa: E402
 from whisper_gl.metrics import compute_metrics  # noqa: E402
@@ -69,14 +69,6 @@ def run(engine: Transcriber, noise: dict, speech: dict, gate: str) -> dict:
         lost=[name for name, text in heard.items() if not text],
         cer=round(compute_metrics(list(heard.values()), [sentence for _, sentence in speech.values()])["cer"], 1),
         seconds=round(time.perf_counter() - began, 1))
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def table(runs: dict) -> str:
@@ -108,7 +100,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the decoder way with the default settings too")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of every noise clip (default: %(default)s)")
     parser.add_argument("--speech-clips", type=int, default=12, help="noisy-speech clips (default: %(default)s)")
-    parser.add_argument("--output", default="artifacts/bench/no_speech.json", help="JSON (default: %(default)s)")
+    parser.add_argument("--output", default=str(ROOT / "bench/results/no_speech.json"), help="JSON (default: %(default)s)")
     args = parser.parse_args()
     output = Path(args.output)
     saved = json.loads(output.read_text()) if output.is_file() else {"runs": {}}

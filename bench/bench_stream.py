@@ -13,6 +13,7 @@ rows as JSON.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
 import sys
@@ -29,6 +30,7 @@ passive_openmp_waits()
 
 import httpx  # noqa: E402
 
+from bench.machine import default_decoding, machine  # noqa: E402
 from whisper_gl.api import build_server  # noqa: E402
 from whisper_gl.config import ServeConfig  # noqa: E402
 from whisper_gl.transcribe import default_model  # noqa: E402
@@ -74,11 +76,12 @@ def main() -> None:
     parser.add_argument("--audio", default=str(ROOT / "Resources/examples/long.mp3"), help="upload (default: long.mp3)")
     parser.add_argument("--rounds", type=int, default=2, help="requests of each kind (default: %(default)s)")
     parser.add_argument("--long-form", default=None, help="the engine's long-form mode (default: its default)")
-    parser.add_argument("--output", default="artifacts/bench/stream.json", help="JSON (default: %(default)s)")
+    parser.add_argument("--output", default=str(ROOT / "bench/results/stream.json"), help="JSON (default: %(default)s)")
     args = parser.parse_args()
 
     settings = {"long_form": args.long_form} if args.long_form else {}
     config = ServeConfig(model=args.model, max_minutes=30, max_mb=100, **settings)
+    started_on = machine()
     app = build_server(config)
     url, server = serve(app)
     model, audio = app.state.service.model_id, Path(args.audio).read_bytes()
@@ -93,7 +96,9 @@ def main() -> None:
     plain = statistics.median(row["seconds"] for row in rows if not row["stream"])
     streamed = statistics.median(row["seconds"] for row in rows if row["stream"])
     texts = {row["text"] for row in rows}
-    summary = dict(audio=Path(args.audio).name, model=model, backend=app.state.service.transcriber.backend,
+    decoding = {**default_decoding(), **settings}
+    summary = dict(date=datetime.date.today().isoformat(), machine=started_on, decoding=decoding,
+                   audio=Path(args.audio).name, model=model, backend=app.state.service.transcriber.backend,
                    plain_seconds=plain, stream_seconds=streamed, ratio=round(streamed / plain, 3),
                    first_delta=statistics.median(row["first_delta"] for row in rows if row["stream"]),
                    same_text=len(texts) == 1,

@@ -28,7 +28,9 @@ then `<!-- table:NAME -->` `<!-- /table -->` where it goes, and `python scripts/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -129,6 +131,11 @@ def decoding_summary(decoding: dict) -> str:
     beam = "greedy" if decoding["beam_size"] == 1 else f"beam {decoding['beam_size']}"
     fallback = " with the temperature fallback" if len(decoding["temperatures"]) > 1 else ""
     return f"{beam}{fallback}, {decoding['long_form']} long form"
+
+
+def _decoding_text(decoding: dict | str) -> str:
+    """A bench's decoding: the settings it recorded (bench/machine.py), or an older run's words."""
+    return decoding if isinstance(decoding, str) else f"the command's defaults ({decoding_summary(decoding)})"
 
 
 @table("headline", DEMO_EVALUATION)
@@ -282,7 +289,7 @@ def _cluster(results: dict) -> str:
     rounds = f", each pool's fastest of {results['rounds']} rounds" if results["rounds"] > 1 else ""
     lines = [f"Measured by `bench/bench_cluster.py` on {results['date']}: {results['clips']} clips of the sample "
              f"corpus ({base['audio_seconds']:.0f} s of audio), model `{results['model']}` (CTranslate2 int8), "
-             f"{results['decoding']}, Ray {results['ray']}, one node with {results['cpus']} CPUs ({results['cpu']})"
+             f"{_decoding_text(results['decoding'])}, Ray {results['ray']}, one node with {results['cpus']} CPUs ({results['cpu']})"
              f"{rounds}. The machine was shared with other jobs: load average "
              f"{min(row['load_before'] for row in every):.1f} to {max(row['load_after'] for row in every):.1f} "
              f"during the run, on {results['cpus']} cores.",
@@ -300,6 +307,104 @@ def _cluster(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the engine: the no-speech guard, and stream=true over the API ---------------------------------
+
+NO_SPEECH = "bench/results/no_speech.json"
+STREAM = "bench/results/stream.json"
+MODEL_NAMES = {"model": "fine-tuned demo", "whisper-base": "Whisper base, untuned"}
+
+
+@table("no-speech", NO_SPEECH)
+def _no_speech(results: dict) -> str:
+    """The guard before and after (two labelled runs): noise clips that gave text, noisy speech lost."""
+    runs = results["runs"]
+    key = lambda row: (row["model"], row["setting"], row["gate"])  # noqa: E731
+    before = {key(row): row for row in runs.get("before", [])}
+    rows = []
+    for row in runs["after"]:
+        old = before.get(key(row))
+        def count(name: str, total: str) -> str:
+            now = f"{row[name]}/{row[total]}"
+            return f"{old[name]}/{old[total]} → **{now}**" if old else now
+        way = "the engine as it is" if row["gate"] == "gate" else "the VAD gate fooled (hears speech everywhere)"
+        rows.append([MODEL_NAMES.get(row["model"], row["model"]), row["setting"], way,
+                     count("false_text", "noise_clips"), count("lost_speech", "speech_clips"),
+                     f"{old['cer']:.1f} → {row['cer']:.1f}" if old else f"{row['cer']:.1f}"])
+    header = ["model", "decoding", "way", "noise clips that gave text", "noisy speech lost", "CER % (noisy speech)"]
+    machine = results["machines"]["after"]
+    return "\n".join([markdown_table(header, rows, "lllrrr"), "",
+                      source_note(NO_SPEECH, extra=f": before (the engine without the guard) and after; "
+                                  f"{machine['cpu']}, {machine['cores']} cores; noise clips of "
+                                  f"{machine['noise_seconds']:g} s plus the 20 s white noise that passed the gate")])
+
+
+@table("stream", STREAM)
+def _stream(results: dict) -> str:
+    """stream=true against the plain request on the same upload, medians over the rounds."""
+    decoding = results.get("decoding")
+    rows = [[f"`{results['audio']}`", MODEL_NAMES.get(results["model"], results["model"]), results["backend"],
+             f"{results['plain_seconds']:.1f} s", f"{results['stream_seconds']:.1f} s", f"{results['ratio']:.2f}×",
+             f"{results['first_delta']:.1f} s", "yes" if results["same_text"] else "**no**"]]
+    header = ["upload", "model", "backend", "plain", "stream=true", "ratio", "first delta", "same text"]
+    where = f"; {machine_note(results)}" if "machine" in results else ""
+    how = f"; {decoding_summary(decoding)}" if decoding else ""
+    return "\n".join([markdown_table(header, rows, "llllrrrl"), "", source_note(STREAM, extra=how + where)])
+
+
+# --- a verb's flags, as `whisper-gl VERB --help` gives them -----------------------------------------
+
+# `<!-- table:options.transcribe -->`, `<!-- table:options.app.file -->`: the verb's flags (no JSON:
+# the config dataclasses are the source, as for --help).
+OPTIONS_PREFIX = "options."
+# Defaults under the user's cache or inside the package read the same on every machine.
+HOME_PLACEHOLDER = "/WHISPER_GL_HOME"
+
+
+@contextlib.contextmanager
+def documented_environment():
+    """No WHISPER_GL_* variable of this shell leaks into a documented default; the home is named."""
+    saved = dict(os.environ)
+    for key in [key for key in os.environ if key.startswith("WHISPER_GL_") or key == "XDG_CACHE_HOME"]:
+        del os.environ[key]
+    os.environ["WHISPER_GL_HOME"] = HOME_PLACEHOLDER
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _markdown_cell(text: str) -> str:
+    """Help text as one table cell: a pipe would end the cell, <model> would be read as HTML."""
+    return text.replace("%%", "%").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def options_table(name: str) -> str:
+    sys.path.insert(0, str(ROOT))
+    import whisper_gl
+    from whisper_gl.cli import described_flags, find_verb
+
+    path = name[len(OPTIONS_PREFIX):].split(".")
+    try:
+        verb = find_verb(*path)
+    except KeyError:
+        raise TableError(f"'{name}': no verb `whisper-gl {' '.join(path)}`") from None
+    with documented_environment():
+        flags = described_flags(verb.config)
+    package = str(Path(whisper_gl.__file__).parent)
+
+    def default(flag) -> str:
+        if flag.required:
+            return "(required)"
+        shown = flag.default.replace(HOME_PLACEHOLDER, "$WHISPER_GL_HOME").replace(package, "whisper_gl")
+        return f"`{shown}`" if shown else ""
+
+    rows = [[f"`{flag.name}`", default(flag), _markdown_cell(flag.help)] for flag in flags]
+    return "\n".join([markdown_table(["flag", "default", "meaning"], rows, "lll"), "",
+                      f"<small>Written by `python scripts/tables.py` from `whisper-gl {' '.join(path)} --help` "
+                      f"(the config dataclass's fields).</small>"])
+
+
 # --- the generator --------------------------------------------------------------------------------
 
 def page_paths(root: Path = ROOT) -> list[Path]:
@@ -314,6 +419,8 @@ def load_json(source: str, root: Path = ROOT) -> dict:
 
 
 def render(name: str, root: Path = ROOT) -> str:
+    if name.startswith(OPTIONS_PREFIX):
+        return options_table(name)
     if name not in TABLES:
         raise TableError(f"unknown table '{name}': registered are {', '.join(TABLES)}")
     entry = TABLES[name]

@@ -69,3 +69,33 @@ def test_a_region_the_script_cannot_fill_is_one_clear_error(tables):
         tables.rewrite("<!-- table:headline -->\nno end\n")
     example = "    <!-- table:headline -->\n    <!-- /table -->\n`<!-- table:x -->`\n"  # indented or inline: text
     assert tables.rewrite(example) == example
+
+
+def _verb_paths() -> list[tuple[str, ...]]:
+    from whisper_gl.cli import COMMANDS, Group
+
+    return [(command.name, verb.name) if isinstance(command, Group) else (command.name,)
+            for command in COMMANDS for verb in (command.verbs if isinstance(command, Group) else (command,))]
+
+
+def test_every_verb_has_its_flags_table_in_the_manual(tables):
+    used = tables.regions_used()
+    missing = [" ".join(path) for path in _verb_paths() if "options." + ".".join(path) not in used]
+    assert missing == [], "add <!-- table:options.VERB --> <!-- /table --> to a docs page"
+
+
+def test_a_flags_table_is_the_verbs_help_without_this_shells_environment(tables, monkeypatch):
+    """The table lists every flag --help lists, with defaults that read the same on any machine."""
+    from whisper_gl.cli import build_parser
+
+    monkeypatch.setenv("WHISPER_GL_HOME", "/somewhere/else")
+    monkeypatch.setenv("WHISPER_GL_MAX_MINUTES", "5")
+    rendered = tables.render("options.app.youtube")
+    parser = build_parser()._subparsers._group_actions[0].choices["app"]._subparsers._group_actions[0].choices["youtube"]
+    flags = {option for action in parser._actions for option in action.option_strings if option.startswith("--")}
+    flags -= {"--help"}
+    assert flags and all(f"`{flag}" in rendered or f" / {flag}`" in rendered for flag in flags)
+    assert "$WHISPER_GL_HOME" not in rendered or "/somewhere/else" not in rendered
+    assert "| `--max-minutes` | `30` |" in rendered  # the built-in default, not this shell's 5
+    with pytest.raises(tables.TableError, match="no verb"):
+        tables.render("options.app.radio")

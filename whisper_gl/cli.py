@@ -162,17 +162,57 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _help(config_class: type, field: dataclasses.Field, default: Any) -> str:
+@dataclass(frozen=True)
+class Flag:
+    """One field of a config as the command line shows it: `--help` and the manual's option
+    tables (scripts/tables.py) both read this, so they cannot disagree."""
+
+    name: str  # --max-steps, --overwrite / --no-overwrite, or PATH for a positional field
+    default: str  # as shown; "" when there is none to show
+    required: bool
+    help: str  # without the default
+
+
+def described_flags(config_class: type) -> list[Flag]:
+    """The flags of `config_class`, in order, as `add_config_arguments` makes them."""
+    hints = typing.get_type_hints(config_class)
+    flags = []
+    for field in dataclasses.fields(config_class):
+        if not field.init or field.metadata.get("cli") is False:
+            continue
+        kind, _ = _plain_type(hints[field.name])
+        name = "--" + field.name.replace("_", "-")
+        if field.metadata.get("positional"):
+            name = field.metadata.get("metavar") or field.name.upper()
+        elif kind is bool:
+            name = f"{name} / --no-{name[2:]}"
+        default = _default(field)
+        flags.append(Flag(name, _default_text(config_class, field, default), default is dataclasses.MISSING,
+                          _help_text(field)))
+    return flags
+
+
+def _help_text(field: dataclasses.Field) -> str:
     text = field.metadata.get("help", "")
     if "registry" in field.metadata:  # the names registered where config cannot look (below it: a cycle)
         module, name = field.metadata["registry"].split(":")
         text = text.format(registered=", ".join(getattr(importlib.import_module(module), name)))
+    return text
+
+
+def _default_text(config_class: type, field: dataclasses.Field, default: Any) -> str:
     # A config may describe defaults that depend on other flags (TrainConfig: the preset's values).
     described = getattr(config_class, "default_text", lambda name: None)(field.name)
     if described:
-        text = f"{text} (default: {described})"
-    elif default not in (dataclasses.MISSING, None, (), [], "") and "default" not in text.lower():
-        text = f"{text} (default: {_shown(default)})"
+        return described
+    return "" if default in (dataclasses.MISSING, None, (), [], "") else _shown(default)
+
+
+def _help(config_class: type, field: dataclasses.Field, default: Any) -> str:
+    text, shown = _help_text(field), _default_text(config_class, field, default)
+    preset_decides = getattr(config_class, "default_text", lambda name: None)(field.name)
+    if shown and (preset_decides or "default" not in text.lower()):
+        text = f"{text} (default: {shown})"
     return text.replace("%", "%%").replace("%%%%", "%%")  # help texts may already escape %
 
 
