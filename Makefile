@@ -1,7 +1,7 @@
 # One entry for everything. `make demo` runs the main job, `make test` the tests.
 
 # Tests, in two lanes (markers in pytest.ini), and the CPU code-path matrix:
-#   make test-fast  while working (~3 min on 2 cores): tests not marked slow, train or browser, plus the
+#   make test-fast  while working (under 4 min on 2 cores): tests not marked slow, train or browser, plus the
 #                   smoke ones; --modules-touched fails the lane if a whisper_gl module ran no function.
 #   make test       everything, once, on this CPU's own code path.
 #   make test-isa   the tests marked model_output (asserting on a model's text, timestamps or scores)
