@@ -183,7 +183,8 @@ def test_the_demo_model_reads_the_long_recording_whole(demo_model_dir, examples_
     """With a model that knows the voice, no window is left without a segment (coverage) and about
     as many words come out as were read (a loop inflates that count, a dropped window deflates it),
     whichever long-form decoding is the default. Measured (covered share, words out per word read):
-    0.994, 1.072 under CT2_FORCE_CPU_ISA=AVX2 CT2_USE_MKL=0; 0.984, 1.054 under GENERIC."""
+    0.994, 1.072 under CT2_FORCE_CPU_ISA=AVX2 CT2_USE_MKL=0; 0.984, 1.054 under GENERIC; words 1.045 with
+    AVX2 and CT2_USE_MKL=1, 1.081 under AVX512."""
     engine = Transcriber(demo_model_dir, temperatures=(0.0,))
     result = engine.transcribe(examples_dir / "long.mp3")
     assert_timed(result, result.duration)
@@ -377,8 +378,8 @@ def test_word_timestamps_are_in_order_and_inside_their_segments(engine, examples
             assert word.start >= previous - 1e-6, (word, previous)
             previous = word.start
     # The words fill their segments (the pauses between them left out), not a point each: the
-    # alignment's share, whatever the segments the model wrote. Measured on CTranslate2: 0.731 under
-    # CT2_FORCE_CPU_ISA=AVX2 CT2_USE_MKL=0, 0.713 under GENERIC (a point per word would be ~0).
+    # alignment's share, whatever the segments the model wrote. Measured on CTranslate2: 0.707 to 0.731
+    # under CT2_FORCE_CPU_ISA GENERIC/AVX2/AVX512 (CT2_USE_MKL=0, and AVX2 with =1); a point per word is ~0.
     spoken = [word for segment in result.segments for word in segment.words]
     share = sum(word.end - word.start for word in spoken) / sum(s.end - s.start for s in result.segments)
     record_property("word_share_of_segments", share)
