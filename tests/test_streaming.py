@@ -157,7 +157,9 @@ def test_a_48_khz_stereo_int16_microphone_is_heard_like_16_khz(base_transcriber,
 
     The texts of a 48 kHz and a 16 kHz run are not compared on the untuned base: the resampling
     alone changes its words (WER 37.5 % between the two on an AMD EPYC, the issue-19 failure of a
-    25 % bound). The demo model's are: test_the_demo_model_hears_a_48_khz_microphone_like_16_khz."""
+    25 % bound). Nor on the demo model: 0 % under CT2_FORCE_CPU_ISA GENERIC/AVX2/AVX512 with
+    CT2_USE_MKL=0 and AVX2 with =1, but 37.5 % (3 of 8 words of short.mp3) under ONEDNN_MAX_CPU_ISA=AVX2
+    CT2_USE_MKL=0; so the 48 kHz path is held to the samples, which decide the words."""
     import soxr
 
     at_48k = soxr.resample(short_audio, SAMPLING_RATE, 48_000)
@@ -173,26 +175,6 @@ def test_a_48_khz_stereo_int16_microphone_is_heard_like_16_khz(base_transcriber,
     (recording, decoded), = engine_calls
     assert_same_audio(recording, short_audio)
     assert result.text == decoded.text and result.duration == pytest.approx(len(short_audio) / SAMPLING_RATE, abs=0.01)
-
-
-@pytest.mark.slow
-@pytest.mark.model_output
-@pytest.mark.ctranslate2
-def test_the_demo_model_hears_a_48_khz_microphone_like_16_khz(demo_model_dir, short_audio, record_property):
-    """With a model that knows the voice, resampling changes few words: the live texts of the
-    same clip sent at 48 kHz stereo int16 and at 16 kHz mono float are close."""
-    import soxr
-
-    engine = Transcriber(demo_model_dir, language="gl", temperatures=(0.0,))
-    at_48k = soxr.resample(short_audio, SAMPLING_RATE, 48_000)
-    pcm = (np.clip(at_48k, -1, 1) * 32767).astype(np.int16)
-    live = live_transcript(engine, live=REPEATABLE, keep_audio=False)
-    pushed(live, np.stack([pcm, pcm], axis=1), rate=48_000)
-    reference = live_transcript(engine, live=REPEATABLE, keep_audio=False)
-    pushed(reference, short_audio)
-    wer = compute_metrics([live.text], [reference.text])["wer"]
-    record_property("wer_48k_against_16k", wer)
-    assert reference.text and wer <= 25
 
 
 def _live_run(model, backend: str, beam: int, step: float, clip):
