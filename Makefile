@@ -1,4 +1,15 @@
 # One entry for everything. `make demo` runs the main job, `make test` the tests.
+
+# Tests, in two lanes (markers in pytest.ini), and the CPU code-path matrix:
+#   make test-fast  while working (under 4 min on 2 cores): tests not marked slow, train or browser, plus the
+#                   smoke ones; --modules-touched fails the lane if a whisper_gl module ran no function.
+#   make test       everything, once, on this CPU's own code path.
+#   make test-isa   the tests marked model_output (asserting on a model's text, timestamps or scores)
+#                   under each forced code path: CTranslate2 CT2_FORCE_CPU_ISA=GENERIC/AVX2/AVX512 x
+#                   CT2_USE_MKL=0/1, torch ATEN_CPU_CAPABILITY=avx2, oneDNN ONEDNN_MAX_CPU_ISA=AVX2, and
+#                   the CPU's own; a table of passed/failed/skipped per path (one this CPU cannot run is
+#                   skipped) and the spread of what the tests bound. CI (.ci/run) runs make test, then
+#                   only the AMD path: make test-isa ISA_ARGS='--only "ct2 AVX2 mkl0"'. (docs/testing.md)
 WG := .venv/bin/whisper-gl
 # What the pipeline makes stays in the checkout: the package's own default home is the user cache
 # (~/.cache/whisper-gl); here it is artifacts/, so artifacts/whisper-base is the model `base`.
@@ -10,7 +21,7 @@ EXAMPLES := Resources/examples
 FEATURES := artifacts/features
 MODEL := artifacts/model
 
-.PHONY: setup corpus offline-model demo test bench docs tables results clean
+.PHONY: setup corpus offline-model demo test test-fast test-isa bench docs tables results clean
 
 setup:
 	@bash scripts/setup.sh
@@ -38,9 +49,19 @@ demo: corpus offline-model
 	@echo "  $(WG) app microphone --model $(MODEL)"
 	@echo "  $(WG) app youtube --model $(MODEL)"
 
+FAST_LANE := (not slow or smoke) and not train and not browser
+ISA_ARGS :=
+
 test: corpus offline-model
 	@bash scripts/setup.sh --with-browser
 	$(PY) -m pytest
+
+test-fast: corpus offline-model
+	@started=$$(date +%s); $(PY) -m pytest -m "$(FAST_LANE)" --modules-touched -q; status=$$?; \
+	  echo "test-fast: $$(( $$(date +%s) - started )) s"; exit $$status
+
+test-isa: corpus offline-model
+	$(PY) scripts/test_isa.py $(ISA_ARGS)
 
 bench: corpus offline-model
 	$(PY) bench/bench_features.py

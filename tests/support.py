@@ -260,8 +260,27 @@ def kill_once_exists(command: list[str], cwd: Path, ready: Path, *, timeout: flo
         process.wait()
 
 
+def assert_same_audio(waveform, source, *, min_snr_db: float = 20.0) -> None:
+    """`waveform` (16 kHz) holds the audio of `source` (a path, or a 16 kHz waveform) from its start, up to
+    resampling, codecs and 16-bit rounding: the same length within 10 ms, and a signal-to-noise
+    ratio above `min_snr_db` (a shifted or different recording scores below 0 dB)."""
+    import numpy as np
+
+    from whisper_gl.audio import as_waveform, load_audio
+
+    original = source if isinstance(source, np.ndarray) else load_audio(source)
+    original = original[: len(waveform) + 160]
+    waveform = as_waveform(waveform)
+    assert abs(len(waveform) - len(original)) <= 160, (len(waveform), len(original))
+    n = min(len(waveform), len(original))
+    noise = waveform[:n] - original[:n]
+    snr = 10 * np.log10(np.sum(original[:n] ** 2) / max(np.sum(noise ** 2), 1e-20))
+    assert snr > min_snr_db, f"SNR {snr:.1f} dB"
+
+
 def best_stretch_cer(transcript: str, sentences: list[str], longest: int = 50) -> float:
-    """The CER of `transcript` against the run of consecutive words of `sentences` it matches best."""
+    """The CER of `transcript` against the run of consecutive words of `sentences` it matches best
+    (how docs/apps.md measured the live captions by hand; no test bounds it: see docs/testing.md)."""
     from whisper_gl.metrics import compute_metrics
 
     words = " ".join(sentences).split()

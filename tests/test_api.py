@@ -181,10 +181,15 @@ def test_stream_true_sends_the_plain_answer_segment_by_segment_at_its_cost(clien
     (plain, plain_seconds), (events, stream_seconds) = timed(), timed(stream=True)
     *deltas, done = events
     assert [event.type for event in deltas] == ["transcript.text.delta"] * len(deltas)
-    assert done.type == "transcript.text.done" and len(deltas) >= 2  # the text arrives in pieces
+    assert done.type == "transcript.text.done"
+    # The text arrives in pieces: a delta for each segment of the plain decode, punctuation and all
+    # (the live replay lost it). Compared, not counted: how the untuned base splits and punctuates
+    # 25 s of Galician depends on the CPU's kernels.
+    expected = engine_answer(engine, half_minute, language="gl")
+    assert [event.delta for event in deltas] == [(" " if index else "") + segment.text
+                                                  for index, segment in enumerate(expected.segments)]
     assert "".join(event.delta for event in deltas) == done.text
-    assert done.text == plain.text == engine_answer(engine, half_minute, language="gl").text
-    assert sum(done.text.count(mark) for mark in ".,?!") >= 2  # punctuation kept (the live replay lost it)
+    assert done.text == plain.text == expected.text
     assert stream_seconds < 2.5 * plain_seconds + 2, (stream_seconds, plain_seconds)
 
 

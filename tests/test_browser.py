@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -22,7 +22,7 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
 @needs_chromium
 @pytest.mark.timeout(180)
 def test_file_app_in_chromium_uploads_transcribes_and_offers_subtitles(serve_app, examples_dir, tmp_path,
-                                                                       assert_heard):
+                                                                       assert_engine_text):
     playwright = pytest.importorskip("playwright.sync_api")
     url = serve_app("file")
     clip = examples_dir / "short.mp3"
@@ -46,8 +46,7 @@ def test_file_app_in_chromium_uploads_transcribes_and_offers_subtitles(serve_app
             page.wait_for_function(shows.format("#timing"), arg="real time")
             page.wait_for_timeout(1000)  # let the outputs' fade-in finish before the screenshot
 
-            assert_heard(page.locator("#transcript textarea").input_value(), (examples_dir / "short.txt")
-                         .read_text(encoding="utf-8").strip())
+            assert_engine_text(page.locator("#transcript textarea").input_value(), clip)
             screenshot = tmp_path / "file_app.png"
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000
@@ -65,21 +64,19 @@ CAPTION_PARTS = ("['confirmed', 'tentative'].map(kind => "
 
 @needs_chromium
 @pytest.mark.timeout(180)
-def test_microphone_app_in_chromium_shows_live_captions_while_the_clip_plays(serve_app, examples_dir, tmp_path):
+def test_microphone_app_in_chromium_shows_live_captions_while_the_clip_plays(serve_app, examples_dir, tmp_path,
+                                                                             engine_calls):
     """Chromium's fake microphone speaks long.mp3 (48 kHz, as a real one would): captions appear
     before the clip has finished playing, the tentative tail is styled apart, and Stop brings
     the full decode with its subtitles."""
-    from tests.support import best_stretch_cer, fake_microphone, ffmpeg
+    from tests.support import fake_microphone, ffmpeg
+    from whisper_gl.vad import has_speech
 
     playwright = pytest.importorskip("playwright.sync_api")
     url = serve_app("microphone")
     speech = tmp_path / "microphone.wav"
     ffmpeg("-i", str(examples_dir / "long.mp3"), "-t", str(FAKE_MICROPHONE_SECONDS), "-ar", "48000", "-ac", "1",
            str(speech))
-    spoken = (examples_dir / "long.txt").read_text(encoding="utf-8").splitlines()
-    unspoken = [line for line in (examples_dir.parent / "sentences.tsv").read_text(encoding="utf-8").splitlines()[1:]
-                if line.split("\t")[-1] not in spoken][:16]
-    spoken = spoken[:FAKE_MICROPHONE_SECONDS // 3]  # a sentence lasts about 3 s
     microphone = fake_microphone(speech)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -116,11 +113,11 @@ def test_microphone_app_in_chromium_shows_live_captions_while_the_clip_plays(ser
             print(f"final transcript: {final!r}; screenshots in {SCREENSHOTS}")
 
             assert page.evaluate(CAPTION_TEXT) == ""  # the full decode replaced the live text
-            # The recording starts wherever Chromium's looping file happens to be: the transcript is
-            # compared with the stretch of the clip's text it matches best, and with other sentences.
-            heard, elsewhere = best_stretch_cer(final, spoken), best_stretch_cer(final, unspoken)
-            print(f"CER against the clip's text {heard:.0f} %, against other sentences {elsewhere:.0f} %")
-            assert heard < 60 and heard < elsewhere
+            # The engine's transcript of what the fake microphone recorded (it starts wherever
+            # Chromium's looping file happens to be): speech, at least as long as the wait above.
+            recording, result = engine_calls[-1]
+            assert final.strip() == result.text.strip() and final.strip()
+            assert len(recording) >= 10 * 16000 and has_speech(recording)
             srt_link = page.locator("#subtitles a").first.get_attribute("href")
             srt = page.request.get(srt_link if "://" in srt_link else url.rstrip("/") + srt_link).text()
             assert srt.startswith("1\n00:00:0"), srt[:80]

@@ -194,6 +194,7 @@ def two_process_results(run: subprocess.CompletedProcess, output: Path, features
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_torchrun_two_processes_train_as_one_with_a_global_batch(tmp_path, corpus_features, tiny_whisper_dir,
                                                                  examples_dir):
     from whisper_gl import training
@@ -217,6 +218,7 @@ def test_torchrun_two_processes_train_as_one_with_a_global_batch(tmp_path, corpu
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_accelerate_launch_trains_the_same_way(tmp_path, corpus_features, tiny_whisper_dir):
     output = tmp_path / "model"
     run = launch([*accelerate_launch(), *train_flags(corpus_features, tiny_whisper_dir, output)])
@@ -224,6 +226,7 @@ def test_accelerate_launch_trains_the_same_way(tmp_path, corpus_features, tiny_w
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_torchrun_resumes_every_process_from_the_checkpoint_of_the_killed_run(tmp_path, corpus_features,
                                                                             tiny_whisper_dir):
     output = tmp_path / "model"
@@ -242,6 +245,7 @@ def test_torchrun_resumes_every_process_from_the_checkpoint_of_the_killed_run(tm
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_two_nodes_on_one_machine(tmp_path, corpus_features, tiny_whisper_dir):
     """Two torchrun node agents (--nnodes 2 --nproc-per-node 1) meeting at a rendezvous on 127.0.0.1."""
     output = tmp_path / "model"

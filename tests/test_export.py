@@ -69,19 +69,39 @@ def test_int8_export_is_used_by_the_engine_and_keeps_accuracy(base_model_dir, te
 
     fast = Transcriber(model, **GREEDY)
     assert fast.backend == "ctranslate2"  # the export is picked up on CPU
-    reference = Transcriber(model, backend="transformers", **GREEDY)
-    clips, sentences = test_clips
-    int8 = compute_metrics([fast.transcribe(clip).text for clip in clips], sentences)["cer"]
-    float32 = compute_metrics([reference.transcribe(clip).text for clip in clips], sentences)["cer"]
-    # The transcripts themselves differ (espeak audio puts Whisper base on a knife edge: int8
-    # rounding or faster-whisper's own log-mel flip words, and which words depends on the CPU's
-    # int8 kernels), so the check is on accuracy, and on exactness below. Measured on these 6
-    # clips, here and on five emulated CPUs: int8 47.3-48.9 % against 44.1 % CER (3.2-4.8 points
-    # worse). One clip collapsing to a word costs ~12 points; a broken export scores ~90-100 %.
-    assert int8 - float32 < 15, (int8, float32)
+    # It transcribes; its accuracy is checked on the demo model (the untuned base's is noise),
+    # below, and its exactness in float32 (test_float32_export_is_the_same_model).
+    assert all(fast.transcribe(clip).text.strip() for clip in test_clips[0][:2])
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
+@pytest.mark.torch
+def test_the_int8_export_keeps_the_demo_models_accuracy(demo_model_dir, test_clips, record_property):
+    """The export `make demo` made of the fine-tuned model (whisper-gl export, int8) against the
+    checkpoint itself in float32 (transformers), on 6 test clips it was not trained on.
+
+    The transcripts differ (int8 rounding and faster-whisper's own log-mel flip words, which
+    ones depending on the CPU's int8 kernels), so the check is on accuracy: int8 no more than a
+    few points worse, and far from a broken export (~90-100 % CER). Measured (CER %) over
+    CT2_FORCE_CPU_ISA=GENERIC/AVX2/AVX512 with CT2_USE_MKL=0 and AVX2 with =1 (scripts/test_isa.py): int8
+    22.6 to 24.2, float32 24.2."""
+    fast = Transcriber(demo_model_dir, **GREEDY)
+    assert fast.backend == "ctranslate2"
+    reference = Transcriber(demo_model_dir, backend="transformers", **GREEDY)
+    clips, sentences = test_clips
+    int8 = compute_metrics([fast.transcribe(clip).text for clip in clips], sentences)["cer"]
+    float32 = compute_metrics([reference.transcribe(clip).text for clip in clips], sentences)["cer"]
+    record_property("cer_int8", int8)
+    record_property("cer_float32", float32)
+    assert int8 < 40 and int8 - float32 < 10, (int8, float32)
+
+
+@pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
+@pytest.mark.torch
 def test_float32_export_is_the_same_model(base_model_dir, test_clips, tmp_path):
     """Same log-mel input, greedy: the converted model writes exactly the transformers tokens.
 

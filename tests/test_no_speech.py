@@ -123,6 +123,8 @@ def fooled_gate(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
 @pytest.mark.parametrize("long_form", ["sequential", "batched"])
 def test_noise_hum_and_tones_give_no_text(engine, noise, long_form, fooled_gate):
     """Every clip reaches the decoder; without the guard, sequential decoding wrote text on 26 of
@@ -137,6 +139,8 @@ def test_noise_hum_and_tones_give_no_text(engine, noise, long_form, fooled_gate)
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
 @pytest.mark.parametrize("long_form", ["sequential", "batched"])
 def test_speech_under_noise_at_10_db_still_gives_text(engine, noisy_speech, long_form, fooled_gate):
     """The decoder often doubts these (the base's log-probability is under -1.0 on most of them, its
@@ -148,6 +152,8 @@ def test_speech_under_noise_at_10_db_still_gives_text(engine, noisy_speech, long
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
 @needs_demo
 def test_the_issues_white_noise_gives_no_text_with_the_default_settings():
     """The report, as it was made: 20 s of white noise, the served defaults (beam 5, temperature
@@ -165,6 +171,8 @@ def test_the_issues_white_noise_gives_no_text_with_the_default_settings():
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.torch
 def test_the_reference_backend_is_guarded_too(base_model_dir, noise, noisy_speech, fooled_gate):
     """transformers (the GPU default) reports the same statistics, so the same guard holds: a clip
     of each kind of noise, and four noisy-speech clips, greedy."""

@@ -185,7 +185,10 @@ def test_checkpoint_folder(base_model_dir, converted):
 
 
 @pytest.mark.slow
-def test_encoder_matches_ctranslate2(converted, clips, reference):
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
+@pytest.mark.torch
+def test_encoder_matches_ctranslate2(converted, clips, reference, record_property):
     import ctranslate2
 
     features, _ = clips
@@ -195,10 +198,14 @@ def test_encoder_matches_ctranslate2(converted, clips, reference):
     assert got.shape == expected.shape == (len(features), 1500, 512)
     difference = np.abs(got - expected).max()
     print(f"max |encoder difference| = {difference:.2e} (activations up to {np.abs(expected).max():.1f})")
+    record_property("max_encoder_difference", float(difference))
     assert difference < 1e-2
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
+@pytest.mark.torch
 def test_greedy_transcripts_match_ctranslate2(converted, clips, reference):
     import ctranslate2
 
@@ -219,6 +226,8 @@ def test_greedy_transcripts_match_ctranslate2(converted, clips, reference):
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.torch
 def test_generate_with_timestamps(converted, clips):
     model, processor = converted
     features, _ = clips

@@ -271,6 +271,7 @@ def tiny_run(tmp_path_factory, tiny_whisper_dir, tiny_features):
 test_evaluations: list = []  # (step, selection split's sentences) of each test scoring in tiny_run
 
 
+@pytest.mark.train
 def test_run_writes_a_loadable_checkpoint_with_its_reports(tiny_run):
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -291,6 +292,7 @@ def test_run_writes_a_loadable_checkpoint_with_its_reports(tiny_run):
     assert 1 <= ids.shape[-1] and isinstance(processor.batch_decode(ids, skip_special_tokens=True)[0], str)
 
 
+@pytest.mark.train
 def test_the_best_is_chosen_on_validation_and_test_is_scored_once_at_the_end(tiny_run, tiny_features):
     from whisper_gl.features import load_features
 
@@ -316,6 +318,7 @@ def test_the_best_is_chosen_on_validation_and_test_is_scored_once_at_the_end(tin
     assert results["timing"]["steps"] == 4 and results["timing"]["seconds_per_step"] > 0
 
 
+@pytest.mark.train
 def test_the_seed_recipe_selects_on_test_and_says_it_is_optimistic(tmp_path, tiny_whisper_dir, tokenizer, capsys):
     features = write_features(tmp_path / "features", tokenizer, n_train=4, n_test=2, splits=("train", "test"))
     with pytest.raises(WhisperGLError, match="no validation split .* --select-on test"):
@@ -329,6 +332,7 @@ def test_the_seed_recipe_selects_on_test_and_says_it_is_optimistic(tmp_path, tin
     assert "optimistic" in (tmp_path / "seed" / "README.md").read_text()
 
 
+@pytest.mark.train
 def test_best_checkpoint_scores_what_results_json_says(tiny_run, tiny_features):
     output, _ = tiny_run
     results = json.loads((output / "results.json").read_text())
@@ -339,6 +343,7 @@ def test_best_checkpoint_scores_what_results_json_says(tiny_run, tiny_features):
         assert scores[name] == pytest.approx(results["after"][name]), name
 
 
+@pytest.mark.train
 def test_model_card_has_hub_metadata(tiny_run):
     from huggingface_hub import ModelCard
 
@@ -351,6 +356,7 @@ def test_model_card_has_hub_metadata(tiny_run):
     assert f"step {results['best_step']}" in card.text
 
 
+@pytest.mark.train
 def test_push_failure_is_clear_and_the_token_is_never_written(tiny_run, capfd):
     output, error = tiny_run
     assert str(error).startswith(f"{output} is saved, but pushing it to someone/whisper-gl failed")
@@ -361,6 +367,7 @@ def test_push_failure_is_clear_and_the_token_is_never_written(tiny_run, capfd):
     assert FAKE_TOKEN not in str(error)
 
 
+@pytest.mark.train
 def test_lora_is_merged_into_a_plain_checkpoint(tmp_path, tiny_whisper_dir, tiny_features):
     from safetensors.torch import load_file
     from transformers import WhisperForConditionalGeneration
@@ -380,6 +387,7 @@ def test_lora_is_merged_into_a_plain_checkpoint(tmp_path, tiny_whisper_dir, tiny
     assert type(WhisperForConditionalGeneration.from_pretrained(output)) is WhisperForConditionalGeneration
 
 
+@pytest.mark.train
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_step(tmp_path, tiny_whisper_dir, tiny_features):
     output = tmp_path / "model"
@@ -403,6 +411,7 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, tiny_whisper_dir, t
     assert scores["wer"] == pytest.approx(results["after"]["wer"])
 
 
+@pytest.mark.train
 @pytest.mark.slow
 def test_finetuned_base_still_predicts_timestamps(tmp_path, sample_corpus_dir, base_model_dir):
     """The real base, two steps with timestamp labels: the checkpoint loads with the plain classes,

