@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # A server in miniature: a folder kept for its life, a download in flight on a slow site, and
 # the main thread waiting for a signal, as Gradio's does.
 SERVER = """
-import sys, threading, time
+import signal, sys, threading, time
 from whisper_gl import shutdown
 from whisper_gl.config import MediaLimits
 from whisper_gl.download import downloaded_audio
@@ -31,6 +31,9 @@ def fetch():
     except Exception as error:
         print("download:", error, flush=True)
 
+# A shell's background job starts with SIGINT ignored, and Python then keeps it ignored: this
+# server stands for one started from a terminal, where Ctrl-C interrupts.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     with shutdown.serving():
         (shutdown.kept_folder("whisper-gl-cache-") / "upload.bin").write_bytes(b"x")
