@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the options tables import the package from this checkout
+    sys.path.insert(0, str(ROOT))
 PAGES = ("README.md", "docs/**/*.md")  # where regions may be
 # Markers stand alone at the start of a line (an indented or inline one, as in an example, is text).
 REGION = re.compile(r"^(?P<open><!-- table:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)^(?P<close><!-- /table -->)$",
@@ -564,7 +566,6 @@ def _markdown_cell(text: str) -> str:
 
 
 def options_table(name: str) -> str:
-    sys.path.insert(0, str(ROOT))
     import whisper_gl
     from whisper_gl.cli import described_flags, find_verb
 

@@ -21,7 +21,7 @@ import logging
 import sys
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from . import WhisperGLError, __version__
 from . import config as configs
@@ -173,20 +173,23 @@ class Flag:
     help: str  # without the default
 
 
+def _cli_fields(config_class: type) -> Iterator[tuple[dataclasses.Field, Any, Any]]:
+    """(field, its type without Optional, its default) for every field that is a flag."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        if field.init and field.metadata.get("cli") is not False:
+            yield field, _plain_type(hints[field.name])[0], _default(field)
+
+
 def described_flags(config_class: type) -> list[Flag]:
     """The flags of `config_class`, in order, as `add_config_arguments` makes them."""
-    hints = typing.get_type_hints(config_class)
     flags = []
-    for field in dataclasses.fields(config_class):
-        if not field.init or field.metadata.get("cli") is False:
-            continue
-        kind, _ = _plain_type(hints[field.name])
+    for field, kind, default in _cli_fields(config_class):
         name = "--" + field.name.replace("_", "-")
         if field.metadata.get("positional"):
             name = field.metadata.get("metavar") or field.name.upper()
         elif kind is bool:
             name = f"{name} / --no-{name[2:]}"
-        default = _default(field)
         flags.append(Flag(name, _default_text(config_class, field, default), default is dataclasses.MISSING,
                           _help_text(field)))
     return flags
@@ -200,9 +203,13 @@ def _help_text(field: dataclasses.Field) -> str:
     return text
 
 
+def _preset_default(config_class: type, field: dataclasses.Field) -> Optional[str]:
+    """A default that depends on other flags, as the config describes it (TrainConfig: the preset's values)."""
+    return getattr(config_class, "default_text", lambda name: None)(field.name)
+
+
 def _default_text(config_class: type, field: dataclasses.Field, default: Any) -> str:
-    # A config may describe defaults that depend on other flags (TrainConfig: the preset's values).
-    described = getattr(config_class, "default_text", lambda name: None)(field.name)
+    described = _preset_default(config_class, field)
     if described:
         return described
     return "" if default in (dataclasses.MISSING, None, (), [], "") else _shown(default)
@@ -210,20 +217,14 @@ def _default_text(config_class: type, field: dataclasses.Field, default: Any) ->
 
 def _help(config_class: type, field: dataclasses.Field, default: Any) -> str:
     text, shown = _help_text(field), _default_text(config_class, field, default)
-    preset_decides = getattr(config_class, "default_text", lambda name: None)(field.name)
-    if shown and (preset_decides or "default" not in text.lower()):
+    if shown and (_preset_default(config_class, field) or "default" not in text.lower()):
         text = f"{text} (default: {shown})"
     return text.replace("%", "%%").replace("%%%%", "%%")  # help texts may already escape %
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
     """One flag (or positional argument) per field of `config_class`."""
-    hints = typing.get_type_hints(config_class)
-    for field in dataclasses.fields(config_class):
-        if not field.init or field.metadata.get("cli") is False:
-            continue
-        kind, _ = _plain_type(hints[field.name])
-        default = _default(field)
+    for field, kind, default in _cli_fields(config_class):
         options: dict[str, Any] = {"help": _help(config_class, field, default)}
         if "choices" in field.metadata:
             options["choices"] = field.metadata["choices"]
